@@ -1,0 +1,44 @@
+#pragma once
+// E8M0: the OCP Microscaling shared-scale format (an unsigned biased exponent byte).
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+namespace ptq {
+
+/// E8M0 scale X = 2^(byte - 127). Byte 255 encodes NaN; there is no zero and no infinity.
+struct E8M0 {
+    static constexpr int bias = 127;
+    static constexpr int min_exponent = -127;  // byte 0
+    static constexpr int max_exponent = 127;   // byte 254
+    static constexpr std::uint8_t nan_byte = 255;
+
+    /// Byte of 2^e. e must be in [-127, 127].
+    static constexpr std::uint8_t encode_exponent(int e) noexcept { return static_cast<std::uint8_t>(e + bias); }
+    /// Exponent of a non-NaN byte.
+    static constexpr int exponent(std::uint8_t b) noexcept { return int(b) - bias; }
+    static constexpr bool is_nan(std::uint8_t b) noexcept { return b == nan_byte; }
+    /// Value of the byte as float: 2^(b-127) exactly (2^-127 is a float subnormal), NaN for 255.
+    static float decode(std::uint8_t b) noexcept {
+        return b == nan_byte ? std::numeric_limits<float>::quiet_NaN() : std::ldexp(1.0f, exponent(b));
+    }
+};
+
+namespace detail {
+/// floor(log2(a)) for finite a > 0, exact (frexp: a = m * 2^k with m in [0.5, 1)).
+inline int floor_log2(float a) noexcept {
+    int k = 0;
+    (void)std::frexp(a, &k);
+    return k - 1;
+}
+/// ceil(log2(a)) for finite a > 0, exact.
+inline int ceil_log2(double a) noexcept {
+    int k = 0;
+    double m = std::frexp(a, &k);
+    return m == 0.5 ? k - 1 : k;
+}
+/// 2^e as float for e in [-149, 127] (exact; subnormal below -126).
+inline float exp2i(int e) noexcept { return std::ldexp(1.0f, e); }
+}  // namespace detail
+
+}  // namespace ptq

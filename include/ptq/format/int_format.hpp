@@ -1,0 +1,123 @@
+#pragma once
+// Uniform integer formats: IntFormat<Bits, Symmetric, Range>.
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include <ptq/format/concepts.hpp>
+#include <ptq/format/options.hpp>
+#include <ptq/format/range.hpp>
+#include <ptq/format/rounding.hpp>
+
+namespace ptq {
+
+/// Code range of a symmetric integer format.
+///  - restricted: q in [-(2^(b-1) - 1), 2^(b-1) - 1], scale = absmax / (2^(b-1) - 1) (default);
+///  - full:       q in [-2^(b-1), 2^(b-1) - 1],     scale = absmax / (2^(b-1) - 1/2),
+///                i.e. 2*absmax / (2^b - 1) as in GPTQ's symmetric quantizer, so that the
+///                whole signed range is used (+absmax itself lands half a step past the top).
+enum class IntRange : std::uint8_t { restricted, full };
+
+/// A b-bit uniform integer format, 1 <= b <= 8 (symmetric needs b >= 2).
+///
+/// Stored codes are unsigned b-bit integers `c` in [code_min, code_max]; every integer
+/// format decodes the same way:   x^ = scale * (float(c) - float(zero))   (two roundings:
+/// the exact subtraction of small integers, then one float multiplication).
+///
+/// Asymmetric (Symmetric = false), codes 0 .. 2^b - 1:
+///   [lo, hi] = group min/max, widened to contain 0 if QuantOptions::widen_to_zero;
+///   scale = (hi - lo) / (2^b - 1)   computed in double, rounded once to float,
+///           clamped to [FLT_MIN, FLT_MAX] so that 1/scale is finite;
+///   zero  = clamp(round(-lo / scale), 0, 2^b - 1)   (float division, rounding mode r);
+///   c     = clamp(round(x * (1/scale)) + zero, 0, 2^b - 1).
+/// Symmetric (Symmetric = true): zero is fixed at 2^(b-1) (offset binary, so the stored code
+/// is q + 2^(b-1)); scale = absmax / (2^(b-1) - 1) (restricted) or absmax / (2^(b-1) - 1/2)
+/// (full), clamped likewise; c = clamp(round(x * (1/scale)) + 2^(b-1), code_min, code_max).
+///
+/// Rounding is `QuantOptions::rounding` (half-to-even by default). The quantizer multiplies
+/// by the float reciprocal 1/scale (computed once per group), it does not divide.
+/// Degenerate groups: all-zero -> scale 1 (codes = zero); all elements equal to c != 0 ->
+/// scale |c| and code zero +- 1, so the group reconstructs exactly.
+template <int Bits, bool Symmetric, IntRange Range = IntRange::restricted>
+struct IntFormat {
+    static_assert(Bits >= 1 && Bits <= 8, "ptq::IntFormat<Bits, Symmetric>: Bits must be in [1, 8]");
+    static_assert(!Symmetric || Bits >= 2,
+                  "ptq::IntFormat<Bits, true>: a symmetric format needs at least 2 bits (1 bit has no +-1 pair)");
+
+    static constexpr int bits = Bits;
+    static constexpr bool symmetric = Symmetric;
+    static constexpr IntRange range = Range;
+    static constexpr FormatKind kind = FormatKind::integer;
+    static constexpr bool is_mx = false;
+    static constexpr std::int32_t levels = (1 << Bits) - 1;  // 2^b - 1
+    /// Fixed zero point of the symmetric formats (offset-binary storage).
+    static constexpr std::int32_t symmetric_zero = Symmetric ? (1 << (Bits - 1)) : 0;
+    /// Range of stored (unsigned) codes.
+    static constexpr std::int32_t code_min = (Symmetric && Range == IntRange::restricted) ? 1 : 0;
+    static constexpr std::int32_t code_max = levels;
+    /// Range of signed levels q = c - zero for symmetric formats.
+    static constexpr std::int32_t q_min = code_min - symmetric_zero;
+    static constexpr std::int32_t q_max = code_max - symmetric_zero;
+    static constexpr int scales_per_group = 1;
+    static constexpr bool has_zero_point = !Symmetric;
+
+    static std::string name() {
+        std::string n = "int" + std::to_string(Bits) + (Symmetric ? "-sym" : "-asym");
+        if (Symmetric && Range == IntRange::full) n += "-full";
+        return n;
+    }
+
+    struct Params {
+        float scale = 1.0f;
+        std::int32_t zero = symmetric_zero;  ///< code that represents 0 (fixed for symmetric)
+        friend bool operator==(const Params&, const Params&) = default;
+    };
+
+    static Params nan_params() noexcept { return {std::numeric_limits<float>::quiet_NaN(), symmetric_zero}; }
+    static bool is_nan(const Params& p) noexcept { return std::isnan(p.scale); }
+
+    static float clamp_scale(double s) noexcept {
+        if (!(s >= double(std::numeric_limits<float>::min()))) return std::numeric_limits<float>::min();
+        if (s > double(std::numeric_limits<float>::max())) return std::numeric_limits<float>::max();
+        return static_cast<float>(s);
+    }
+
+    /// Parameters of a group from its range (see the class comment for the formulas).
+    static Params make_params(const RangeStats& s, const QuantOptions& o = {}) noexcept {
+        if (s.non_finite) return nan_params();
+        if (s.empty()) return {1.0f, symmetric_zero};
+        if (s.lo == s.hi) {  // constant group (incl. all zero): exact
+            const float c = s.lo;
+            if (c == 0.0f) return {1.0f, symmetric_zero};
+            return {std::fabs(c), Symmetric ? symmetric_zero : (c < 0.0f ? 1 : 0)};
+        }
+        if constexpr (Symmetric) {
+            const double qmax = Range == IntRange::restricted ? double(q_max) : double(q_max) + 0.5;
+            return {clamp_scale(double(s.absmax()) / qmax), symmetric_zero};
+        } else {
+            float lo = s.lo, hi = s.hi;
+            if (o.widen_to_zero) {
+                lo = std::fmin(lo, 0.0f);
+                hi = std::fmax(hi, 0.0f);
+            }
+            const float scale = clamp_scale((double(hi) - double(lo)) / double(levels));
+            float z = round_integral(-lo / scale, o.rounding);
+            z = std::fmin(std::fmax(z, 0.0f), float(levels));
+            return {scale, static_cast<std::int32_t>(z)};
+        }
+    }
+
+    /// c = clamp(round(x * (1/scale)) + zero, code_min, code_max). x must be finite.
+    static std::uint8_t quantize(float x, const Params& p, Rounding r) noexcept {
+        float t = round_integral(x * (1.0f / p.scale), r) + float(p.zero);
+        t = std::fmin(std::fmax(t, float(code_min)), float(code_max));
+        return static_cast<std::uint8_t>(t);
+    }
+    /// x^ = scale * (float(c) - float(zero)).
+    static float dequantize(std::uint8_t c, const Params& p) noexcept {
+        return p.scale * (float(c) - float(p.zero));
+    }
+};
+
+}  // namespace ptq

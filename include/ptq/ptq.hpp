@@ -1,0 +1,28 @@
+#pragma once
+// ptq: header-only post-training quantization for LLMs. Umbrella header.
+#include <ptq/error.hpp>
+#include <ptq/fwd.hpp>
+
+#include <ptq/format/concepts.hpp>
+#include <ptq/format/e8m0.hpp>
+#include <ptq/format/int_format.hpp>
+#include <ptq/format/minifloat.hpp>
+#include <ptq/format/mx_fp.hpp>
+#include <ptq/format/mx_int.hpp>
+#include <ptq/format/options.hpp>
+#include <ptq/format/range.hpp>
+#include <ptq/format/rounding.hpp>
+
+#include <ptq/granularity/granularity.hpp>
+
+#include <ptq/observe/clip_search.hpp>
+
+#include <ptq/kernel/kernels.hpp>
+#include <ptq/kernel/packing.hpp>
+#include <ptq/kernel/reference.hpp>
+
+#include <ptq/quantized_matrix.hpp>
+
+#include <ptq/algo/rtn.hpp>
+
+#include <ptq/metric/metrics.hpp>
