@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what ptq needs on Debian 12 (bookworm), only if something is missing.
+# Packages: compiler + build tools, Eigen 3.4, xsimd 8.1, doctest, Google Benchmark.
+set -euo pipefail
+pkgs=(g++ cmake ninja-build libeigen3-dev libxsimd-dev doctest-dev libbenchmark-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all of ${pkgs[*]} are installed"
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,20 @@
+# ctest driver: install ptq from the build tree into a scratch prefix, then configure, build
+# and run the consumer project against that prefix only.
+foreach(v PTQ_BUILD_DIR CONSUMER_SRC WORK GENERATOR CXX)
+  if(NOT DEFINED ${v})
+    message(FATAL_ERROR "run.cmake: -D${v}=... missing")
+  endif()
+endforeach()
+file(REMOVE_RECURSE ${WORK})
+macro(run)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  message("${out}${err}")
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "command failed (${rc}): ${ARGN}")
+  endif()
+endmacro()
+run(${CMAKE_COMMAND} --install ${PTQ_BUILD_DIR} --prefix ${WORK}/prefix)
+run(${CMAKE_COMMAND} -S ${CONSUMER_SRC} -B ${WORK}/build -G ${GENERATOR} -DCMAKE_CXX_COMPILER=${CXX}
+    -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=${WORK}/prefix)
+run(${CMAKE_COMMAND} --build ${WORK}/build)
+run(${WORK}/build/consumer)
