@@ -1,0 +1,181 @@
+// Uniform integer formats (format/int_format.hpp): hand-computed conformance vectors from
+// DESIGN §5.1, both rounding modes on ties, and exhaustive code round trips.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "support.hpp"
+
+using namespace ptq;
+
+namespace {
+RangeStats stats_of(std::initializer_list<float> v) {
+    RangeStats s;
+    for (float x : v) s.add(x);
+    return s;
+}
+
+template <class F>
+void check_roundtrip_all_codes(const typename F::Params& p) {
+    for (int c = F::code_min; c <= F::code_max; ++c) {
+        CAPTURE(c);
+        const auto code = static_cast<std::uint8_t>(c);
+        const float v = F::dequantize(code, p);
+        CHECK(F::quantize(v, p, Rounding::half_even) == code);
+        CHECK(F::quantize(v, p, Rounding::half_away) == code);
+    }
+}
+
+template <int B>
+void roundtrip_asym() {
+    using F = IntFormat<B, false>;
+    CAPTURE(B);
+    for (float s : {1.0f, 0.37f, 3.0e-5f, 1234.5f, 1.0e-38f})
+        for (int z : {0, 1, F::levels / 2, F::levels}) check_roundtrip_all_codes<F>({s, z});
+}
+
+template <int B, IntRange R>
+void roundtrip_sym() {
+    using F = IntFormat<B, true, R>;
+    CAPTURE(B);
+    CAPTURE(int(R));
+    for (float s : {1.0f, 0.37f, 3.0e-5f, 1234.5f, 1.0e-38f}) check_roundtrip_all_codes<F>({s, F::symmetric_zero});
+}
+
+template <int... B>
+void roundtrip_asym_all(std::integer_sequence<int, B...>) {
+    (roundtrip_asym<B + 1>(), ...);
+}
+template <int... B>
+void roundtrip_sym_all(std::integer_sequence<int, B...>) {
+    (roundtrip_sym<B + 2, IntRange::restricted>(), ...);
+    (roundtrip_sym<B + 2, IntRange::full>(), ...);
+}
+}  // namespace
+
+TEST_SUITE("format.int") {
+
+TEST_CASE("asymmetric 4-bit by hand: [-1, 0, 0.5, 2]") {
+    using F = IntFormat<4, false>;
+    const auto p = F::make_params(stats_of({-1.0f, 0.0f, 0.5f, 2.0f}));
+    CHECK(p.scale == doctest::Approx(0.2).epsilon(1e-7));  // (2 - (-1)) / 15
+    CHECK(p.zero == 5);                                   // round(1 / 0.2)
+    CHECK(F::quantize(-1.0f, p, Rounding::half_even) == 0);
+    CHECK(F::quantize(0.0f, p, Rounding::half_even) == 5);
+    CHECK(F::quantize(0.5f, p, Rounding::half_even) == 7);  // 2.5 -> 2 (even)
+    CHECK(F::quantize(0.5f, p, Rounding::half_away) == 8);  // 2.5 -> 3
+    CHECK(F::quantize(2.0f, p, Rounding::half_even) == 15);
+    CHECK(F::dequantize(0, p) == doctest::Approx(-1.0));
+    CHECK(F::dequantize(5, p) == 0.0f);
+    CHECK(F::dequantize(15, p) == doctest::Approx(2.0));
+    CHECK(F::quantize(9.0f, p, Rounding::half_even) == 15);  // clamped
+    CHECK(F::quantize(-9.0f, p, Rounding::half_even) == 0);
+}
+
+TEST_CASE("asymmetric: widen_to_zero option") {
+    using F = IntFormat<8, false>;
+    QuantOptions widen, nowiden;
+    nowiden.widen_to_zero = false;
+    const auto s = stats_of({1.0f, 3.55f});  // all positive
+    const auto pw = F::make_params(s, widen);
+    CHECK(pw.scale == doctest::Approx(3.55 / 255).epsilon(1e-7));
+    CHECK(pw.zero == 0);
+    const auto pn = F::make_params(s, nowiden);
+    CHECK(pn.scale == doctest::Approx(2.55 / 255).epsilon(1e-6));  // = 0.01
+    // zero = round(-1 / 0.01) = -100, clamped to the code range (AWQ's convention too)
+    CHECK(pn.zero == 0);
+    // range entirely negative without widening: zero = round(2/0.01) = 200
+    const auto pneg = F::make_params(stats_of({-2.0f, -0.5f}), nowiden);
+    CHECK(pneg.scale == doctest::Approx(1.5 / 255).epsilon(1e-6));
+    CHECK(pneg.zero == 255);  // round(2 / (1.5/255)) = 340 -> clamped to 255
+}
+
+TEST_CASE("symmetric 8-bit: rounding modes on ties") {
+    using F = IntFormat<8, true>;
+    const auto p = F::make_params(stats_of({127.0f, -3.0f}));
+    REQUIRE(p.scale == 1.0f);
+    REQUIRE(p.zero == 128);
+    struct V {
+        float x;
+        int even, away;
+    };
+    for (V v : {V{127.0f, 255, 255}, V{2.5f, 130, 131}, V{-2.5f, 126, 125}, V{3.5f, 132, 132}, V{-0.5f, 128, 127},
+                V{0.5f, 128, 129}, V{-127.0f, 1, 1}, V{-200.0f, 1, 1}, V{126.5f, 254, 255}}) {
+        CAPTURE(v.x);
+        CHECK(F::quantize(v.x, p, Rounding::half_even) == v.even);
+        CHECK(F::quantize(v.x, p, Rounding::half_away) == v.away);
+    }
+    CHECK(F::dequantize(1, p) == -127.0f);  // restricted range: code 0 (-128) is never produced
+}
+
+TEST_CASE("symmetric 4-bit restricted and full range by hand") {
+    SUBCASE("restricted: scale = absmax / 7") {
+        using F = IntFormat<4, true>;
+        const auto p = F::make_params(stats_of({-1.4f, 0.7f}));
+        CHECK(p.scale == doctest::Approx(0.2).epsilon(1e-7));
+        CHECK(F::quantize(-1.4f, p, Rounding::half_even) == 1);  // q = -7, stored q + 8
+        CHECK(F::quantize(0.7f, p, Rounding::half_even) == 12);  // 3.5 -> 4
+        CHECK(F::quantize(0.7f, p, Rounding::half_away) == 12);
+        CHECK(F::code_min == 1);
+        CHECK(F::code_max == 15);
+    }
+    SUBCASE("full: scale = absmax / 7.5 (GPTQ's 2*absmax/15), codes 0..15") {
+        using F = IntFormat<4, true, IntRange::full>;
+        const auto p = F::make_params(stats_of({-1.5f, 0.7f}));
+        CHECK(p.scale == doctest::Approx(0.2).epsilon(1e-7));
+        CHECK(F::quantize(-1.5f, p, Rounding::half_even) == 0);  // -7.5 -> -8
+        CHECK(F::quantize(-1.5f, p, Rounding::half_away) == 0);
+        CHECK(F::quantize(1.5f, p, Rounding::half_even) == 15);  // 7.5 -> 8 -> clamp 7
+        CHECK(F::code_min == 0);
+        CHECK(F::dequantize(0, p) == doctest::Approx(-1.6));
+    }
+}
+
+TEST_CASE("degenerate groups quantize exactly") {
+    SUBCASE("all zero") {
+        using F = IntFormat<4, false>;
+        const auto p = F::make_params(stats_of({0.0f, 0.0f, -0.0f}));
+        CHECK(std::isfinite(p.scale));
+        CHECK(F::dequantize(F::quantize(0.0f, p, Rounding::half_even), p) == 0.0f);
+        CHECK(F::dequantize(F::quantize(-0.0f, p, Rounding::half_even), p) == 0.0f);
+    }
+    SUBCASE("constant, every width and sign") {
+        for (float c : {3.0f, -3.0f, 1e-30f, -7.25e20f, 0.1f, -0.1f}) {
+            CAPTURE(c);
+            auto check = [c](auto fmt) {
+                using F = decltype(fmt);
+                const auto p = F::make_params(stats_of({c, c, c}));
+                CHECK(F::dequantize(F::quantize(c, p, Rounding::half_even), p) == c);
+                CHECK(F::dequantize(F::quantize(c, p, Rounding::half_away), p) == c);
+            };
+            check(IntFormat<1, false>{});
+            check(IntFormat<2, false>{});
+            check(IntFormat<4, false>{});
+            check(IntFormat<8, false>{});
+            check(IntFormat<2, true>{});
+            check(IntFormat<4, true>{});
+            check(IntFormat<4, true, IntRange::full>{});
+            check(IntFormat<8, true>{});
+        }
+    }
+}
+
+TEST_CASE("exhaustive code round trips: IntFormat<1..8, false>, IntFormat<2..8, true> both ranges") {
+    roundtrip_asym_all(std::make_integer_sequence<int, 8>{});
+    roundtrip_sym_all(std::make_integer_sequence<int, 7>{});
+}
+
+TEST_CASE("format constants") {
+    CHECK(IntFormat<4, false>::levels == 15);
+    CHECK(IntFormat<4, false>::code_min == 0);
+    CHECK(IntFormat<4, true>::q_min == -7);
+    CHECK(IntFormat<4, true>::q_max == 7);
+    CHECK(IntFormat<4, true, IntRange::full>::q_min == -8);
+    CHECK(IntFormat<1, false>::levels == 1);
+    CHECK(IntFormat<8, true>::symmetric_zero == 128);
+}
+
+}  // TEST_SUITE
