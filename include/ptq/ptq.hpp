@@ -26,3 +26,5 @@
 #include <ptq/algo/rtn.hpp>
 
 #include <ptq/metric/metrics.hpp>
+
+#include <ptq/calib/calibration_stats.hpp>
