@@ -23,7 +23,9 @@
 
 #include <ptq/quantized_matrix.hpp>
 
+#include <ptq/algo/lqer.hpp>
 #include <ptq/algo/rtn.hpp>
+#include <ptq/algo/svd.hpp>
 
 #include <ptq/metric/metrics.hpp>
 
