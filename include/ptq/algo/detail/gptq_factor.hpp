@@ -1,0 +1,67 @@
+#pragma once
+// Internals of GPTQ: the upper Cholesky factor of (H + lambda I)^-1, computed without forming
+// the inverse, with damping retries.
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
+
+namespace ptq::detail {
+
+/// In-place inverse of a lower-triangular n x n matrix L (column-major; the strictly upper
+/// part is ignored and left untouched). Blocked as LAPACK's xTRTRI, from the bottom-right:
+/// for the diagonal block k of width w,
+///   X_kk = L_kk^-1                                   (triangular solve against I_w)
+///   X_ik = -X_ii * L_ik * X_kk   (i = the trailing rows, X_ii already inverted: a TRMM)
+/// which costs n^3/3 flops (a TRSM against the identity would cost n^3).
+inline void invert_lower_in_place(Eigen::Ref<Eigen::MatrixXf> l, Eigen::Index nb = 128) {
+    const Eigen::Index n = l.rows();
+    if (n == 0) return;
+    Eigen::MatrixXf d, t;
+    for (Eigen::Index jb = ((n - 1) / nb) * nb; jb >= 0; jb -= nb) {
+        const Eigen::Index w = std::min(nb, n - jb), r = n - jb - w;
+        d.setIdentity(w, w);
+        l.block(jb, jb, w, w).triangularView<Eigen::Lower>().solveInPlace(d);  // d = L_kk^-1 (lower)
+        if (r > 0) {
+            t.noalias() = l.block(jb + w, jb + w, r, r).triangularView<Eigen::Lower>() * l.block(jb + w, jb, r, w);
+            l.block(jb + w, jb, r, w).noalias() = -t * d.triangularView<Eigen::Lower>();
+        }
+        l.block(jb, jb, w, w).triangularView<Eigen::Lower>() = d;
+    }
+}
+
+/// Computes in place the upper-triangular U with U^T U = A^-1 for a symmetric positive-definite
+/// A (column-major, both triangles valid on entry). Method ("reverse Cholesky"): with J the
+/// reversal permutation, J A J = L L^T (lower Cholesky), so A = V V^T with V = J L J upper and
+/// A^-1 = V^-T V^-1, i.e. U = V^-1 = J L^-1 J. Steps: reverse the column-major array (that is
+/// J A J), Eigen's blocked LLT in place, blocked in-place inverse of L, reverse again. Cost
+/// 2n^3/3 flops (chol(inv(A)) as in the reference implementation costs n^3). U is the unique
+/// Cholesky factor with positive diagonal, identical in exact arithmetic to the reference's
+/// torch.linalg.cholesky(cholesky_inverse(chol(A)), upper=True). Only the upper triangle of the
+/// output is meaningful. Returns false if A is not numerically positive definite or the factor
+/// is not finite (the caller raises the damping and retries).
+inline bool upper_cholesky_of_inverse(Eigen::MatrixXf& a) {
+    const Eigen::Index n = a.rows();
+    if (n == 0) return true;
+    std::reverse(a.data(), a.data() + n * n);  // J A J (contiguous n x n storage)
+    {
+        Eigen::Ref<Eigen::MatrixXf> ar(a);
+        Eigen::LLT<Eigen::Ref<Eigen::MatrixXf>, Eigen::Lower> llt(ar);  // in place: a = L (lower)
+        if (llt.info() != Eigen::Success) return false;
+    }
+    for (Eigen::Index i = 0; i < n; ++i)
+        if (!(a(i, i) > 0.0f) || !std::isfinite(a(i, i))) return false;
+    invert_lower_in_place(a);
+    std::reverse(a.data(), a.data() + n * n);  // U = J L^-1 J (upper)
+    for (Eigen::Index j = 0; j < n; ++j) {
+        if (!(a(j, j) > 0.0f)) return false;
+        for (Eigen::Index i = 0; i <= j; ++i)
+            if (!std::isfinite(a(i, j))) return false;
+    }
+    return true;
+}
+
+}  // namespace ptq::detail

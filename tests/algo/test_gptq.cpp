@@ -1,0 +1,317 @@
+// Tests of ptq/algo/gptq.hpp: blocked GPTQ vs the naive oracle, GPTQ vs RTN, robustness,
+// layout of act-order results, determinism, the factor.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <string>
+
+#include <Eigen/Core>
+#include <Eigen/LU>
+
+#include <ptq/algo/gptq.hpp>
+#include <ptq/algo/rtn.hpp>
+#include <ptq/calib/calibration_stats.hpp>
+#include <ptq/format/int_format.hpp>
+#include <ptq/format/minifloat.hpp>
+#include <ptq/format/mx_fp.hpp>
+#include <ptq/format/mx_int.hpp>
+
+namespace {
+
+using Int4Asym = ptq::IntFormat<4, false>;
+using Int4Sym = ptq::IntFormat<4, true>;
+using Int3Asym = ptq::IntFormat<3, false>;
+using MxInt4 = ptq::MxInt<4, 32>;
+using MxInt8 = ptq::MxInt<8, 32>;
+using Fp8 = ptq::Fp8<4, 3>;
+
+/// Calibration activations [tokens x n] with correlated channels (a shared low-rank part)
+/// and a few outlier channels (x 15).
+Eigen::MatrixXf make_acts(Eigen::Index tokens, Eigen::Index n, unsigned seed, bool outliers = true) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    const Eigen::Index k = std::max<Eigen::Index>(2, n / 8);
+    Eigen::MatrixXf z(tokens, k), mix(k, n), noise(tokens, n);
+    for (Eigen::Index i = 0; i < z.size(); ++i) z.data()[i] = nd(rng);
+    for (Eigen::Index i = 0; i < mix.size(); ++i) mix.data()[i] = nd(rng);
+    for (Eigen::Index i = 0; i < noise.size(); ++i) noise.data()[i] = nd(rng);
+    Eigen::MatrixXf x = z * mix * 0.5f + noise;
+    if (outliers)
+        for (Eigen::Index j = 3; j < n; j += 37) x.col(j) *= 15.0f;
+    return x;
+}
+
+Eigen::MatrixXf make_weights(Eigen::Index rows, Eigen::Index n, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    Eigen::MatrixXf w(rows, n);
+    for (Eigen::Index i = 0; i < w.size(); ++i) w.data()[i] = nd(rng) * 0.1f;
+    return w;
+}
+
+Eigen::MatrixXd hessian_of(const Eigen::MatrixXf& x) {
+    ptq::CalibrationStats s(x.cols(), {ptq::HessianPrecision::double_exact});
+    s.add(x);
+    return s.hessian();
+}
+
+/// ||X W^T - X W^^T||^2 in double.
+double output_error(const Eigen::MatrixXf& x, const Eigen::MatrixXf& w, const ptq::RowMatrixXf& wq) {
+    const Eigen::MatrixXd d = w.cast<double>() - wq.cast<double>();
+    return (x.cast<double>() * d.transpose()).squaredNorm();
+}
+
+template <class F>
+std::uint8_t code_at(const ptq::QuantizedMatrix<F>& q, std::size_t r, std::size_t c) {
+    return q.code(r, c);
+}
+
+/// Blocked GPTQ vs the naive oracle: same codes except at rare rounding ties (<= 0.5 % and
+/// only when the two disagree by float noise), dequantized within 1e-5 relative otherwise.
+template <class F, class G>
+void check_vs_naive(const G& gran, const ptq::GptqOptions& o, Eigen::Index rows, Eigen::Index n, unsigned seed) {
+    const Eigen::MatrixXf w = make_weights(rows, n, seed);
+    const Eigen::MatrixXd h = hessian_of(make_acts(3 * n, n, seed + 1));
+    const auto a = ptq::Gptq<F, G>(o, gran).quantize(w, h);
+    const auto b = ptq::gptq_naive<F, G>(w, h, o, gran);
+    REQUIRE(a.quantized.layout() == b.quantized.layout());
+    CHECK(a.perm == b.perm);
+    CHECK(a.storage_perm == b.storage_perm);
+    CHECK(a.g_idx == b.g_idx);
+    CHECK(a.diagnostics.damping == b.diagnostics.damping);
+    std::size_t mismatch = 0;
+    for (std::size_t r = 0; r < std::size_t(rows); ++r)
+        for (std::size_t c = 0; c < std::size_t(n); ++c) mismatch += code_at(a.quantized, r, c) != code_at(b.quantized, r, c);
+    CHECK(mismatch * 200 <= std::size_t(rows * n));
+    CHECK(a.dequantized.allFinite());
+    const double rel = (a.dequantized - b.dequantized).norm() / b.dequantized.norm();
+    if (mismatch == 0) CHECK(rel <= 1e-5);
+    else CHECK(rel <= 1e-2);
+    CHECK(std::fabs(a.diagnostics.loss_gptq - b.diagnostics.loss_gptq) <= 1e-3 * b.diagnostics.loss_gptq);
+    // The quantized matrix decodes to the dequantized result (storage order -> original).
+    const ptq::RowMatrixXf dq = ptq::dequantize(a.quantized);
+    for (Eigen::Index k = 0; k < n; ++k)
+        CHECK((dq.col(k) - a.dequantized.col(Eigen::Index(a.storage_perm[std::size_t(k)]))).norm() == 0.0);
+}
+
+}  // namespace
+
+TEST_CASE("upper_cholesky_of_inverse: U^T U = A^-1 with U upper") {
+    const Eigen::MatrixXf x = make_acts(300, 150, 7);
+    const Eigen::MatrixXd a = hessian_of(x) + 0.01 * Eigen::MatrixXd::Identity(150, 150);
+    Eigen::MatrixXf u = a.cast<float>();
+    REQUIRE(ptq::detail::upper_cholesky_of_inverse(u));
+    const Eigen::MatrixXd ud = u.cast<double>().triangularView<Eigen::Upper>();
+    const Eigen::MatrixXd inv = a.inverse();
+    CHECK((ud.transpose() * ud - inv).norm() <= 2e-3 * inv.norm());
+    for (Eigen::Index i = 0; i < 150; ++i) CHECK(ud(i, i) > 0.0);
+    Eigen::MatrixXf bad = -Eigen::MatrixXf::Identity(4, 4);
+    CHECK_FALSE(ptq::detail::upper_cholesky_of_inverse(bad));
+}
+
+TEST_CASE("Gptq blocked == naive oracle") {
+    ptq::GptqOptions o;
+    o.block_size = 64;
+    for (bool act : {false, true}) {
+        CAPTURE(act);
+        o.act_order = act;
+        SUBCASE("int4 asym g32, ragged 24x172") { check_vs_naive<Int4Asym>(ptq::PerGroup<32>{}, o, 24, 172, 1); }
+        SUBCASE("int4 asym g48 (groups straddle blocks)") { check_vs_naive<Int4Asym>(ptq::PerGroup<48>{}, o, 16, 150, 2); }
+        SUBCASE("int4 asym g32 static groups") {
+            ptq::GptqOptions s = o;
+            s.static_groups = true;
+            check_vs_naive<Int4Asym>(ptq::PerGroup<32>{}, s, 24, 172, 3);
+        }
+        SUBCASE("int4 sym per-channel") { check_vs_naive<Int4Sym>(ptq::PerChannel{}, o, 24, 172, 4); }
+        SUBCASE("int3 asym per-tensor") { check_vs_naive<Int3Asym>(ptq::PerTensor{}, o, 20, 100, 5); }
+        SUBCASE("mxint4-32") { check_vs_naive<MxInt4>(ptq::PerGroup<32>{}, o, 24, 172, 6); }
+        SUBCASE("mxint8-32") { check_vs_naive<MxInt8>(ptq::PerGroup<32>{}, o, 24, 172, 7); }
+        SUBCASE("mxint4-32, micro-block 64") {
+            ptq::GptqOptions s = o;
+            s.mx_micro_block = 64;
+            s.block_size = 100;  // rounded up to 128
+            check_vs_naive<MxInt4>(ptq::PerGroup<32>{}, s, 24, 172, 8);
+        }
+        SUBCASE("mxfp4") { check_vs_naive<ptq::MxFp4>(ptq::PerGroup<32>{}, o, 16, 96, 9); }
+        SUBCASE("fp8 e4m3 per-channel") { check_vs_naive<Fp8>(ptq::PerChannel{}, o, 24, 172, 10); }
+        SUBCASE("fp8 e4m3 g32") { check_vs_naive<Fp8>(ptq::PerGroup<32>{}, o, 24, 172, 11); }
+        SUBCASE("int4 asym g32, MSE clip") {
+            ptq::GptqOptions s = o;
+            s.quant.range = ptq::RangeMethod::mse_search;
+            check_vs_naive<Int4Asym>(ptq::PerGroup<32>{}, s, 12, 96, 12);
+        }
+    }
+}
+
+namespace {
+template <class F, class G>
+void check_beats_rtn(const G& gran, const char* name) {
+    CAPTURE(name);
+    const Eigen::Index rows = 32, n = 128;
+    const Eigen::MatrixXf x = make_acts(512, n, 21);
+    const Eigen::MatrixXf w = make_weights(rows, n, 22);
+    const Eigen::MatrixXd h = hessian_of(x);
+    ptq::GptqOptions o;
+    const auto rtn = ptq::dequantize(ptq::Rtn<F, G>(o.quant, gran).quantize(w));
+    const double e_rtn = output_error(x, w, rtn);
+    const auto g = ptq::Gptq<F, G>(o, gran).quantize(w, h);
+    const double e_gptq = output_error(x, w, g.dequantized);
+    CHECK(e_gptq < e_rtn);
+    CHECK(g.diagnostics.loss_gptq < g.diagnostics.loss_rtn);
+    o.act_order = true;
+    const auto ga = ptq::Gptq<F, G>(o, gran).quantize(w, h);
+    const double e_act = output_error(x, w, ga.dequantized);
+    CHECK(e_act < e_rtn);
+    CHECK(e_act <= e_gptq * 1.02);  // act-order is not worse on outlier data
+}
+}  // namespace
+
+TEST_CASE("Gptq beats RTN on correlated data with outlier channels") {
+    check_beats_rtn<Int4Asym>(ptq::PerGroup<32>{}, "int4-asym g32");
+    check_beats_rtn<Int4Asym>(ptq::PerChannel{}, "int4-asym per-channel");
+    check_beats_rtn<Int4Sym>(ptq::PerChannel{}, "int4-sym per-channel");
+    check_beats_rtn<Int3Asym>(ptq::PerGroup<16>{}, "int3-asym g16");
+    check_beats_rtn<Int4Asym>(ptq::PerTensor{}, "int4-asym per-tensor");
+    check_beats_rtn<MxInt4>(ptq::PerGroup<32>{}, "mxint4");
+    check_beats_rtn<MxInt8>(ptq::PerGroup<32>{}, "mxint8");
+    check_beats_rtn<ptq::MxFp4>(ptq::PerGroup<32>{}, "mxfp4");
+    check_beats_rtn<Fp8>(ptq::PerChannel{}, "fp8 per-channel");
+    check_beats_rtn<Fp8>(ptq::PerGroup<32>{}, "fp8 g32");
+}
+
+TEST_CASE("Gptq diagnostics: loss_gptq = tr((W - W^) Hd (W - W^)^T)") {
+    const Eigen::MatrixXf w = make_weights(16, 64, 31);
+    const Eigen::MatrixXd h = hessian_of(make_acts(200, 64, 32));
+    const auto r = ptq::Gptq<Int4Asym, ptq::PerGroup<32>>().quantize(w, h);
+    const Eigen::MatrixXd hd = h + r.diagnostics.damping * Eigen::MatrixXd::Identity(64, 64);
+    CHECK(r.diagnostics.retries == 0);
+    CHECK(r.diagnostics.damping == doctest::Approx(0.01 * h.diagonal().mean()));
+    CHECK(r.diagnostics.loss_gptq == doctest::Approx(ptq::output_error_proxy(w, r.dequantized, hd)).epsilon(1e-3));
+    const auto rtn = ptq::dequantize(ptq::Rtn<Int4Asym, ptq::PerGroup<32>>().quantize(w));
+    CHECK(r.diagnostics.loss_rtn == doctest::Approx(ptq::output_error_proxy(w, rtn, hd)).epsilon(1e-3));
+}
+
+TEST_CASE("Gptq act-order layout: permuted storage, g_idx rebuild, static groups") {
+    const Eigen::MatrixXf w = make_weights(8, 100, 41);
+    const Eigen::MatrixXd h = hessian_of(make_acts(300, 100, 42));
+    ptq::GptqOptions o;
+    o.act_order = true;
+    const auto r = ptq::Gptq<Int4Asym, ptq::PerGroup<32>>(o).quantize(w, h);
+    CHECK(r.permuted_storage);
+    for (std::size_t k = 1; k < r.perm.size(); ++k) CHECK(h(Eigen::Index(r.perm[k - 1]), Eigen::Index(r.perm[k - 1])) >= h(Eigen::Index(r.perm[k]), Eigen::Index(r.perm[k])));
+    std::vector<std::size_t> inv(r.perm.size());
+    for (std::size_t k = 0; k < r.perm.size(); ++k) inv[r.perm[k]] = k;
+    for (std::size_t row = 0; row < 8; ++row)
+        for (std::size_t c = 0; c < 100; ++c) {
+            const auto code = r.quantized.code(row, inv[c]);
+            const auto& p = r.quantized.row_params(row)[r.g_idx[c]];
+            CHECK(Int4Asym::dequantize(code, p) == r.dequantized(Eigen::Index(row), Eigen::Index(c)));
+        }
+    o.static_groups = true;
+    const auto s = ptq::Gptq<Int4Asym, ptq::PerGroup<32>>(o).quantize(w, h);
+    CHECK_FALSE(s.permuted_storage);
+    CHECK((ptq::dequantize(s.quantized) - s.dequantized).norm() == 0.0);
+    for (std::size_t c = 0; c < 100; ++c) CHECK(s.g_idx[c] == c / 32);
+    // Static group parameters are RTN's on the original weights.
+    const auto rq = ptq::Rtn<Int4Asym, ptq::PerGroup<32>>().quantize(w);
+    for (std::size_t i = 0; i < rq.params().size(); ++i) CHECK(rq.params()[i] == s.quantized.params()[i]);
+}
+
+TEST_CASE("Gptq robustness") {
+    SUBCASE("fewer tokens than columns (singular H)") {
+        const Eigen::MatrixXf w = make_weights(16, 96, 51);
+        const Eigen::MatrixXd h = hessian_of(make_acts(20, 96, 52));
+        const auto r = ptq::Gptq<Int4Asym, ptq::PerGroup<32>>().quantize(w, h);
+        CHECK(r.dequantized.allFinite());
+        CHECK(r.diagnostics.loss_gptq <= r.diagnostics.loss_rtn);
+    }
+    SUBCASE("all-zero input channels and H = 0") {
+        Eigen::MatrixXf x = make_acts(200, 64, 53);
+        x.col(5).setZero();
+        x.col(40).setZero();
+        const Eigen::MatrixXf w = make_weights(8, 64, 54);
+        const auto r = ptq::Gptq<MxInt4>().quantize(w, hessian_of(x));
+        REQUIRE(r.diagnostics.dead_columns.size() == 2);
+        CHECK(r.diagnostics.dead_columns[0] == 5);
+        CHECK(r.diagnostics.dead_columns[1] == 40);
+        CHECK(r.dequantized.col(5).norm() == 0.0);
+        CHECK(r.dequantized.allFinite());
+        const auto z = ptq::Gptq<Int4Asym, ptq::PerChannel>().quantize(w, Eigen::MatrixXd::Zero(64, 64));
+        CHECK(z.diagnostics.dead_columns.size() == 64);
+        CHECK(z.dequantized.norm() == 0.0);
+    }
+    SUBCASE("indefinite H: damping retries, reported") {
+        const Eigen::MatrixXf w = make_weights(8, 48, 55);
+        Eigen::MatrixXd h = hessian_of(make_acts(100, 48, 56));
+        Eigen::VectorXd v = Eigen::VectorXd::Ones(48);
+        h -= 0.5 * h.diagonal().mean() * v * v.transpose();  // a large negative eigenvalue
+        const auto r = ptq::Gptq<Int4Asym, ptq::PerGroup<16>>().quantize(w, h);
+        CHECK(r.diagnostics.retries > 0);
+        CHECK(r.diagnostics.damping > 0.01 * r.diagnostics.mean_diag);
+        CHECK(r.dequantized.allFinite());
+        const auto naive = ptq::gptq_naive<Int4Asym, ptq::PerGroup<16>>(w, h);
+        CHECK(naive.diagnostics.retries == r.diagnostics.retries);
+    }
+    SUBCASE("percdamp 0 on a singular H retries from a tiny damping") {
+        const Eigen::MatrixXf w = make_weights(4, 32, 57);
+        Eigen::MatrixXd h = Eigen::MatrixXd::Ones(32, 32);  // rank 1
+        ptq::GptqOptions o;
+        o.percdamp = 0.0;
+        const auto r = ptq::Gptq<Fp8, ptq::PerChannel>(o).quantize(w, h);
+        CHECK(r.dequantized.allFinite());
+        CHECK(r.diagnostics.damping >= 0.0);
+    }
+    SUBCASE("NaN / Inf / shape errors name the argument") {
+        Eigen::MatrixXf w = make_weights(4, 16, 58);
+        Eigen::MatrixXd h = Eigen::MatrixXd::Identity(16, 16);
+        ptq::Gptq<Int4Asym, ptq::PerChannel> g;
+        w(1, 2) = std::numeric_limits<float>::quiet_NaN();
+        try {
+            (void)g.quantize(w, h);
+            FAIL("no throw");
+        } catch (const ptq::non_finite_error& e) {
+            CHECK(std::string(e.what()).find("'w'") != std::string::npos);
+        }
+        w(1, 2) = 0.0f;
+        h(3, 3) = std::numeric_limits<double>::infinity();
+        try {
+            (void)g.quantize(w, h);
+            FAIL("no throw");
+        } catch (const ptq::non_finite_error& e) {
+            CHECK(std::string(e.what()).find("'h'") != std::string::npos);
+        }
+        CHECK_THROWS_AS((void)g.quantize(w, Eigen::MatrixXd::Identity(15, 15)), ptq::invalid_argument);
+        ptq::GptqOptions bad;
+        bad.block_size = 0;
+        CHECK_THROWS_AS((void)ptq::Gptq<Int4Asym>(bad).quantize(w, Eigen::MatrixXd::Identity(16, 16)), ptq::invalid_argument);
+        ptq::GptqOptions mx;
+        mx.mx_micro_block = 48;
+        CHECK_THROWS_AS((void)ptq::Gptq<MxInt4>(mx).quantize(w, Eigen::MatrixXd::Identity(16, 16)), ptq::invalid_argument);
+    }
+    SUBCASE("empty shapes") {
+        const auto r = ptq::Gptq<Int4Asym, ptq::PerChannel>().quantize(Eigen::MatrixXf(0, 8), Eigen::MatrixXd::Identity(8, 8));
+        CHECK(r.dequantized.rows() == 0);
+        const auto c = ptq::Gptq<Int4Asym, ptq::PerChannel>().quantize(Eigen::MatrixXf(3, 0), Eigen::MatrixXd(0, 0));
+        CHECK(c.dequantized.cols() == 0);
+    }
+}
+
+TEST_CASE("Gptq is deterministic and accepts any Eigen expression") {
+    const Eigen::MatrixXf w = make_weights(24, 96, 61);
+    const Eigen::MatrixXd h = hessian_of(make_acts(256, 96, 62));
+    ptq::GptqOptions o;
+    o.act_order = true;
+    const ptq::Gptq<Int4Asym, ptq::PerGroup<32>> g(o);
+    const auto a = g.quantize(w, h);
+    const auto b = g.quantize(w, h);
+    CHECK((a.dequantized.array() == b.dequantized.array()).all());
+    CHECK(std::equal(a.quantized.packed().begin(), a.quantized.packed().end(), b.quantized.packed().begin()));
+    const ptq::RowMatrixXf wr = w;
+    const auto c = g.quantize(wr, h.cast<float>());
+    CHECK((a.dequantized - c.dequantized).norm() <= 1e-5 * a.dequantized.norm());
+    const auto d = g.quantize(w.cast<double>() * 1.0, h);
+    CHECK((a.dequantized.array() == d.dequantized.array()).all());
+}
