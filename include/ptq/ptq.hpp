@@ -23,8 +23,11 @@
 
 #include <ptq/quantized_matrix.hpp>
 
+#include <ptq/algo/awq.hpp>
+#include <ptq/algo/encode.hpp>
 #include <ptq/algo/lqer.hpp>
 #include <ptq/algo/rtn.hpp>
+#include <ptq/algo/smooth_quant.hpp>
 #include <ptq/algo/svd.hpp>
 
 #include <ptq/metric/metrics.hpp>

@@ -1,0 +1,109 @@
+#pragma once
+// SmoothQuant: migrate activation outliers into the weights with a per-input-channel scale.
+#include <cmath>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include <ptq/error.hpp>
+#include <ptq/quantized_matrix.hpp>
+
+namespace ptq {
+
+/// Options of SmoothQuant. Defaults: alpha 0.5, both maxima clamped to >= 1e-5 (the
+/// reference implementation's clamp).
+struct SmoothQuantOptions {
+    float alpha = 0.5f;        ///< migration strength in [0, 1]
+    float min_value = 1e-5f;   ///< floor of max|X_j| and max|W_:,j| before the powers
+};
+
+/// Scales and transformed weights of one group of linears that read the same input.
+struct SmoothQuantResult {
+    /// s_j = max|X_j|^alpha / max_i |W_ij|^(1 - alpha); the weights become W diag(s), the
+    /// input X diag(s)^-1 (fold 1/s into the previous op: fold_into_rmsnorm / fold_into_rows).
+    Eigen::VectorXf scales;
+    std::vector<RowMatrixXf> weights;  ///< W_k diag(s), in the order given
+};
+
+namespace detail {
+inline void check_weights_group(const char* fn, const std::vector<const RowMatrixXf*>& ws, Eigen::Index in) {
+    if (ws.empty()) throw_invalid(fn, "weights", "is empty: give at least one linear");
+    for (std::size_t k = 0; k < ws.size(); ++k) {
+        if (!ws[k]) throw_invalid(fn, "weights", "entry " + std::to_string(k) + " is null");
+        if (ws[k]->cols() != in)
+            throw_invalid(fn, "weights", "entry " + std::to_string(k) + " has " + std::to_string(ws[k]->cols()) +
+                                             " columns, the activations have " + std::to_string(in));
+        if (!ws[k]->allFinite()) throw_non_finite(fn, "weights", "entry " + std::to_string(k));
+    }
+}
+/// Column-wise max |W_:,j| over all the linears of a group.
+inline Eigen::VectorXf group_weight_absmax(const std::vector<const RowMatrixXf*>& ws) {
+    Eigen::VectorXf m = Eigen::VectorXf::Zero(ws.front()->cols());
+    for (const auto* w : ws)
+        if (w->rows() > 0) m = m.cwiseMax(w->cwiseAbs().colwise().maxCoeff().transpose());
+    return m;
+}
+}  // namespace detail
+
+/// SmoothQuant on a group of linears sharing one input (q/k/v, or gate/up).
+class SmoothQuant {
+public:
+    explicit SmoothQuant(const SmoothQuantOptions& o = {}) : opt_(o) {
+        if (!(o.alpha >= 0.0f && o.alpha <= 1.0f)) detail::throw_invalid("SmoothQuant", "alpha", "must be in [0, 1]");
+        if (!(o.min_value > 0.0f)) detail::throw_invalid("SmoothQuant", "min_value", "must be > 0");
+    }
+    const SmoothQuantOptions& options() const noexcept { return opt_; }
+
+    /// s_j = max(a_j, m)^alpha / max(w_j, m)^(1 - alpha), a_j = act_absmax_j (per-channel
+    /// max|X_j| over calibration tokens, e.g. CalibrationStats), w_j = max over the group's
+    /// linears of max_i |W_ij|, m = min_value. Computed in double, stored as float.
+    Eigen::VectorXf scales(const Eigen::VectorXf& act_absmax, const std::vector<const RowMatrixXf*>& weights) const {
+        detail::check_weights_group("SmoothQuant::scales", weights, act_absmax.size());
+        if (!act_absmax.allFinite()) detail::throw_non_finite("SmoothQuant::scales", "act_absmax", "activation maxima");
+        if ((act_absmax.array() < 0.0f).any())
+            detail::throw_invalid("SmoothQuant::scales", "act_absmax", "must be non-negative");
+        const Eigen::VectorXf wmax = detail::group_weight_absmax(weights);
+        Eigen::VectorXf s(act_absmax.size());
+        const double a = opt_.alpha, m = opt_.min_value;
+        for (Eigen::Index j = 0; j < s.size(); ++j)
+            s(j) = float(std::pow(std::max(double(act_absmax(j)), m), a) /
+                         std::pow(std::max(double(wmax(j)), m), 1.0 - a));
+        return s;
+    }
+
+    /// Scales and the transformed weights W_k diag(s).
+    SmoothQuantResult compute(const Eigen::VectorXf& act_absmax, const std::vector<const RowMatrixXf*>& weights) const {
+        SmoothQuantResult r;
+        r.scales = scales(act_absmax, weights);
+        for (const auto* w : weights) r.weights.push_back(*w * r.scales.asDiagonal());
+        return r;
+    }
+
+private:
+    SmoothQuantOptions opt_;
+};
+
+/// X diag(s)^-1: the input the smoothed weights expect.
+inline RowMatrixXf smooth_activations(const Eigen::Ref<const RowMatrixXf>& x, const Eigen::VectorXf& s) {
+    if (x.cols() != s.size()) detail::throw_invalid("smooth_activations", "s", "size differs from the columns of x");
+    return x * s.cwiseInverse().asDiagonal();
+}
+
+/// Folds 1/s into the weight g of the RMSNorm that produces the input: g_j <- g_j / s_j
+/// (RMSNorm(x) = g * x / rms(x), so the normalised output is scaled by 1/s exactly as
+/// X diag(s)^-1 requires).
+inline void fold_into_rmsnorm(Eigen::Ref<Eigen::VectorXf> g, const Eigen::VectorXf& s) {
+    if (g.size() != s.size()) detail::throw_invalid("fold_into_rmsnorm", "s", "size differs from the norm weight");
+    g.array() /= s.array();
+}
+
+/// Folds 1/s into the previous linear whose output j is input channel j of the smoothed
+/// group (e.g. v_proj -> o_proj): row j of W_prev is divided by s_j.
+inline void fold_into_rows(Eigen::Ref<RowMatrixXf> w_prev, const Eigen::VectorXf& s) {
+    if (w_prev.rows() != s.size()) detail::throw_invalid("fold_into_rows", "s", "size differs from the rows of w_prev");
+    w_prev = s.cwiseInverse().asDiagonal() * w_prev;
+}
+
+}  // namespace ptq
