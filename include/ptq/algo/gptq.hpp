@@ -107,6 +107,45 @@ double output_error_proxy(const Eigen::MatrixBase<DW>& w, const Eigen::MatrixBas
 
 namespace detail {
 
+/// out = float(m), column-major. Row-major sources are copied in 64 x 64 tiles (a cache-blocked
+/// transposition); column-major ones column by column.
+template <class D>
+void to_col_major(const Eigen::MatrixBase<D>& m, Eigen::MatrixXf& out) {
+    out.resize(m.rows(), m.cols());
+    if constexpr (bool(D::Flags & Eigen::RowMajorBit)) {
+        constexpr Eigen::Index T = 64;
+        for (Eigen::Index c0 = 0; c0 < m.cols(); c0 += T)
+            for (Eigen::Index r0 = 0; r0 < m.rows(); r0 += T) {
+                const Eigen::Index rt = std::min(T, m.rows() - r0), ct = std::min(T, m.cols() - c0);
+                out.block(r0, c0, rt, ct) = m.block(r0, c0, rt, ct).template cast<float>();
+            }
+    } else {
+        out = m.template cast<float>();
+    }
+}
+
+/// In place: column k of the result = column src[k] of the input (src a permutation), by
+/// following cycles with one column of scratch.
+inline void permute_columns(Eigen::MatrixXf& m, const std::vector<std::size_t>& src) {
+    std::vector<unsigned char> done(src.size(), 0);
+    Eigen::VectorXf tmp;
+    for (std::size_t k = 0; k < src.size(); ++k) {
+        if (done[k] || src[k] == k) continue;
+        tmp = m.col(Eigen::Index(k));
+        std::size_t j = k;
+        while (true) {
+            done[j] = 1;
+            const std::size_t from = src[j];
+            if (from == k) {
+                m.col(Eigen::Index(j)) = tmp;
+                break;
+            }
+            m.col(Eigen::Index(j)) = m.col(Eigen::Index(from));
+            j = from;
+        }
+    }
+}
+
 /// The state shared by the blocked GPTQ and its naive oracle: the working copy of W
 /// (column-major, columns in processing order, so that the column loop reads contiguous
 /// memory), the factor U, the parameters and the codes.
@@ -130,12 +169,12 @@ public:
                                        ", expected in_features x in_features = " + std::to_string(n_) + "x" +
                                        std::to_string(n_));
         const auto& h = h_in.derived().eval();  // no copy for a plain matrix
-        RowMatrixXf storage;
-        const auto w = as_row_major(w_in, storage);
-        for (Index r = 0; r < rows_; ++r)
+        to_col_major(w_in, W_);  // the working copy: column-major
+        if (!W_.allFinite())
             for (Index c = 0; c < n_; ++c)
-                if (!std::isfinite(w(r, c)))
-                    throw_non_finite(fn, "w", "row " + std::to_string(r) + ", column " + std::to_string(c));
+                for (Index r = 0; r < rows_; ++r)
+                    if (!std::isfinite(W_(r, c)))
+                        throw_non_finite(fn, "w", "row " + std::to_string(r) + ", column " + std::to_string(c));
         for (Index j = 0; j < n_; ++j)
             for (Index i = 0; i < n_; ++i)
                 if (!std::isfinite(double(h(i, j))))
@@ -169,24 +208,19 @@ public:
         inv_perm_.resize(std::size_t(n_));
         for (std::size_t k = 0; k < perm_.size(); ++k) inv_perm_[perm_[k]] = k;
 
-        // Working W: column-major, processing order, dead columns zeroed.
-        W_.resize(rows_, n_);
-        for (Index k = 0; k < n_; ++k) {
-            const auto c = Index(perm_[std::size_t(k)]);
-            if (dead_[std::size_t(c)]) W_.col(k).setZero();
-            else W_.col(k) = w.col(c);
-        }
-
-        // Static parameters (per-tensor, per-channel, static groups): RTN's, on the original
-        // weights with dead columns zeroed, in the original column order.
+        // Working W: dead columns zeroed; static parameters (per-tensor, per-channel, static
+        // groups) are RTN's on these weights in the original column order; then the columns
+        // are put in processing order.
+        for (Index c = 0; c < n_; ++c)
+            if (dead_[std::size_t(c)]) W_.col(c).setZero();
         params_.assign(layout_.num_groups(), Params{});
         if (!dynamic_groups_ && rows_ > 0 && n_ > 0) {
-            RowMatrixXf w0 = w;
-            for (Index c = 0; c < n_; ++c)
-                if (dead_[std::size_t(c)]) w0.col(c).setZero();
-            const auto q = Rtn<F, G>(opt_.quant, gran_).quantize(w0, "w");
+            const auto q = Rtn<F, G>(opt_.quant, gran_).quantize(W_, "w");
             std::copy(q.params().begin(), q.params().end(), params_.begin());
         }
+        if (opt_.act_order) permute_columns(W_, perm_);
+        col_params_.resize(std::size_t(rows_));
+        col_group_ = std::numeric_limits<std::size_t>::max();
 
         // Damping with retries, then U (upper, U^T U = (P (H + lambda I) P^T)^-1).
         double sum = 0.0, sum_abs = 0.0;
@@ -238,15 +272,36 @@ public:
     /// Fits the parameters of the dynamic group cg from its current weights `cur`
     /// (rows x group length, column-major), row by row with the RTN range + choose_params.
     void fit_group(const Eigen::Ref<const Eigen::MatrixXf>& cur, std::size_t cg) {
-        tmp_row_ = cur;  // row-major copy: each row's group contiguous, as Rtn reads it
         const auto len = std::size_t(cur.cols());
         const std::size_t ncg = layout_.col_groups();
-        for (Index r = 0; r < rows_; ++r) {
-            const float* x = tmp_row_.data() + std::size_t(r) * len;
-            const RangeStats s = kernel::range(x, len);
-            if (s.non_finite) throw_breakdown();
-            params_[std::size_t(r) * ncg + cg] = choose_params<F>(x, len, s, opt_.quant);
+        if (opt_.quant.range == RangeMethod::min_max) {
+            // Range of each row's group, swept column by column (vectorised over rows) with the
+            // comparisons of RangeStats::add, in the same element order: identical to
+            // kernel::range on the row. The weights are finite here (checked on entry).
+            lo_ = cur.col(0);
+            hi_ = lo_;
+            for (Index k = 1; k < cur.cols(); ++k) {
+                const auto x = cur.col(k).array();
+                lo_ = (x < lo_.array()).select(x, lo_.array());
+                hi_ = (x > hi_.array()).select(x, hi_.array());
+            }
+            if (!lo_.allFinite() || !hi_.allFinite()) throw_breakdown();
+            for (Index r = 0; r < rows_; ++r) {
+                RangeStats s;
+                s.lo = lo_[r];
+                s.hi = hi_[r];
+                params_[std::size_t(r) * ncg + cg] = F::make_params(s, opt_.quant);
+            }
+        } else {
+            tmp_row_ = cur;  // row-major copy: each row's group contiguous, as Rtn reads it
+            for (Index r = 0; r < rows_; ++r) {
+                const float* x = tmp_row_.data() + std::size_t(r) * len;
+                const RangeStats s = kernel::range(x, len);
+                if (s.non_finite) throw_breakdown();
+                params_[std::size_t(r) * ncg + cg] = choose_params<F>(x, len, s, opt_.quant);
+            }
         }
+        col_group_ = std::numeric_limits<std::size_t>::max();  // refresh col_params_
     }
 
     /// Quantizes processed columns [u0, u1) in place (W_ then holds W^ there) and writes
@@ -256,11 +311,16 @@ public:
         const Rounding rnd = opt_.quant.rounding;
         for (Index j = u0; j < u1; ++j) {
             const std::size_t cg = group_of(j);
+            if (cg != col_group_) {  // gather this column group's parameters, one per row
+                for (Index r = 0; r < rows_; ++r)
+                    col_params_[std::size_t(r)] = params_[layout_.whole_tensor ? 0 : std::size_t(r) * ncg + cg];
+                col_group_ = cg;
+            }
             float* w = W_.col(j).data();
             std::uint8_t* c = codes_.data() + std::size_t(j) * std::size_t(rows_);
             float* dj = d.col(j - u0).data();
             for (Index r = 0; r < rows_; ++r) {
-                const Params& p = params_[layout_.whole_tensor ? 0 : std::size_t(r) * ncg + cg];
+                const Params& p = col_params_[std::size_t(r)];
                 const std::uint8_t code = F::quantize(w[r], p, rnd);
                 const float q = F::dequantize(code, p);
                 c[r] = code;
@@ -297,33 +357,43 @@ public:
         // Codes: processing order column-major -> storage order, packed row by row.
         res.quantized = QuantizedMatrix<F>(layout_);
         std::copy(params_.begin(), params_.end(), res.quantized.params().begin());
-        std::vector<std::uint8_t> row(static_cast<std::size_t>(n_));
-        for (Index r = 0; r < rows_; ++r) {
+        // 64 rows at a time: one 64-byte run of each processed column, packed per row.
+        constexpr Index T = 64;
+        std::vector<std::uint8_t> rowbuf(std::size_t(T) * std::size_t(n_));
+        for (Index r0 = 0; r0 < rows_; r0 += T) {
+            const Index rt = std::min(T, rows_ - r0);
             for (std::size_t k = 0; k < std::size_t(n_); ++k) {
                 const std::size_t j = res.permuted_storage ? k : inv_perm_[k];  // processed column of storage column k
-                row[k] = codes_[j * std::size_t(rows_) + std::size_t(r)];
+                const std::uint8_t* src = codes_.data() + j * std::size_t(rows_) + std::size_t(r0);
+                for (Index i = 0; i < rt; ++i) rowbuf[std::size_t(i) * std::size_t(n_) + k] = src[i];
             }
-            kernel::pack_bits(row.data(), std::size_t(n_), F::bits, res.quantized.row_data(r));
+            for (Index i = 0; i < rt; ++i)
+                kernel::pack_bits(rowbuf.data() + std::size_t(i) * std::size_t(n_), std::size_t(n_), F::bits,
+                                  res.quantized.row_data(r0 + i));
         }
         std::vector<std::uint8_t>().swap(codes_);
         // Dequantized matrix in the original order (W_ holds W^ in processing order).
+        if (opt_.act_order) permute_columns(W_, inv_perm_);
         res.dequantized.resize(rows_, n_);
-        for (Index k = 0; k < n_; ++k) res.dequantized.col(Index(perm_[std::size_t(k)])) = W_.col(k);
+        for (Index r0 = 0; r0 < rows_; r0 += T)
+            for (Index c0 = 0; c0 < n_; c0 += T) {
+                const Index rt = std::min(T, rows_ - r0), ct = std::min(T, n_ - c0);
+                res.dequantized.block(r0, c0, rt, ct) = W_.block(r0, c0, rt, ct);
+            }
         W_.resize(0, 0);
         diag_.loss_gptq = loss_;
         if (opt_.rtn_baseline && rows_ > 0 && n_ > 0) {
             // Delta = W - RTN(W), dead columns excluded, permuted; loss = ||Delta U^-1||^2.
-            Eigen::MatrixXf delta(rows_, n_);
+            Eigen::MatrixXf delta;
             {
                 RowMatrixXf storage;
                 const auto w = as_row_major(w_in, storage);
                 const RowMatrixXf rq = dequantize(Rtn<F, G>(opt_.quant, gran_).quantize(w, "w"));
-                for (Index k = 0; k < n_; ++k) {
-                    const auto c = Index(perm_[std::size_t(k)]);
-                    if (dead_[std::size_t(c)]) delta.col(k).setZero();
-                    else delta.col(k) = w.col(c) - rq.col(c);
-                }
+                to_col_major(w - rq, delta);
             }
+            for (Index c = 0; c < n_; ++c)
+                if (dead_[std::size_t(c)]) delta.col(c).setZero();
+            if (opt_.act_order) permute_columns(delta, perm_);
             U_.triangularView<Eigen::Upper>().template solveInPlace<Eigen::OnTheRight>(delta);
             diag_.loss_rtn = delta.cast<double>().squaredNorm();
         }
@@ -360,7 +430,9 @@ private:
     std::vector<std::size_t> perm_, inv_perm_;
     Eigen::MatrixXf W_, U_;
     RowMatrixXf tmp_row_;
-    std::vector<Params> params_;
+    Eigen::VectorXf lo_, hi_;
+    std::vector<Params> params_, col_params_;  // col_params_: parameters of column group col_group_, per row
+    std::size_t col_group_ = 0;
     std::vector<std::uint8_t> codes_;  // column-major, processing order
     double loss_ = 0.0;
     GptqDiagnostics diag_;

@@ -86,22 +86,24 @@ public:
             }
             return;
         }
-        // Row-major float copy: one contiguous row per token (the layout of the chunk buffer).
-        RowMatrix xf = x.template cast<float>();
-        for (Eigen::Index r = 0; r < t; ++r)
-            for (Eigen::Index c = 0; c < in_; ++c)
-                if (!std::isfinite(xf(r, c)))
-                    detail::throw_non_finite("CalibrationStats::add", "x",
-                                             "token " + std::to_string(r) + ", channel " + std::to_string(c));
+        // Column-major float copy (no transposition for the usual column-major input): each
+        // channel contiguous for the per-channel statistics and the X^T X panels.
+        Eigen::MatrixXf xf = x.template cast<float>();
+        for (Eigen::Index c = 0; c < in_; ++c)
+            if (!xf.col(c).allFinite())
+                for (Eigen::Index r = 0; r < t; ++r)
+                    if (!std::isfinite(xf(r, c)))
+                        detail::throw_non_finite("CalibrationStats::add", "x",
+                                                 "token " + std::to_string(r) + ", channel " + std::to_string(c));
         // Per-channel statistics: |x| sums in double, maxima exact.
-        Eigen::VectorXd sample_sum = Eigen::VectorXd::Zero(in_);
-        for (Eigen::Index r = 0; r < t; ++r) {
-            const auto row = xf.row(r).cwiseAbs();
-            max_abs_ = max_abs_.cwiseMax(row.transpose());
-            sample_sum += row.transpose().cast<double>();
+        for (Eigen::Index c = 0; c < in_; ++c) {
+            const auto col = xf.col(c).cwiseAbs();
+            max_abs_[c] = std::max(max_abs_[c], col.maxCoeff());
+            double s = 0.0;
+            for (Eigen::Index r = 0; r < t; ++r) s += double(col[r]);
+            sum_abs_[c] += s;
+            sample_mean_max_[c] = std::max(sample_mean_max_[c], s / double(t));
         }
-        sum_abs_ += sample_sum;
-        sample_mean_max_ = sample_mean_max_.cwiseMax(sample_sum / double(t));
         n_ += static_cast<std::size_t>(t);
         ++samples_;
         if (opt_.hessian) add_to_hessian(xf);
@@ -124,7 +126,7 @@ public:
         S_.triangularView<Eigen::Lower>() += other.S_;
         if (opt_.precision == HessianPrecision::float_chunks && other.fill_ > 0) {
             // Append other's pending tokens to ours (flushing full chunks).
-            const RowMatrix tail = other.pending_.topRows(static_cast<Eigen::Index>(other.fill_));
+            const Eigen::MatrixXf tail = other.pending_.topRows(static_cast<Eigen::Index>(other.fill_));
             push_rows(tail);
         }
     }
@@ -154,9 +156,7 @@ public:
     const Eigen::VectorXd& sample_mean_abs_max() const noexcept { return sample_mean_max_; }
 
 private:
-    using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-    void add_to_hessian(const RowMatrix& xf) {
+    void add_to_hessian(const Eigen::MatrixXf& xf) {
         if (opt_.precision == HessianPrecision::double_exact) {
             // S += X^T X in double, lower triangle only (symmetric rank-k update).
             S_.selfadjointView<Eigen::Lower>().rankUpdate(xf.transpose().cast<double>());
@@ -167,7 +167,7 @@ private:
 
     // Appends rows to the pending chunk; every full chunk C is reduced as S += double(C^T C)
     // (float rank-k update into a scratch matrix, then widened and added).
-    void push_rows(const RowMatrix& rows) {
+    void push_rows(const Eigen::MatrixXf& rows) {
         const auto c = static_cast<Eigen::Index>(opt_.chunk_tokens);
         Eigen::Index r = 0;
         const Eigen::Index t = rows.rows();
@@ -187,11 +187,17 @@ private:
             }
         }
     }
+    // S += double(C^T C) for a chunk C [c x in] (column-major): the lower triangle of the float
+    // product is computed as panels of 256 columns, S[j:, j:j+256] = C[:, j:]^T C[:, j:j+256]
+    // (plain GEMMs, faster than Eigen's triangular rank-k product), then widened and added.
     template <class Chunk>
     void reduce_chunk(const Chunk& chunk) {
         if (scratch_.rows() != in_) scratch_.resize(in_, in_);
-        scratch_.triangularView<Eigen::Lower>().setZero();
-        scratch_.selfadjointView<Eigen::Lower>().rankUpdate(chunk.transpose());  // float C^T C
+        constexpr Eigen::Index panel = 256;
+        for (Eigen::Index j = 0; j < in_; j += panel) {
+            const Eigen::Index w = std::min(panel, in_ - j);
+            scratch_.block(j, j, in_ - j, w).noalias() = chunk.middleCols(j, in_ - j).transpose() * chunk.middleCols(j, w);
+        }
         S_.triangularView<Eigen::Lower>() += scratch_.cast<double>();
     }
 
@@ -202,7 +208,7 @@ private:
     Eigen::VectorXf max_abs_;
     Eigen::VectorXd sum_abs_;
     Eigen::VectorXd sample_mean_max_;
-    RowMatrix pending_;             // float_chunks: [chunk_tokens x in] buffer
+    Eigen::MatrixXf pending_;       // float_chunks: [chunk_tokens x in] buffer (column-major)
     std::size_t fill_ = 0;          // tokens in pending_
     Eigen::MatrixXf scratch_;       // float chunk product
 };
