@@ -26,6 +26,7 @@
 #include <ptq/algo/awq.hpp>
 #include <ptq/algo/encode.hpp>
 #include <ptq/algo/lqer.hpp>
+#include <ptq/algo/pipeline.hpp>
 #include <ptq/algo/rtn.hpp>
 #include <ptq/algo/smooth_quant.hpp>
 #include <ptq/algo/svd.hpp>
@@ -33,3 +34,4 @@
 #include <ptq/metric/metrics.hpp>
 
 #include <ptq/calib/calibration_stats.hpp>
+#include <ptq/algo/gptq.hpp>

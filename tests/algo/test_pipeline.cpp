@@ -1,0 +1,121 @@
+// Composition: transformation (SmoothQuant / AWQ) -> reconstruction (RTN / GPTQ).
+#include <doctest/doctest.h>
+
+#include <random>
+
+#include <ptq/algo/pipeline.hpp>
+#include <ptq/ptq.hpp>
+
+namespace {
+
+using ptq::RowMatrixXf;
+
+RowMatrixXf gaussian(Eigen::Index r, Eigen::Index c, unsigned seed, float sd = 1.0f) {
+    std::mt19937 g(seed);
+    std::normal_distribution<float> n(0.0f, sd);
+    RowMatrixXf m(r, c);
+    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = n(g);
+    return m;
+}
+
+// Correlated calibration activations (a random mixing of the channels) with outlier channels
+// 1, 17 and 40 (in must be > 40).
+RowMatrixXf calib_x(Eigen::Index tokens, Eigen::Index in, unsigned seed) {
+    REQUIRE(in > 40);
+    RowMatrixXf x = gaussian(tokens, in, seed) * (RowMatrixXf::Identity(in, in) + gaussian(in, in, seed + 1, 0.3f));
+    x.col(1) *= 30.0f;
+    x.col(17) *= 60.0f;
+    x.col(40) *= 25.0f;
+    return x;
+}
+
+template <class F, class G>
+ptq::PipelineResult<F> run(const RowMatrixXf& x, const std::vector<const RowMatrixXf*>& ws, ptq::Transform t,
+                           ptq::Reconstruct rc) {
+    ptq::PipelineOptions o;
+    o.transform = t;
+    o.reconstruct = rc;
+    return ptq::quantize_layer_group<F, G>(x, ws, o);
+}
+
+double total(const std::vector<double>& v) {
+    double s = 0.0;
+    for (double d : v) s += d;
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("pipeline: every combination on INT, MXINT and FP8 targets", F, ptq::IntFormat<3, false>,
+                   ptq::IntFormat<4, true>, ptq::MxInt<4, 32>, ptq::Fp8<4, 3>) {
+    const RowMatrixXf x = calib_x(512, 96, 1);
+    const RowMatrixXf w1 = gaussian(48, 96, 2, 0.05f), w2 = gaussian(32, 96, 3, 0.05f);
+    const std::vector<const RowMatrixXf*> ws{&w1, &w2};
+    using G = std::conditional_t<F::is_mx, ptq::default_granularity_t<F>,
+                                 std::conditional_t<(F::bits == 8), ptq::PerChannel, ptq::PerGroup<32>>>;
+    using T = ptq::Transform;
+    using R = ptq::Reconstruct;
+    const auto rtn = run<F, G>(x, ws, T::none, R::rtn);
+    const auto gptq = run<F, G>(x, ws, T::none, R::gptq);
+    const auto sq = run<F, G>(x, ws, T::smooth_quant, R::rtn);
+    const auto awq = run<F, G>(x, ws, T::awq, R::rtn);
+    const auto sq_gptq = run<F, G>(x, ws, T::smooth_quant, R::gptq);
+    const auto awq_gptq = run<F, G>(x, ws, T::awq, R::gptq);
+    // Plain RTN through the pipeline is RTN.
+    CHECK(total(rtn.loss) == doctest::Approx(total(rtn.loss_rtn)));
+    CHECK(rtn.effective[0] == ptq::fake_quantize<F>(w1, G{}));
+    for (const auto* r : {&gptq, &sq, &awq, &sq_gptq, &awq_gptq}) {
+        REQUIRE(r->effective.size() == 2);
+        CHECK(r->effective[0].allFinite());
+        CHECK(r->effective[1].allFinite());
+        CHECK(r->scales.allFinite());
+    }
+    MESSAGE(F::name() << " output MSE: rtn " << total(rtn.loss) << "  gptq " << total(gptq.loss) << "  sq "
+                      << total(sq.loss) << "  awq " << total(awq.loss) << "  sq+gptq " << total(sq_gptq.loss)
+                      << "  awq+gptq " << total(awq_gptq.loss));
+    CHECK(total(gptq.loss) < total(rtn.loss));
+    CHECK(total(awq.loss) <= total(rtn.loss));
+    CHECK(total(awq_gptq.loss) < total(rtn.loss));
+    CHECK(total(sq_gptq.loss) < total(sq.loss));
+}
+
+TEST_CASE("pipeline: AWQ+GPTQ is no worse than GPTQ alone at 3 bits on outlier activations") {
+    for (unsigned seed : {10u, 20u, 30u}) {
+        const RowMatrixXf x = calib_x(512, 128, seed);
+        const RowMatrixXf w = gaussian(64, 128, seed + 5, 0.05f);
+        using F = ptq::IntFormat<3, false>;
+        using G = ptq::PerGroup<32>;
+        const auto g = run<F, G>(x, {&w}, ptq::Transform::none, ptq::Reconstruct::gptq);
+        const auto ag = run<F, G>(x, {&w}, ptq::Transform::awq, ptq::Reconstruct::gptq);
+        CAPTURE(seed);
+        CAPTURE(g.loss[0]);
+        CAPTURE(ag.loss[0]);
+        CHECK(ag.loss[0] <= g.loss[0]);
+    }
+}
+
+TEST_CASE("pipeline: the transformation comes first: SQ+GPTQ == GPTQ(W s, H of X/s) / s") {
+    const RowMatrixXf x = calib_x(256, 64, 40);
+    const RowMatrixXf w = gaussian(24, 64, 41, 0.05f);
+    using F = ptq::IntFormat<4, false>;
+    using G = ptq::PerGroup<16>;
+    const auto r = run<F, G>(x, {&w}, ptq::Transform::smooth_quant, ptq::Reconstruct::gptq);
+    // Independent composition from the parts.
+    const Eigen::VectorXf s = ptq::SmoothQuant().scales(x.cwiseAbs().colwise().maxCoeff().transpose(), {&w});
+    CHECK(r.scales == s);
+    const Eigen::MatrixXd xs = (x * s.cwiseInverse().asDiagonal()).cast<double>();
+    const Eigen::MatrixXd h = 2.0 / double(x.rows()) * xs.transpose() * xs;
+    const auto g = ptq::Gptq<F, G>().quantize(RowMatrixXf(w * s.asDiagonal()), h);
+    const RowMatrixXf expect = g.dequantized * s.cwiseInverse().asDiagonal();
+    CHECK((r.effective[0] - expect).norm() <= 1e-5 * expect.norm());
+}
+
+TEST_CASE("pipeline: bad input") {
+    const RowMatrixXf x = calib_x(32, 48, 50), w = gaussian(8, 48, 51);
+    RowMatrixXf bad = x;
+    bad(0, 0) = std::numeric_limits<float>::infinity();
+    using F = ptq::IntFormat<4, false>;
+    CHECK_THROWS_AS((ptq::quantize_layer_group<F, ptq::PerGroup<8>>(bad, {&w})), ptq::non_finite_error);
+    const RowMatrixXf w2 = gaussian(8, 47, 52);
+    CHECK_THROWS_AS((ptq::quantize_layer_group<F, ptq::PerGroup<8>>(x, {&w2})), ptq::invalid_argument);
+}
