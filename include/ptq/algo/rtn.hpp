@@ -6,7 +6,7 @@
 #include <vector>
 
 #include <Eigen/Core>
-#include <xsimd/xsimd.hpp>
+#include <ptq/kernel/xsimd.hpp>
 
 #include <ptq/error.hpp>
 #include <ptq/format/concepts.hpp>

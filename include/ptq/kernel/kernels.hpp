@@ -1,44 +1,383 @@
 #pragma once
-// Kernel entry points used by the quantizers. Each takes the SIMD architecture as a template
-// parameter (default xsimd::default_arch) and equals its scalar twin in kernel/reference.hpp
-// bit for bit, for every length.
+// SIMD kernels used by the quantizers. Each is written once over xsimd::batch<T, Arch>, takes
+// the architecture as a template parameter (default xsimd::default_arch), and equals its
+// scalar twin in kernel/reference.hpp bit for bit, for every length (tails go through the
+// scalar formula or a zero-padded local copy; nothing reads or writes outside the caller's
+// buffers).
+//
+//   range<Arch>(x, n)                      min/max of the finite values + non-finite flag
+//   quantize_group<F, Arch>(x, n, p, r, c) float -> one code per byte (F's exact numerics)
+//   pack_bits<Arch> / unpack_bits<Arch>    canonical LE bit stream <-> one code per byte
+//   dequantize_row<F, Arch>                fused unpack + dequantize of one packed row
+//   quantize_row<F, Arch>                  fused range + params + encode + pack of one row
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 
-#include <xsimd/xsimd.hpp>
+#include <ptq/kernel/xsimd.hpp>
 
 #include <ptq/format/concepts.hpp>
+#include <ptq/format/e8m0.hpp>
+#include <ptq/format/int_format.hpp>
+#include <ptq/format/minifloat.hpp>
+#include <ptq/format/mx_fp.hpp>
+#include <ptq/format/mx_int.hpp>
 #include <ptq/format/range.hpp>
 #include <ptq/granularity/granularity.hpp>
 #include <ptq/kernel/packing.hpp>
 #include <ptq/kernel/reference.hpp>
+#include <ptq/kernel/simd_detail.hpp>
 
 namespace ptq::kernel {
 
+// =============================================================================================
+// range
+// =============================================================================================
+
+/// Range of x[0..n): lo/hi over the finite values, non_finite if a NaN or +-Inf is present;
+/// equal to ref::range field by field, bit for bit. The SIMD part keeps per-lane min/max of the
+/// finite values (non-finite lanes replaced by +-Inf, which never wins); the reference keeps
+/// the *first* element among equal minima, so when the minimum (maximum) is a zero its sign is
+/// taken from the first zero of x, exactly as the reference does.
 template <class Arch = xsimd::default_arch>
 RangeStats range(const float* x, std::size_t n) noexcept {
-    return ref::range(x, n);
+    using B = detail::fbatch<Arch>;
+    constexpr std::size_t W = B::size;
+    constexpr float inf = std::numeric_limits<float>::infinity();
+    RangeStats s;
+    std::size_t i = 0;
+    if (n >= W) {
+        const B pinf(inf), ninf(-inf);
+        B lo = pinf, hi = ninf;
+        auto finite = xsimd::abs(B::load_unaligned(x)) < pinf;
+        for (; i + W <= n; i += W) {
+            const B v = B::load_unaligned(x + i);
+            const auto f = xsimd::abs(v) < pinf;  // false for NaN and +-Inf
+            finite = finite && f;
+            lo = xsimd::min(lo, xsimd::select(f, v, pinf));
+            hi = xsimd::max(hi, xsimd::select(f, v, ninf));
+        }
+        s.lo = detail::all_lanes_min<Arch>(lo).get(0);
+        s.hi = detail::all_lanes_max<Arch>(hi).get(0);
+        s.non_finite = !xsimd::all(finite);
+    }
+    for (; i < n; ++i) s.add(x[i]);
+    // Sign of a zero extremum: the reference keeps the first element equal to it.
+    if (s.lo == 0.0f || s.hi == 0.0f) {
+        for (std::size_t k = 0; k < n; ++k)
+            if (x[k] == 0.0f) {
+                if (s.lo == 0.0f) s.lo = x[k];
+                if (s.hi == 0.0f) s.hi = x[k];
+                break;
+            }
+    }
+    return s;
 }
 
+// =============================================================================================
+// per-format SIMD encoders and decoders
+// =============================================================================================
+namespace detail {
+
+/// Minifloat<E, M>::encode on a batch, bit for bit, always saturating (the quantizers' mode).
+///   a = |y|; sign = sign bit of y moved to bit E+M;
+///   a <  2^(1-bias) (subnormal target): mag = round_R(a * 2^-(1-bias-M))  (exact scaling);
+///   a >= 2^(1-bias): round the float's bit pattern to M mantissa bits (R = half_even: add
+///     2^(22-M) - 1 + lowest kept bit; half_away: add 2^(22-M)), shift, rebias the exponent:
+///     identical to round_R(a * 2^(M-e)) with the carry into the next binade;
+///   mag > max_finite (incl. +-Inf) -> max_finite (saturate);
+///   NaN -> sign | NaN code for E4M3/E5M2, 0 for the FP6/FP4 types (as the reference).
+template <class Elem, Rounding R, class A>
+ubatch<A> encode_minifloat(const fbatch<A>& y) noexcept {
+    using U = ubatch<A>;
+    constexpr int M = Elem::mantissa_bits;
+    constexpr int sh = 23 - M;
+    const U u = xsimd::bitwise_cast<U>(y);
+    const U abits = u & U(0x7FFFFFFFu);
+    const U sign = (u >> 31) << Elem::sign_shift;
+    // subnormal target range
+    const fbatch<A> a = xsimd::bitwise_cast<fbatch<A>>(abits);
+    constexpr float min_normal = static_cast<float>(1.0 / double(1ull << (Elem::bias - 1)));  // 2^(1-bias)
+    const fbatch<A> a_sub = xsimd::min(a, fbatch<A>(min_normal));  // keeps the conversion in range
+    const U sub = xsimd::bitwise_cast<U>(xsimd::batch_cast<std::int32_t>(
+        round_integral<R, A>(a_sub * fbatch<A>(ptq::detail::exp2i(-Elem::min_subnormal_exponent)))));
+    // normal target range: rounding on the bit pattern
+    U rb;
+    if constexpr (R == Rounding::half_even) rb = abits + U((1u << (sh - 1)) - 1u) + ((abits >> sh) & U(1u));
+    else rb = abits + U(1u << (sh - 1));
+    const U norm = xsimd::min((rb >> sh) - U(static_cast<std::uint32_t>(127 - Elem::bias) << M),
+                              U(Elem::max_finite_magnitude));
+    const U code = sign | xsimd::select(abits < U(std::bit_cast<std::uint32_t>(min_normal)), sub, norm);
+    if constexpr (Elem::has_nan) {
+        return xsimd::select(abits > U(0x7F800000u), sign | U(Elem::nan_magnitude), code);
+    } else {
+        return xsimd::select(abits > U(0x7F800000u), U(0u), code);
+    }
+}
+
+/// Minifloat<E, M>::decode on a batch, bit for bit: the value is built as a float bit
+/// pattern (normal codes: exponent ef - bias + 127, mantissa mf << (23 - M); subnormal codes:
+/// float(mf) * 2^(1-bias-M), the reference's own exact product), then the sign; NaN codes give
+/// the reference's quiet_NaN (0x7FC00000), E5M2 infinities +-Inf.
+template <class Elem, class A>
+fbatch<A> decode_minifloat(const ubatch<A>& code) noexcept {
+    using U = ubatch<A>;
+    using Fb = fbatch<A>;
+    constexpr int M = Elem::mantissa_bits;
+    const U c = code & U((1u << Elem::bits) - 1u);
+    const U mag = c & U(Elem::magnitude_mask);
+    const U neg = (c >> Elem::sign_shift) << 31;
+    const U ef = mag >> M;
+    const U mf = mag & U((1u << M) - 1u);
+    const U nbits = ((ef + U(static_cast<std::uint32_t>(127 - Elem::bias))) << 23) | (mf << (23 - M));
+    const Fb sub = xsimd::batch_cast<float>(xsimd::bitwise_cast<ibatch<A>>(mf)) *
+                   Fb(ptq::detail::exp2i(Elem::min_subnormal_exponent));
+    U v = xsimd::select(ef == U(0u), xsimd::bitwise_cast<U>(sub), nbits) | neg;
+    if constexpr (Elem::has_inf) v = xsimd::select(mag == U(Elem::inf_magnitude), neg | U(0x7F800000u), v);
+    if constexpr (Elem::has_nan) {
+        const auto nan = Elem::has_inf ? (mag > U(Elem::inf_magnitude)) : (mag == U(Elem::nan_magnitude));
+        v = xsimd::select(nan, U(0x7FC00000u), v);
+    }
+    return xsimd::bitwise_cast<Fb>(v);
+}
+
+/// The per-group constants of F's quantizer, broadcast once per group, and the encoder.
+template <class F, Rounding R, class A>
+struct Encoder;
+
+/// IntFormat: c = clamp(round_R(x * (1/scale)) + zero, code_min, code_max) (multiply by the
+/// float reciprocal, then one rounding, then the exact integer add, then the clamp: xsimd
+/// max(t, lo) returns lo for a NaN t like std::fmax).
+template <int Bits, bool Sym, IntRange Rg, Rounding R, class A>
+struct Encoder<IntFormat<Bits, Sym, Rg>, R, A> {
+    using F = IntFormat<Bits, Sym, Rg>;
+    fbatch<A> inv, zero, lo, hi;
+    explicit Encoder(const typename F::Params& p) noexcept
+        : inv(1.0f / p.scale), zero(float(p.zero)), lo(float(F::code_min)), hi(float(F::code_max)) {}
+    ubatch<A> operator()(const fbatch<A>& x) const noexcept {
+        fbatch<A> t = round_integral<R, A>(x * inv) + zero;
+        t = xsimd::min(xsimd::max(t, lo), hi);
+        return xsimd::bitwise_cast<ubatch<A>>(xsimd::batch_cast<std::int32_t>(t));
+    }
+};
+
+/// MxInt: q = clamp(round_R((x * 2^-e) * 2^(d-2)), -(2^(d-1)-1), 2^(d-1)-1), stored as its
+/// low d bits (two's complement). Two exact power-of-two multiplications, as the reference.
+template <int Bits, std::size_t Blk, Rounding R, class A>
+struct Encoder<MxInt<Bits, Blk>, R, A> {
+    using F = MxInt<Bits, Blk>;
+    fbatch<A> s1, s2, lo, hi;
+    explicit Encoder(const typename F::Params& p) noexcept
+        : s1(ptq::detail::exp2i(-E8M0::exponent(p.scale_byte))),
+          s2(float(1 << F::fraction_bits)),
+          lo(float(F::q_min)),
+          hi(float(F::q_max)) {}
+    ubatch<A> operator()(const fbatch<A>& x) const noexcept {
+        fbatch<A> t = round_integral<R, A>((x * s1) * s2);
+        t = xsimd::min(xsimd::max(t, lo), hi);
+        return xsimd::bitwise_cast<ubatch<A>>(xsimd::batch_cast<std::int32_t>(t)) & ubatch<A>(F::code_mask);
+    }
+};
+
+/// Scaled minifloat: code = encode(x * (1/scale)), saturating.
+template <int E, int M, Rounding R, class A>
+struct Encoder<Minifloat<E, M>, R, A> {
+    using F = Minifloat<E, M>;
+    fbatch<A> inv;
+    explicit Encoder(const typename F::Params& p) noexcept : inv(1.0f / p.scale) {}
+    ubatch<A> operator()(const fbatch<A>& x) const noexcept { return encode_minifloat<F, R, A>(x * inv); }
+};
+
+/// MXFP: code = encode(x * 2^-e), saturating.
+template <int E, int M, std::size_t Blk, Rounding R, class A>
+struct Encoder<MxFp<E, M, Blk>, R, A> {
+    using F = MxFp<E, M, Blk>;
+    fbatch<A> s;
+    explicit Encoder(const typename F::Params& p) noexcept : s(ptq::detail::exp2i(-E8M0::exponent(p.scale_byte))) {}
+    ubatch<A> operator()(const fbatch<A>& x) const noexcept {
+        return encode_minifloat<typename F::element, R, A>(x * s);
+    }
+};
+
+/// Dequantization constants of one group as two floats (k0, k1); decode(c, k0, k1) works on
+/// broadcast or per-lane constants alike.
+///   IntFormat: k0 = scale, k1 = float(zero);   x^ = k0 * (float(c) - k1)  (two roundings, no fma)
+///   MxInt:     k0 = 2^(e-(d-2)) (quiet NaN for byte 255);  x^ = float(sext(c)) * k0
+///   Minifloat: k0 = scale;                      x^ = k0 * decode(c)
+///   MxFp:      k0 = 2^e (quiet NaN for byte 255);          x^ = decode(c) * k0
+/// (NaN * finite returns the NaN operand, so NaN groups give the reference's quiet_NaN.)
+template <class F>
+struct DequantConstants {
+    float k0 = 0.0f, k1 = 0.0f;
+    explicit DequantConstants(const typename F::Params& p) noexcept {
+        if constexpr (F::kind == FormatKind::integer) {
+            k0 = p.scale;
+            k1 = float(p.zero);
+        } else if constexpr (F::kind == FormatKind::mx_integer) {
+            k0 = E8M0::is_nan(p.scale_byte) ? std::numeric_limits<float>::quiet_NaN()
+                                            : ptq::detail::exp2i(E8M0::exponent(p.scale_byte) - F::fraction_bits);
+        } else if constexpr (F::kind == FormatKind::minifloat) {
+            k0 = p.scale;
+        } else {
+            k0 = E8M0::is_nan(p.scale_byte) ? std::numeric_limits<float>::quiet_NaN()
+                                            : ptq::detail::exp2i(E8M0::exponent(p.scale_byte));
+        }
+    }
+};
+
+template <class F, class A>
+fbatch<A> dequantize_codes(const ubatch<A>& c, const fbatch<A>& k0, const fbatch<A>& k1) noexcept {
+    if constexpr (F::kind == FormatKind::integer) {
+        return k0 * (xsimd::batch_cast<float>(xsimd::bitwise_cast<ibatch<A>>(c)) - k1);
+    } else if constexpr (F::kind == FormatKind::mx_integer) {
+        (void)k1;
+        constexpr std::uint32_t sb = 1u << (F::bits - 1);  // sign extension: (c ^ s) - s
+        const ibatch<A> q = xsimd::bitwise_cast<ibatch<A>>(c ^ ubatch<A>(sb)) - ibatch<A>(static_cast<std::int32_t>(sb));
+        return xsimd::batch_cast<float>(q) * k0;
+    } else if constexpr (F::kind == FormatKind::minifloat) {
+        (void)k1;
+        return k0 * decode_minifloat<F, A>(c);
+    } else {
+        (void)k1;
+        return decode_minifloat<typename F::element, A>(c) * k0;
+    }
+}
+
+template <QuantFormat F, Rounding R, class A>
+void quantize_simd(const float* x, std::size_t n, const typename F::Params& p, std::uint8_t* codes) noexcept {
+    constexpr std::size_t W = fbatch<A>::size;
+    const Encoder<F, R, A> enc(p);
+    std::size_t i = 0;
+    for (; i + W <= n; i += W) store_bytes<A>(enc(fbatch<A>::load_unaligned(x + i)), codes + i);
+    for (; i < n; ++i) codes[i] = F::quantize(x[i], p, R);
+}
+
+}  // namespace detail
+
+// =============================================================================================
+// quantize_group
+// =============================================================================================
+
+/// codes[i] = F::quantize(x[i], p, r) for i < n (formula, rounding and clamp range in the
+/// Encoder comments above and in F's class comment); all-zero codes for NaN parameters.
+/// Every format is vectorised: minifloat encoding is done with integer bit manipulation.
 template <QuantFormat F, class Arch = xsimd::default_arch>
 void quantize_group(const float* x, std::size_t n, const typename F::Params& p, Rounding r, std::uint8_t* codes) noexcept {
-    ref::quantize_group<F>(x, n, p, r, codes);
+    if (F::is_nan(p)) {
+        if (n) std::memset(codes, 0, n);
+        return;
+    }
+    detail::with_rounding(r, [&]<Rounding R>() { detail::quantize_simd<F, R, Arch>(x, n, p, codes); });
 }
 
+// =============================================================================================
+// pack / unpack
+// =============================================================================================
+
+/// Packs n codes (low `bits` bits of each byte) into out[0 .. packed_bytes(n, bits)) in the
+/// canonical layout (kernel/packing.hpp); padding bits of the last byte are zero.
+/// Blocks of 8 codes are packed with SWAR inside 64-bit lanes; the last < 8*lanes codes one by one.
 template <class Arch = xsimd::default_arch>
 void pack_bits(const std::uint8_t* codes, std::size_t n, int bits, std::uint8_t* out) noexcept {
-    ref::pack_bits(codes, n, bits, out);
+    detail::with_bits(bits, [&]<int B>() {
+        using V = detail::u64batch<Arch>;
+        constexpr std::size_t L = V::size;
+        std::size_t i = 0;
+        for (; i + 8 * L <= n; i += 8 * L) {
+            const V v = detail::pack8_lanes<B>(V::load_unaligned(reinterpret_cast<const std::uint64_t*>(codes + i)));
+            alignas(64) std::uint64_t t[L];
+            v.store_aligned(t);
+            std::uint8_t* o = out + i / 8 * B;
+            for (std::size_t l = 0; l < L; ++l) std::memcpy(o + l * B, &t[l], B);
+        }
+        for (; i + 8 <= n; i += 8) {
+            std::uint64_t w;
+            std::memcpy(&w, codes + i, 8);
+            w = detail::pack8_lanes<B>(w);
+            std::memcpy(out + i / 8 * B, &w, B);
+        }
+        if (i < n) {
+            std::uint8_t* o = out + i / 8 * B;
+            std::memset(o, 0, packed_bytes(n - i, B));
+            for (std::size_t k = i; k < n; ++k) ref::set_code(o, k - i, B, codes[k]);
+        }
+    });
 }
 
+/// Unpacks codes [first, first + n) of a packed stream into one byte each (any `first`: the
+/// first codes up to a byte boundary are read one by one).
 template <class Arch = xsimd::default_arch>
 void unpack_bits(const std::uint8_t* packed, std::size_t first, std::size_t n, int bits, std::uint8_t* codes) noexcept {
-    ref::unpack_bits(packed, first, n, bits, codes);
+    detail::with_bits(bits, [&]<int B>() {
+        std::size_t i = 0;
+        for (; i < n && ((first + i) * B) % 8 != 0; ++i) codes[i] = static_cast<std::uint8_t>(ref::get_code(packed, first + i, B));
+        if (i == n) return;
+        std::uint8_t* dst = codes + i;
+        detail::unpack_stream<B, Arch>(packed + (first + i) * B / 8, n - i,
+                                       [&](std::size_t i0, const detail::ubatch<Arch>& c, std::size_t cnt) {
+                                           if (cnt == detail::ubatch<Arch>::size) {
+                                               detail::store_bytes<Arch>(c, dst + i0);
+                                           } else {
+                                               std::uint8_t t[detail::ubatch<Arch>::size];
+                                               detail::store_bytes<Arch>(c, t);
+                                               std::memcpy(dst + i0, t, cnt);
+                                           }
+                                       });
+    });
 }
 
+// =============================================================================================
+// dequantize_row
+// =============================================================================================
+
+/// Dequantizes one packed row (layout.cols codes, starting at bit 0 of packed_row) whose groups
+/// use params[0 .. col_groups) (the single set for a per-tensor layout): out[c] =
+/// F::dequantize(code c, params of c's group), formulas in detail::DequantConstants.
+/// The row is unpacked in units of 32*W codes straight from the bit stream (no byte-alignment
+/// of groups needed); a batch of W outputs inside one group uses broadcast constants (the fast
+/// path: group size a multiple of W), a batch that straddles groups per-lane constants.
 template <QuantFormat F, class Arch = xsimd::default_arch>
 void dequantize_row(const std::uint8_t* packed_row, const GroupLayout& layout, const typename F::Params* params,
                     float* out) noexcept {
-    ref::dequantize_row<F>(packed_row, layout, params, out);
+    using Fb = detail::fbatch<Arch>;
+    constexpr std::size_t W = Fb::size;
+    const std::size_t n = layout.cols;
+    if (n == 0 || layout.col_groups() == 0) return;
+    const bool whole = layout.whole_tensor;
+    std::size_t g = 0, gend = layout.group_end(0);
+    detail::DequantConstants<F> kc(params[0]);
+    Fb k0(kc.k0), k1(kc.k1);
+    detail::unpack_stream<F::bits, Arch>(packed_row, n, [&](std::size_t i0, const detail::ubatch<Arch>& c, std::size_t cnt) {
+        while (i0 >= gend) {  // next group
+            ++g;
+            gend = layout.group_end(g);
+            kc = detail::DequantConstants<F>(params[whole ? 0 : g]);
+            k0 = Fb(kc.k0);
+            k1 = Fb(kc.k1);
+        }
+        Fb v;
+        if (i0 + cnt <= gend) {
+            v = detail::dequantize_codes<F, Arch>(c, k0, k1);
+        } else {  // the batch straddles groups: per-lane constants
+            alignas(64) float a0[W], a1[W];
+            std::size_t gg = g, ge = gend;
+            for (std::size_t l = 0; l < W; ++l) {
+                while (i0 + l >= ge && gg + 1 < layout.col_groups()) ge = layout.group_end(++gg);
+                const detail::DequantConstants<F> kl(params[whole ? 0 : gg]);
+                a0[l] = kl.k0;
+                a1[l] = kl.k1;
+            }
+            v = detail::dequantize_codes<F, Arch>(c, Fb::load_aligned(a0), Fb::load_aligned(a1));
+        }
+        if (cnt == W) {
+            v.store_unaligned(out + i0);
+        } else {
+            alignas(64) float t[W];
+            v.store_aligned(t);
+            std::memcpy(out + i0, t, cnt * sizeof(float));
+        }
+    });
 }
 
 }  // namespace ptq::kernel

@@ -1,0 +1,287 @@
+#pragma once
+// Building blocks of the SIMD kernels (kernel/kernels.hpp), written over xsimd::batch<T, A>.
+//
+// Everything here is generic over the architecture A. Where xsimd 8.1.0 lacks a fast
+// generic operation (variable 32-bit shifts on AVX-512, narrowing 32 -> 8 bit stores), the
+// primitive is an overload set dispatched like xsimd's own kernels: a `requires_arch<generic>`
+// version that is always correct, and `requires_arch<avx512f>` / `requires_arch<avx2>`
+// overloads picked by overload resolution on the architecture tag (derived-to-base).
+// No function body contains an #if on the instruction set.
+#include <array>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <utility>
+
+#include <ptq/kernel/xsimd.hpp>
+
+#include <ptq/format/options.hpp>
+#include <ptq/format/rounding.hpp>
+
+namespace ptq::kernel::detail {
+
+static_assert(std::endian::native == std::endian::little,
+              "ptq kernels read the packed little-endian bit stream as 32/64-bit words");
+
+template <class A>
+using fbatch = xsimd::batch<float, A>;
+template <class A>
+using ubatch = xsimd::batch<std::uint32_t, A>;
+template <class A>
+using ibatch = xsimd::batch<std::int32_t, A>;
+template <class A>
+using u64batch = xsimd::batch<std::uint64_t, A>;
+
+template <class A>
+using requires_arch = xsimd::kernel::requires_arch<A>;
+
+// ---- variable shifts (xsimd 8.1.0 only has them natively for AVX2) --------------------------
+// Shift counts must be < 32 (the generic path shifts lane by lane in C++).
+template <class A>
+ubatch<A> srlv(const ubatch<A>& x, const ubatch<A>& s, requires_arch<xsimd::generic>) noexcept {
+    return x >> s;
+}
+template <class A>
+ubatch<A> sllv(const ubatch<A>& x, const ubatch<A>& s, requires_arch<xsimd::generic>) noexcept {
+    return x << s;
+}
+#if XSIMD_WITH_AVX512F
+template <class A>
+ubatch<A> srlv(const ubatch<A>& x, const ubatch<A>& s, requires_arch<xsimd::avx512f>) noexcept {
+    return _mm512_srlv_epi32(x, s);
+}
+template <class A>
+ubatch<A> sllv(const ubatch<A>& x, const ubatch<A>& s, requires_arch<xsimd::avx512f>) noexcept {
+    return _mm512_sllv_epi32(x, s);
+}
+#endif
+template <class A>
+ubatch<A> shift_right(const ubatch<A>& x, const ubatch<A>& s) noexcept {
+    return srlv<A>(x, s, A{});
+}
+template <class A>
+ubatch<A> shift_left(const ubatch<A>& x, const ubatch<A>& s) noexcept {
+    return sllv<A>(x, s, A{});
+}
+
+// ---- narrowing store: W lanes of uint32 (each < 256) -> W bytes ----------------------------
+template <class A>
+void store_u8(const ubatch<A>& v, std::uint8_t* out, requires_arch<xsimd::generic>) noexcept {
+    alignas(64) std::array<std::uint32_t, ubatch<A>::size> t;
+    v.store_aligned(t.data());
+    for (std::size_t i = 0; i < t.size(); ++i) out[i] = static_cast<std::uint8_t>(t[i]);
+}
+#if XSIMD_WITH_AVX512F
+template <class A>
+void store_u8(const ubatch<A>& v, std::uint8_t* out, requires_arch<xsimd::avx512f>) noexcept {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(v));  // vpmovdb
+}
+#endif
+#if XSIMD_WITH_AVX2
+template <class A>
+void store_u8(const ubatch<A>& v, std::uint8_t* out, requires_arch<xsimd::avx2>) noexcept {
+    // byte 0 of each dword, per 128-bit half, then the two 4-byte results.
+    const __m256i idx = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,  //
+                                         0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m256i b = _mm256_shuffle_epi8(v, idx);
+    const std::int32_t lo = _mm_cvtsi128_si32(_mm256_castsi256_si128(b));
+    const std::int32_t hi = _mm_cvtsi128_si32(_mm256_extracti128_si256(b, 1));
+    std::memcpy(out, &lo, 4);
+    std::memcpy(out + 4, &hi, 4);
+}
+#endif
+template <class A>
+void store_bytes(const ubatch<A>& v, std::uint8_t* out) noexcept {
+    store_u8<A>(v, out, A{});
+}
+
+// ---- rounding --------------------------------------------------------------------------------
+/// Rounds to an integral float: half_even = IEEE roundTiesToEven (xsimd::nearbyint, an
+/// explicit round-to-nearest-even instruction on SSE4.1+/AVX/AVX-512; default FP environment
+/// on SSE2), half_away = std::round semantics (xsimd::round).
+template <Rounding R, class A>
+fbatch<A> round_integral(const fbatch<A>& v) noexcept {
+    if constexpr (R == Rounding::half_even) return xsimd::nearbyint(v);
+    else return xsimd::round(v);
+}
+
+/// Calls f.template operator()<R>() with the compile-time twin of the runtime rounding r.
+template <class Fn>
+decltype(auto) with_rounding(Rounding r, Fn&& f) {
+    if (r == Rounding::half_even) return f.template operator()<Rounding::half_even>();
+    return f.template operator()<Rounding::half_away>();
+}
+
+/// Calls f.template operator()<B>() for the runtime bit width 1 <= bits <= 8.
+template <class Fn>
+void with_bits(int bits, Fn&& f) {
+    switch (bits) {
+        case 1: f.template operator()<1>(); break;
+        case 2: f.template operator()<2>(); break;
+        case 3: f.template operator()<3>(); break;
+        case 4: f.template operator()<4>(); break;
+        case 5: f.template operator()<5>(); break;
+        case 6: f.template operator()<6>(); break;
+        case 7: f.template operator()<7>(); break;
+        case 8: f.template operator()<8>(); break;
+        default: break;
+    }
+}
+
+// ---- horizontal min / max (log2(W) swizzle steps) --------------------------------------------
+template <std::size_t D>
+struct xor_lane {
+    static constexpr std::uint32_t get(std::size_t i, std::size_t) { return static_cast<std::uint32_t>(i ^ D); }
+};
+template <class A, std::size_t D = fbatch<A>::size / 2>
+fbatch<A> all_lanes_min(fbatch<A> v) noexcept {
+    if constexpr (D == 0) {
+        return v;
+    } else {
+        v = xsimd::min(v, xsimd::swizzle(v, xsimd::make_batch_constant<ubatch<A>, xor_lane<D>>()));
+        return all_lanes_min<A, D / 2>(v);
+    }
+}
+template <class A, std::size_t D = fbatch<A>::size / 2>
+fbatch<A> all_lanes_max(fbatch<A> v) noexcept {
+    if constexpr (D == 0) {
+        return v;
+    } else {
+        v = xsimd::max(v, xsimd::swizzle(v, xsimd::make_batch_constant<ubatch<A>, xor_lane<D>>()));
+        return all_lanes_max<A, D / 2>(v);
+    }
+}
+
+// ---- bit-stream unpacking ----------------------------------------------------------------------
+/// Plan of output batch J of an unpack unit (compile-time): the unit is 32*W codes of B bits
+/// = B*W little-endian 32-bit words held in B batches; code c = J*W + k (lane k) starts at
+/// bit p = c*B, i.e. in word p/32 at shift p%32, and continues into the next word when
+/// p%32 + B > 32 ("straddles").
+template <int B, std::size_t W, std::size_t J>
+struct unpack_plan {
+    static constexpr std::size_t bit(std::size_t k) { return (J * W + k) * static_cast<std::size_t>(B); }
+    static constexpr std::size_t lo_word(std::size_t k) { return bit(k) / 32; }
+    static constexpr std::uint32_t shift(std::size_t k) { return static_cast<std::uint32_t>(bit(k) % 32); }
+    static constexpr bool straddles(std::size_t k) { return shift(k) + B > 32; }
+    static constexpr std::size_t hi_word(std::size_t k) { return straddles(k) ? lo_word(k) + 1 : lo_word(k); }
+    static constexpr bool any_straddle() {
+        for (std::size_t k = 0; k < W; ++k)
+            if (straddles(k)) return true;
+        return false;
+    }
+    static constexpr std::size_t lo_batch = lo_word(0) / W;
+    static constexpr bool lo_two = lo_word(W - 1) / W != lo_batch;
+    static constexpr std::size_t hi_batch = hi_word(0) / W;
+    static constexpr bool hi_two = hi_word(W - 1) / W != hi_batch;
+
+    struct lo_index {
+        static constexpr std::uint32_t get(std::size_t k, std::size_t) { return static_cast<std::uint32_t>(lo_word(k) % W); }
+    };
+    struct lo_in_first {
+        static constexpr bool get(std::size_t k, std::size_t) { return lo_word(k) / W == lo_batch; }
+    };
+    struct hi_index {
+        static constexpr std::uint32_t get(std::size_t k, std::size_t) { return static_cast<std::uint32_t>(hi_word(k) % W); }
+    };
+    struct hi_in_first {
+        static constexpr bool get(std::size_t k, std::size_t) { return hi_word(k) / W == hi_batch; }
+    };
+    struct right {
+        static constexpr std::uint32_t get(std::size_t k, std::size_t) { return shift(k); }
+    };
+    struct left {  // the high part is shifted left by 32 - s as (h << 1) << (31 - s)
+        static constexpr std::uint32_t get(std::size_t k, std::size_t) { return 31u - shift(k); }
+    };
+};
+
+/// Codes [J*W, (J+1)*W) of a unit whose words are in `w[0..B)`.
+template <int B, class A, std::size_t J>
+ubatch<A> unpack_batch(const ubatch<A>* w) noexcept {
+    constexpr std::size_t W = ubatch<A>::size;
+    using P = unpack_plan<B, W, J>;
+    using U = ubatch<A>;
+    const auto lidx = xsimd::make_batch_constant<U, typename P::lo_index>();
+    U lo;
+    if constexpr (P::lo_two)
+        lo = xsimd::select(xsimd::make_batch_bool_constant<U, typename P::lo_in_first>(), xsimd::swizzle(w[P::lo_batch], lidx),
+                           xsimd::swizzle(w[P::lo_batch + 1], lidx));
+    else
+        lo = xsimd::swizzle(w[P::lo_batch], lidx);
+    U v = shift_right<A>(lo, U(xsimd::make_batch_constant<U, typename P::right>()));
+    if constexpr (P::any_straddle()) {
+        const auto hidx = xsimd::make_batch_constant<U, typename P::hi_index>();
+        U hi;
+        if constexpr (P::hi_two)
+            hi = xsimd::select(xsimd::make_batch_bool_constant<U, typename P::hi_in_first>(),
+                               xsimd::swizzle(w[P::hi_batch], hidx), xsimd::swizzle(w[P::hi_batch + 1], hidx));
+        else
+            hi = xsimd::swizzle(w[P::hi_batch], hidx);
+        // lanes that do not straddle get bits at positions >= 32 - s >= B: masked off below.
+        v = v | shift_left<A>(hi << 1, U(xsimd::make_batch_constant<U, typename P::left>()));
+    }
+    return v & U((1u << B) - 1u);
+}
+
+/// Unpacks one unit: 32*W codes of B bits from exactly 4*B*W bytes at p (bit 0 of p[0] is
+/// bit 0 of code 0). Calls emit(j, codes_j) for j = 0, 1, ... while it returns true.
+template <int B, class A, class Emit>
+void unpack_unit(const std::uint8_t* p, Emit&& emit) noexcept {
+    constexpr std::size_t W = ubatch<A>::size;
+    ubatch<A> w[B];
+    for (int k = 0; k < B; ++k)
+        w[k] = ubatch<A>::load_unaligned(reinterpret_cast<const std::uint32_t*>(p) + static_cast<std::size_t>(k) * W);
+    [&]<std::size_t... J>(std::index_sequence<J...>) {
+        (void)(emit(J, unpack_batch<B, A, J>(w)) && ...);
+    }(std::make_index_sequence<32>{});
+}
+
+/// Codes per unpack unit and its bytes.
+template <int B, class A>
+inline constexpr std::size_t unit_codes = 32 * ubatch<A>::size;
+template <int B, class A>
+inline constexpr std::size_t unit_bytes = 4 * static_cast<std::size_t>(B) * ubatch<A>::size;
+
+/// Unpacks codes [0, n) of a stream that starts byte-aligned at p, reading only the
+/// packed_bytes(n, B) bytes that hold them: whole units straight from memory, the rest from a
+/// zero-padded copy. emit(i0, codes, count) receives codes [i0, i0 + count), count <= W, in
+/// increasing order.
+template <int B, class A, class Emit>
+void unpack_stream(const std::uint8_t* p, std::size_t n, Emit&& emit) noexcept {
+    constexpr std::size_t W = ubatch<A>::size;
+    constexpr std::size_t UC = unit_codes<B, A>, UB = unit_bytes<B, A>;
+    std::size_t i = 0;
+    for (; i + UC <= n; i += UC, p += UB)
+        unpack_unit<B, A>(p, [&](std::size_t j, const ubatch<A>& c) {
+            emit(i + j * W, c, W);
+            return true;
+        });
+    if (i < n) {
+        alignas(64) std::uint8_t buf[UB] = {};
+        const std::size_t rem = n - i;
+        std::memcpy(buf, p, (rem * static_cast<std::size_t>(B) + 7) / 8);
+        unpack_unit<B, A>(buf, [&](std::size_t j, const ubatch<A>& c) {
+            const std::size_t i0 = j * W;
+            if (i0 >= rem) return false;
+            emit(i + i0, c, rem - i0 < W ? rem - i0 : W);
+            return true;
+        });
+    }
+}
+
+// ---- bit-stream packing (SWAR inside 64-bit lanes) -------------------------------------------
+/// (V = a batch of uint64 or std::uint64_t itself.) Eight codes of B bits held one per byte of a 64-bit lane (code t in byte t) -> their 8*B
+/// bit little-endian stream in the low bits of the lane. Codes are masked to B bits first.
+template <int B, class V>
+V pack8_lanes(V x) noexcept {
+    constexpr std::uint64_t ones = 0x0101010101010101ull;
+    x = x & V(ones * ((1u << B) - 1u));
+    if constexpr (B < 8) {
+        x = (x & V(0x00FF00FF00FF00FFull)) | ((x & V(0xFF00FF00FF00FF00ull)) >> (8 - B));
+        x = (x & V(0x0000FFFF0000FFFFull)) | ((x & V(0xFFFF0000FFFF0000ull)) >> (16 - 2 * B));
+        x = (x & V(0x00000000FFFFFFFFull)) | ((x & V(0xFFFFFFFF00000000ull)) >> (32 - 4 * B));
+    }
+    return x;
+}
+
+}  // namespace ptq::kernel::detail

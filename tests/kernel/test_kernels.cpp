@@ -1,0 +1,295 @@
+// SIMD kernels (kernel/kernels.hpp) == scalar reference (kernel/reference.hpp), bit for bit,
+// for every kernel, bit width 1-8, length (0 .. 3W+1 and long buffers at odd offsets), format
+// and rounding, at several SIMD widths (default arch, SSE2, AVX2).
+#include <ptq/kernel/kernels.hpp>  // first: see ptq/kernel/xsimd.hpp
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include <ptq/format/int_format.hpp>
+#include <ptq/format/minifloat.hpp>
+#include <ptq/format/mx_fp.hpp>
+#include <ptq/format/mx_int.hpp>
+#include <ptq/kernel/reference.hpp>
+
+namespace {
+
+using namespace ptq;
+
+template <class Fn>
+void for_each_arch(Fn&& f) {
+    f.template operator()<xsimd::default_arch>();
+    f.template operator()<xsimd::sse2>();
+#if XSIMD_WITH_AVX2
+    f.template operator()<xsimd::avx2>();
+#endif
+}
+
+std::uint32_t bits_of(float f) { return std::bit_cast<std::uint32_t>(f); }
+
+/// Random floats with a sprinkling of special values (when `specials`): +-0, denormals,
+/// huge, FLT_MAX, and (when `non_finite`) NaN / +-Inf.
+std::vector<float> random_floats(std::mt19937& rng, std::size_t n, float scale, bool specials, bool non_finite) {
+    std::normal_distribution<float> nd(0.0f, scale);
+    std::uniform_int_distribution<int> pick(0, 99);
+    std::vector<float> v(n);
+    for (auto& x : v) {
+        x = nd(rng);
+        if (!specials) continue;
+        const int k = pick(rng);
+        if (k == 0) x = 0.0f;
+        else if (k == 1) x = -0.0f;
+        else if (k == 2) x = 1e-40f * (pick(rng) - 50);  // denormals
+        else if (k == 3) x = (pick(rng) < 50 ? -1.0f : 1.0f) * 1e30f;
+        else if (k == 4) x = std::numeric_limits<float>::max();
+        else if (k == 5) x = std::round(x * 4.0f) / 4.0f + 0.125f;  // ties at scale 1/4
+        else if (k == 6) x = std::round(x) + 0.5f;                  // ties at scale 1
+        else if (k == 7 && non_finite) x = std::numeric_limits<float>::quiet_NaN();
+        else if (k == 8 && non_finite) x = (pick(rng) < 50 ? -1.0f : 1.0f) * std::numeric_limits<float>::infinity();
+    }
+    return v;
+}
+
+template <class F>
+bool params_bits_equal(const typename F::Params& a, const typename F::Params& b) {
+    return std::memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+/// Parameters for a group of x: the format's own (from the reference range), or random ones
+/// (exercises clamping, zero points and every scale byte incl. 255 = NaN).
+template <class F>
+typename F::Params some_params(std::mt19937& rng, const float* x, std::size_t n, int which) {
+    QuantOptions o;
+    o.widen_to_zero = (which % 2) == 0;
+    if (which < 2) return F::make_params(ref::range(x, n), o);
+    typename F::Params p = F::make_params(ref::range(x, n), o);
+    std::uniform_int_distribution<int> byte(0, 255);
+    if constexpr (F::kind == FormatKind::integer) {
+        const float s[] = {1.0f, 0.25f, 0.5f, 3.0f, 1e-3f};
+        p.scale = s[byte(rng) % 5];
+        if constexpr (!F::symmetric) p.zero = byte(rng) % (F::levels + 1);
+        if (which == 3) p = F::nan_params();
+    } else if constexpr (F::kind == FormatKind::minifloat) {
+        const float s[] = {1.0f, 0.25f, 1e-3f, 7.0f, 1e-30f};
+        p.scale = s[byte(rng) % 5];
+        if (which == 3) p = F::nan_params();
+    } else {
+        p.scale_byte = static_cast<std::uint8_t>(which == 3 ? 255 : 100 + byte(rng) % 60);
+        if (byte(rng) < 8) p.scale_byte = static_cast<std::uint8_t>(byte(rng));
+    }
+    return p;
+}
+
+}  // namespace
+
+#define PTQ_ALL_FORMATS                                                                                                \
+    IntFormat<1, false>, IntFormat<2, false>, IntFormat<3, false>, IntFormat<4, false>, IntFormat<5, false>,         \
+        IntFormat<6, false>, IntFormat<7, false>, IntFormat<8, false>, IntFormat<2, true>, IntFormat<3, true>,       \
+        IntFormat<4, true>, IntFormat<5, true>, IntFormat<6, true>, IntFormat<7, true>, IntFormat<8, true>,          \
+        IntFormat<3, true, IntRange::full>, IntFormat<4, true, IntRange::full>, IntFormat<8, true, IntRange::full>, \
+        MxInt<2, 32>, MxInt<3, 32>, MxInt<4, 32>, MxInt<5, 32>, MxInt<6, 32>, MxInt<7, 32>, MxInt<8, 32>,           \
+        MxInt<8, 16>, Fp8<4, 3>, Fp8<5, 2>, Fp6<3, 2>, Fp6<2, 3>, Fp4, MxFp<4, 3, 32>, MxFp<5, 2, 32>,               \
+        MxFp<3, 2, 32>, MxFp<2, 3, 32>, MxFp<2, 1, 32>, MxFp<4, 3, 16>
+
+TEST_SUITE("kernel") {
+
+TEST_CASE("range == reference (all lengths, specials, zero signs)") {
+    std::mt19937 rng(1);
+    for_each_arch([&]<class Arch>() {
+        constexpr std::size_t W = xsimd::batch<float, Arch>::size;
+        for (int trial = 0; trial < 6; ++trial) {
+            const bool specials = trial >= 2, non_finite = trial >= 4;
+            auto buf = random_floats(rng, 4096 + 64, trial == 1 ? 1e-38f : 1.0f, specials, non_finite);
+            std::vector<std::size_t> lens;
+            for (std::size_t n = 0; n <= 3 * W + 1; ++n) lens.push_back(n);
+            lens.insert(lens.end(), {32, 64, 100, 1000, 4096});
+            for (std::size_t n : lens) {
+                const std::size_t off = rng() % 64;
+                const float* x = buf.data() + off;
+                const RangeStats a = kernel::range<Arch>(x, n), b = ref::range(x, n);
+                CHECK(bits_of(a.lo) == bits_of(b.lo));
+                CHECK(bits_of(a.hi) == bits_of(b.hi));
+                CHECK(a.non_finite == b.non_finite);
+            }
+        }
+        // zero extrema with both signs in every order
+        for (std::size_t n : {W, 2 * W + 3, 3 * W + 1}) {
+            for (int pat = 0; pat < 8; ++pat) {
+                std::vector<float> x(n, (pat & 4) ? 1.0f : -1.0f);
+                x[pat % n] = -0.0f;
+                x[(pat * 7 + 3) % n] = 0.0f;
+                if (pat & 1) std::swap(x[pat % n], x[(pat * 7 + 3) % n]);
+                if (pat & 2) std::fill(x.begin(), x.end(), (pat & 1) ? 0.0f : -0.0f), x[n / 2] = -x[n / 2];
+                const RangeStats a = kernel::range<Arch>(x.data(), n), b = ref::range(x.data(), n);
+                CHECK(bits_of(a.lo) == bits_of(b.lo));
+                CHECK(bits_of(a.hi) == bits_of(b.hi));
+            }
+        }
+    });
+}
+
+TEST_CASE("pack_bits / unpack_bits == reference (bits 1-8, all lengths, odd offsets)") {
+    std::mt19937 rng(2);
+    for_each_arch([&]<class Arch>() {
+        constexpr std::size_t W = xsimd::batch<float, Arch>::size;
+        std::vector<std::size_t> lens;
+        for (std::size_t n = 0; n <= 3 * W + 1; ++n) lens.push_back(n);
+        lens.insert(lens.end(), {8 * W - 1, 8 * W, 8 * W + 1, 32 * W - 1, 32 * W, 32 * W + 5, 64 * W + 17, 3000});
+        for (int bits = 1; bits <= 8; ++bits) {
+            CAPTURE(bits);
+            for (std::size_t n : lens) {
+                CAPTURE(n);
+                std::vector<std::uint8_t> codes(n + 16);
+                for (auto& c : codes) c = static_cast<std::uint8_t>(rng());  // high bits must be ignored
+                const std::size_t off = rng() % 16;
+                const std::size_t nb = packed_bytes(n, bits);
+                std::vector<std::uint8_t> a(nb + 8, 0xA5), b(nb + 8, 0xA5);
+                kernel::pack_bits<Arch>(codes.data() + off, n, bits, a.data());
+                ref::pack_bits(codes.data() + off, n, bits, b.data());
+                CHECK(a == b);  // incl. the guard bytes past the end
+                // unpack any sub-range [first, first + m)
+                for (int t = 0; t < 3; ++t) {
+                    const std::size_t first = n ? rng() % (n + 1) : 0;
+                    const std::size_t m = n - first ? rng() % (n - first + 1) : 0;
+                    const std::size_t mm = (t == 0) ? n - first : m;
+                    std::vector<std::uint8_t> packed(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(nb));
+                    std::vector<std::uint8_t> ua(mm + 4, 0x5A), ub(mm + 4, 0x5A);
+                    kernel::unpack_bits<Arch>(packed.data(), first, mm, bits, ua.data());
+                    ref::unpack_bits(packed.data(), first, mm, bits, ub.data());
+                    CHECK(ua == ub);
+                }
+            }
+        }
+    });
+}
+
+TEST_CASE_TEMPLATE("quantize_group == reference", F, PTQ_ALL_FORMATS) {
+    std::mt19937 rng(3);
+    for_each_arch([&]<class Arch>() {
+        constexpr std::size_t W = xsimd::batch<float, Arch>::size;
+        for (int trial = 0; trial < 4; ++trial) {
+            const float scale = trial == 1 ? 1e-3f : (trial == 2 ? 300.0f : 2.0f);
+            auto buf = random_floats(rng, 2048 + 32, scale, trial >= 2, trial == 3);
+            std::vector<std::size_t> lens;
+            for (std::size_t n = 0; n <= 3 * W + 1; ++n) lens.push_back(n);
+            lens.insert(lens.end(), {32, 100, 2048});
+            for (std::size_t n : lens) {
+                const float* x = buf.data() + rng() % 32;
+                for (int which = 0; which < 4; ++which) {
+                    const auto p = some_params<F>(rng, x, n, which);
+                    for (Rounding r : {Rounding::half_even, Rounding::half_away}) {
+                        std::vector<std::uint8_t> a(n + 4, 0xEE), b(n + 4, 0xEE);
+                        kernel::quantize_group<F, Arch>(x, n, p, r, a.data());
+                        ref::quantize_group<F>(x, n, p, r, b.data());
+                        CAPTURE(n);
+                        CAPTURE(which);
+                        CHECK(a == b);
+                    }
+                }
+            }
+        }
+    });
+}
+
+TEST_CASE_TEMPLATE("quantize: exact ties and specials", F, PTQ_ALL_FORMATS) {
+    // Values at exact ties of the grid (scale 1, 1/4, power-of-two MX scales) and specials.
+    std::vector<float> x;
+    for (int k = -300; k <= 300; ++k) x.push_back(0.125f * static_cast<float>(k));
+    for (float s : {0.0f, -0.0f, 1e-40f, -1e-40f, 1e-45f, 1e30f, -1e30f, 448.0f, 464.0f, 57344.0f, 61440.0f, 7.75f,
+                    28.0f, 30.0f, 6.0f, 5.0f, 0.25f, 0.75f, std::numeric_limits<float>::max(),
+                    std::numeric_limits<float>::denorm_min(), std::numeric_limits<float>::min()})
+        x.push_back(s), x.push_back(-s);
+    for (int e = -140; e < 128; ++e) x.push_back(std::ldexp(1.5f, e)), x.push_back(std::ldexp(-1.25f, e));
+    std::mt19937 rng(4);
+    for_each_arch([&]<class Arch>() {
+        for (int which = 0; which < 6; ++which) {
+            typename F::Params p{};
+            if constexpr (F::kind == FormatKind::integer || F::kind == FormatKind::minifloat) {
+                p = F::make_params(ref::range(x.data(), x.size()), {});
+                if (which == 1) p.scale = 1.0f;
+                if (which == 2) p.scale = 0.25f;
+                if (which == 3) p.scale = 1e-38f;
+            } else {
+                const std::uint8_t bytes[] = {127, 120, 130, 0, 254, 127};
+                p.scale_byte = bytes[which];
+            }
+            for (Rounding r : {Rounding::half_even, Rounding::half_away}) {
+                std::vector<std::uint8_t> a(x.size()), b(x.size());
+                kernel::quantize_group<F, Arch>(x.data(), x.size(), p, r, a.data());
+                ref::quantize_group<F>(x.data(), x.size(), p, r, b.data());
+                CHECK(a == b);
+            }
+        }
+        (void)rng;
+    });
+}
+
+TEST_CASE_TEMPLATE("dequantize_row == reference (groups, ragged, unaligned groups)", F, PTQ_ALL_FORMATS) {
+    std::mt19937 rng(5);
+    for_each_arch([&]<class Arch>() {
+        constexpr std::size_t W = xsimd::batch<float, Arch>::size;
+        std::vector<std::size_t> lens;
+        for (std::size_t n = 0; n <= 3 * W + 1; ++n) lens.push_back(n);
+        lens.insert(lens.end(), {32 * W - 3, 32 * W, 32 * W + 7, 96 * W + 33, 4096});
+        for (std::size_t n : lens) {
+            // group sizes: MX formats use their block (plus odd ones to exercise the layout);
+            // runtime group 10 at odd bits starts groups at non-byte-aligned bits.
+            const std::size_t groups[] = {32, 10, W, 7, 1, 64, 0 /*per-channel*/, 999 /*per-tensor*/};
+            for (std::size_t gs : groups) {
+                GroupLayout L;
+                if (gs == 999) L = GroupLayout{1, n, true, n};
+                else L = GroupLayout{1, n, false, gs == 0 ? n : gs};
+                if (gs == 0 && n == 0) continue;
+                const std::size_t ng = L.col_groups();
+                std::vector<typename F::Params> params(ng ? ng : 1);
+                auto xs = random_floats(rng, n + 1, 3.0f, true, false);
+                for (std::size_t g = 0; g < ng; ++g) {
+                    const std::size_t b = L.group_begin(g), e = L.group_end(g);
+                    params[g] = some_params<F>(rng, xs.data() + b, e - b, static_cast<int>(rng() % 4));
+                }
+                std::vector<std::uint8_t> codes(n + 1);
+                for (auto& c : codes) c = static_cast<std::uint8_t>(rng());  // every code, incl. NaN/Inf codes
+                std::vector<std::uint8_t> packed(packed_bytes(n, F::bits));
+                ref::pack_bits(codes.data(), n, F::bits, packed.data());
+                std::vector<float> a(n + 4, 1234.0f), b(n + 4, 1234.0f);
+                kernel::dequantize_row<F, Arch>(packed.data(), L, params.data(), a.data());
+                ref::dequantize_row<F>(packed.data(), L, params.data(), b.data());
+                bool same = true;
+                for (std::size_t i = 0; i < n + 4; ++i) same = same && bits_of(a[i]) == bits_of(b[i]);
+                CAPTURE(n);
+                CAPTURE(gs);
+                CHECK(same);
+            }
+        }
+    });
+}
+
+TEST_CASE_TEMPLATE("params from kernel::range == params from ref::range", F, PTQ_ALL_FORMATS) {
+    std::mt19937 rng(6);
+    for_each_arch([&]<class Arch>() {
+        for (int trial = 0; trial < 50; ++trial) {
+            auto x = random_floats(rng, 1 + rng() % 200, 1.0f, true, trial % 5 == 0);
+            if (trial % 3 == 0)
+                for (auto& v : x) v = std::fabs(v) * ((trial % 2) ? 1.0f : -1.0f);  // zero at an extreme
+            if (trial % 7 == 0)
+                for (std::size_t i = 0; i < x.size(); ++i) x[i] = (i % 2) ? 0.0f : -0.0f;
+            for (bool widen : {true, false}) {
+                QuantOptions o;
+                o.widen_to_zero = widen;
+                const auto a = F::make_params(kernel::range<Arch>(x.data(), x.size()), o);
+                const auto b = F::make_params(ref::range(x.data(), x.size()), o);
+                CHECK(params_bits_equal<F>(a, b));
+            }
+        }
+    });
+}
+
+}  // TEST_SUITE
