@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <limits>
 #include <string>
 #include <vector>
@@ -163,7 +164,7 @@ private:
     }
 
     // sum_k ||X (W_k - W_eff,k)^T||^2 with W_eff = Q(W diag(s)) diag(s)^-1 (quantized with
-    // min-max unless `given` supplies the quantized matrices).
+    // the RTN of opt_.quant unless `given` supplies the quantized matrices).
     template <class XM>
     double loss_of(const XM& x, const std::vector<const RowMatrixXf*>& weights, const Eigen::VectorXf& s,
                    const std::vector<QuantizedMatrix<F>>* given) const {
@@ -171,12 +172,35 @@ private:
         const Eigen::VectorXf inv = s.cwiseInverse();
         for (std::size_t k = 0; k < weights.size(); ++k) {
             const RowMatrixXf& w = *weights[k];
-            const RowMatrixXf q = given ? dequantize((*given)[k])
-                                        : dequantize(Rtn<F, G>(opt_.quant, gran_).quantize(w * s.asDiagonal()));
-            const RowMatrixXf d = w - q * inv.asDiagonal();
+            const RowMatrixXf d = given ? RowMatrixXf(w - dequantize((*given)[k]) * inv.asDiagonal())
+                                        : scaled_residual(w, s, inv);
             total += (x * d.transpose()).template cast<double>().squaredNorm();
         }
         return total;
+    }
+
+    // W - RTN(W diag(s)) diag(s)^-1, fused row by row (no scaled copy, no packing): per group
+    // the same range / choose_params / quantize_group as Rtn, then F::dequantize. Equal to
+    // W - dequantize(Rtn<F, G>(quant).quantize(W diag(s))) diag(s)^-1 element for element.
+    RowMatrixXf scaled_residual(const RowMatrixXf& w, const Eigen::VectorXf& s, const Eigen::VectorXf& inv) const {
+        const GroupLayout l = resolve_layout<F>(gran_, std::size_t(w.rows()), std::size_t(w.cols()));
+        if (l.whole_tensor) return w - dequantize(Rtn<F, G>(opt_.quant, gran_).quantize(w * s.asDiagonal())) * inv.asDiagonal();
+        const Eigen::Index cols = w.cols();
+        RowMatrixXf d(w.rows(), cols);
+        Eigen::VectorXf tmp(cols);
+        std::vector<std::uint8_t> codes(static_cast<std::size_t>(cols));
+        for (Eigen::Index r = 0; r < w.rows(); ++r) {
+            tmp = w.row(r).transpose().cwiseProduct(s);
+            for (std::size_t g = 0; g < l.col_groups(); ++g) {
+                const std::size_t b = l.group_begin(g), n = l.group_end(g) - b;
+                const RangeStats st = kernel::range(tmp.data() + b, n);
+                const auto p = choose_params<F>(tmp.data() + b, n, st, opt_.quant);
+                kernel::quantize_group<F>(tmp.data() + b, n, p, opt_.quant.rounding, codes.data() + b);
+                for (std::size_t c = b; c < b + n; ++c) tmp(Eigen::Index(c)) = F::dequantize(codes[c], p);
+            }
+            d.row(r) = w.row(r) - tmp.cwiseProduct(inv).transpose();
+        }
+        return d;
     }
 
     // Per-(row, group) clipping search of w (already scaled) against activations xs (scaled).
@@ -192,6 +216,7 @@ private:
             Eigen::VectorXd best_err = Eigen::VectorXd::Constant(w.rows(), std::numeric_limits<double>::infinity());
             RowMatrixXf d(w.rows(), n);
             std::vector<typename F::Params> cand(std::size_t(w.rows()));
+            std::vector<std::uint8_t> codes(static_cast<std::size_t>(n));
             for (int i = 0; i <= steps; ++i) {
                 const float p = 1.0f - float(i) / float(opt_.clip_grid);
                 for (Eigen::Index r = 0; r < w.rows(); ++r) {
@@ -202,10 +227,9 @@ private:
                         st.lo = std::max(st.lo, -amax);
                         st.hi = std::min(st.hi, amax);
                     }
-                    cand[std::size_t(r)] = F::make_params(st, opt_.quant);
-                    for (Eigen::Index c = 0; c < n; ++c)
-                        d(r, c) = row[c] - F::dequantize(F::quantize(row[c], cand[std::size_t(r)], opt_.quant.rounding),
-                                                         cand[std::size_t(r)]);
+                    const auto& pc = cand[std::size_t(r)] = F::make_params(st, opt_.quant);
+                    kernel::quantize_group<F>(row, std::size_t(n), pc, opt_.quant.rounding, codes.data());
+                    for (Eigen::Index c = 0; c < n; ++c) d(r, c) = row[c] - F::dequantize(codes[std::size_t(c)], pc);
                 }
                 const Eigen::VectorXd err = ((d * gram).cwiseProduct(d)).rowwise().sum().template cast<double>();
                 for (Eigen::Index r = 0; r < w.rows(); ++r)
