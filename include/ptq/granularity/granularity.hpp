@@ -106,12 +106,22 @@ struct default_granularity<F> {
 template <class F>
 using default_granularity_t = typename default_granularity<F>::type;
 
+namespace detail {
+/// True when P is PerGroup<F::block> or PerGroup<dynamic_group> (P::static_size only exists
+/// for PerGroup, so it must not be named for the other policies).
+template <class F, class P>
+constexpr bool is_mx_block_granularity() {
+    if constexpr (is_per_group<P>::value) return P::static_size == F::block || P::static_size == dynamic_group;
+    else return false;
+}
+}  // namespace detail
+
 /// Checks that a (format, granularity) pair makes sense; MX formats only accept their block.
 template <class F, class P>
 constexpr void check_granularity() {
     static_assert(Granularity<P>, "ptq: granularity must be PerTensor, PerChannel, PerToken or PerGroup<G>");
     if constexpr (F::is_mx) {
-        static_assert(is_per_group<P>::value && (P::static_size == F::block || P::static_size == dynamic_group),
+        static_assert(detail::is_mx_block_granularity<F, P>(),
                       "ptq: an MX format carries its own block granularity: use PerGroup<Format::block> "
                       "(or omit the granularity)");
     }
