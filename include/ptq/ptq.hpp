@@ -23,6 +23,7 @@
 
 #include <ptq/quantized_matrix.hpp>
 
+#include <ptq/algo/activation.hpp>
 #include <ptq/algo/awq.hpp>
 #include <ptq/algo/encode.hpp>
 #include <ptq/algo/lqer.hpp>
