@@ -227,7 +227,7 @@ struct DequantConstants {
 };
 
 template <class F, class A>
-fbatch<A> dequantize_codes(const ubatch<A>& c, const fbatch<A>& k0, const fbatch<A>& k1) noexcept {
+PTQ_ALWAYS_INLINE inline fbatch<A> dequantize_codes(const ubatch<A>& c, const fbatch<A>& k0, const fbatch<A>& k1) noexcept {
     if constexpr (F::kind == FormatKind::integer) {
         return k0 * (xsimd::batch_cast<float>(xsimd::bitwise_cast<ibatch<A>>(c)) - k1);
     } else if constexpr (F::kind == FormatKind::mx_integer) {
@@ -242,6 +242,22 @@ fbatch<A> dequantize_codes(const ubatch<A>& c, const fbatch<A>& k0, const fbatch
         (void)k1;
         return decode_minifloat<typename F::element, A>(c) * k0;
     }
+}
+
+/// A batch of codes [i0, i0 + W) that spans several groups (g = group of i0): per-lane constants.
+template <class F, class A>
+[[gnu::noinline]] fbatch<A> dequantize_straddling(const ubatch<A>& c, const GroupLayout& layout, const typename F::Params* params,
+                                                  std::size_t i0, std::size_t g) noexcept {
+    constexpr std::size_t W = fbatch<A>::size;
+    alignas(64) float a0[W], a1[W];
+    std::size_t ge = layout.group_end(g);
+    for (std::size_t l = 0; l < W; ++l) {
+        while (i0 + l >= ge && g + 1 < layout.col_groups()) ge = layout.group_end(++g);
+        const DequantConstants<F> kl(params[layout.whole_tensor ? 0 : g]);
+        a0[l] = kl.k0;
+        a1[l] = kl.k1;
+    }
+    return dequantize_codes<F, A>(c, fbatch<A>::load_aligned(a0), fbatch<A>::load_aligned(a1));
 }
 
 template <QuantFormat F, Rounding R, class A>
@@ -348,7 +364,7 @@ void dequantize_row(const std::uint8_t* packed_row, const GroupLayout& layout, c
     std::size_t g = 0, gend = layout.group_end(0);
     detail::DequantConstants<F> kc(params[0]);
     Fb k0(kc.k0), k1(kc.k1);
-    detail::unpack_stream<F::bits, Arch>(packed_row, n, [&](std::size_t i0, const detail::ubatch<Arch>& c, std::size_t cnt) {
+    detail::unpack_stream<F::bits, Arch>(packed_row, n, [&](std::size_t i0, const detail::ubatch<Arch>& c, std::size_t cnt) PTQ_ALWAYS_INLINE {
         while (i0 >= gend) {  // next group
             ++g;
             gend = layout.group_end(g);
@@ -359,16 +375,8 @@ void dequantize_row(const std::uint8_t* packed_row, const GroupLayout& layout, c
         Fb v;
         if (i0 + cnt <= gend) {
             v = detail::dequantize_codes<F, Arch>(c, k0, k1);
-        } else {  // the batch straddles groups: per-lane constants
-            alignas(64) float a0[W], a1[W];
-            std::size_t gg = g, ge = gend;
-            for (std::size_t l = 0; l < W; ++l) {
-                while (i0 + l >= ge && gg + 1 < layout.col_groups()) ge = layout.group_end(++gg);
-                const detail::DequantConstants<F> kl(params[whole ? 0 : gg]);
-                a0[l] = kl.k0;
-                a1[l] = kl.k1;
-            }
-            v = detail::dequantize_codes<F, Arch>(c, Fb::load_aligned(a0), Fb::load_aligned(a1));
+        } else {  // the batch straddles groups: per-lane constants (out of line)
+            v = detail::dequantize_straddling<F, Arch>(c, layout, params, i0, g);
         }
         if (cnt == W) {
             v.store_unaligned(out + i0);

@@ -19,6 +19,14 @@
 #include <ptq/format/options.hpp>
 #include <ptq/format/rounding.hpp>
 
+/// Forces inlining of the small per-batch pieces of the kernels (GCC otherwise keeps the
+/// per-batch lambdas out of line and passes every batch through memory).
+#if defined(__GNUC__) || defined(__clang__)
+#define PTQ_ALWAYS_INLINE __attribute__((always_inline))
+#else
+#define PTQ_ALWAYS_INLINE
+#endif
+
 namespace ptq::kernel::detail {
 
 static_assert(std::endian::native == std::endian::little,
@@ -197,7 +205,7 @@ struct unpack_plan {
 
 /// Codes [J*W, (J+1)*W) of a unit whose words are in `w[0..B)`.
 template <int B, class A, std::size_t J>
-ubatch<A> unpack_batch(const ubatch<A>* w) noexcept {
+PTQ_ALWAYS_INLINE inline ubatch<A> unpack_batch(const ubatch<A>* w) noexcept {
     constexpr std::size_t W = ubatch<A>::size;
     using P = unpack_plan<B, W, J>;
     using U = ubatch<A>;
@@ -226,12 +234,12 @@ ubatch<A> unpack_batch(const ubatch<A>* w) noexcept {
 /// Unpacks one unit: 32*W codes of B bits from exactly 4*B*W bytes at p (bit 0 of p[0] is
 /// bit 0 of code 0). Calls emit(j, codes_j) for j = 0, 1, ... while it returns true.
 template <int B, class A, class Emit>
-void unpack_unit(const std::uint8_t* p, Emit&& emit) noexcept {
+PTQ_ALWAYS_INLINE inline void unpack_unit(const std::uint8_t* p, Emit&& emit) noexcept {
     constexpr std::size_t W = ubatch<A>::size;
     ubatch<A> w[B];
     for (int k = 0; k < B; ++k)
         w[k] = ubatch<A>::load_unaligned(reinterpret_cast<const std::uint32_t*>(p) + static_cast<std::size_t>(k) * W);
-    [&]<std::size_t... J>(std::index_sequence<J...>) {
+    [&]<std::size_t... J>(std::index_sequence<J...>) PTQ_ALWAYS_INLINE {
         (void)(emit(J, unpack_batch<B, A, J>(w)) && ...);
     }(std::make_index_sequence<32>{});
 }
@@ -247,12 +255,12 @@ inline constexpr std::size_t unit_bytes = 4 * static_cast<std::size_t>(B) * ubat
 /// zero-padded copy. emit(i0, codes, count) receives codes [i0, i0 + count), count <= W, in
 /// increasing order.
 template <int B, class A, class Emit>
-void unpack_stream(const std::uint8_t* p, std::size_t n, Emit&& emit) noexcept {
+PTQ_ALWAYS_INLINE inline void unpack_stream(const std::uint8_t* p, std::size_t n, Emit&& emit) noexcept {
     constexpr std::size_t W = ubatch<A>::size;
     constexpr std::size_t UC = unit_codes<B, A>, UB = unit_bytes<B, A>;
     std::size_t i = 0;
     for (; i + UC <= n; i += UC, p += UB)
-        unpack_unit<B, A>(p, [&](std::size_t j, const ubatch<A>& c) {
+        unpack_unit<B, A>(p, [&](std::size_t j, const ubatch<A>& c) PTQ_ALWAYS_INLINE {
             emit(i + j * W, c, W);
             return true;
         });
@@ -260,7 +268,7 @@ void unpack_stream(const std::uint8_t* p, std::size_t n, Emit&& emit) noexcept {
         alignas(64) std::uint8_t buf[UB] = {};
         const std::size_t rem = n - i;
         std::memcpy(buf, p, (rem * static_cast<std::size_t>(B) + 7) / 8);
-        unpack_unit<B, A>(buf, [&](std::size_t j, const ubatch<A>& c) {
+        unpack_unit<B, A>(buf, [&](std::size_t j, const ubatch<A>& c) PTQ_ALWAYS_INLINE {
             const std::size_t i0 = j * W;
             if (i0 >= rem) return false;
             emit(i + i0, c, rem - i0 < W ? rem - i0 : W);
