@@ -18,9 +18,10 @@ namespace ptq {
 /// Arithmetic of the Hessian accumulation.
 ///  - float_chunks (default, fast): tokens are buffered into chunks of CalibOptions::chunk_tokens
 ///    consecutive tokens of the stream (chunk k = tokens [k*c, (k+1)*c) by global token index,
-///    whatever the batch boundaries); each full chunk C is reduced by a float symmetric rank-k
-///    update S_C = C^T C (products rounded to float, sums of c terms in float), and S_C is added
-///    into the double accumulator. Per entry the relative error is about sqrt(c) * 2^-24 of
+///    whatever the batch boundaries); each full chunk C is reduced in float to the lower
+///    triangle of S_C = C^T C (panels of 256 columns computed by GEMM; products rounded to
+///    float, sums of c terms in float), and S_C is widened and added into the double
+///    accumulator; the last partial chunk is reduced in double when hessian() is called. Per entry the relative error is about sqrt(c) * 2^-24 of
 ///    sum |x_i x_j| (c = 1024: ~2e-6), far below what GPTQ's 1 % damping cares about (the
 ///    reference GPTQ accumulates entirely in float32). Because chunks follow the global token
 ///    index, re-splitting the same token stream into other batches gives a bit-identical H;
