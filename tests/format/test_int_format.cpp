@@ -163,6 +163,37 @@ TEST_CASE("degenerate groups quantize exactly") {
     }
 }
 
+TEST_CASE("ranges at the float limit decode to finite values (regression)") {
+    // Found by the +-FLT_MAX edge case: asymmetric [-FLT_MAX, FLT_MAX] in 4 bits has
+    // scale = 2 FLT_MAX / 15 and zero = round(7.5) = 8, so code 0 decoded to -16/15 FLT_MAX = -Inf;
+    // symmetric 8-bit: scale = fl(FLT_MAX / 127) is rounded up, 127 * scale = +Inf; full range:
+    // code 0 is -(qmax + 1) * absmax / (qmax + 0.5) > FLT_MAX. Every code must decode finite.
+    const float m = std::numeric_limits<float>::max();
+    auto all_codes_finite = [](auto fmt, const RangeStats& s) {
+        using F = decltype(fmt);
+        const auto p = F::make_params(s);
+        for (int c = F::code_min; c <= F::code_max; ++c) {
+            CAPTURE(c);
+            CHECK(std::isfinite(F::dequantize(std::uint8_t(c), p)));
+        }
+        // the ends at +-FLT_MAX keep their sign
+        if (s.hi == std::numeric_limits<float>::max()) CHECK(F::dequantize(F::quantize(s.hi, p, Rounding::half_even), p) > 0.0f);
+        if (s.lo == -std::numeric_limits<float>::max()) CHECK(F::dequantize(F::quantize(s.lo, p, Rounding::half_even), p) < 0.0f);
+    };
+    for (const RangeStats& s : {stats_of({-m, m}), stats_of({-m, 1.0f}), stats_of({-1e38f, m}), stats_of({-m, 3e38f})}) {
+        all_codes_finite(IntFormat<2, false>{}, s);
+        all_codes_finite(IntFormat<4, false>{}, s);
+        all_codes_finite(IntFormat<8, false>{}, s);
+        all_codes_finite(IntFormat<2, true>{}, s);
+        all_codes_finite(IntFormat<8, true>{}, s);
+        all_codes_finite(IntFormat<4, true, IntRange::full>{}, s);
+        all_codes_finite(IntFormat<8, true, IntRange::full>{}, s);
+    }
+    // The cap only touches such ranges: ordinary groups keep the exact formula.
+    CHECK(IntFormat<8, true>::make_params(stats_of({-1.0f, 127.0f})).scale == 1.0f);
+    CHECK(IntFormat<8, true>::make_params(stats_of({-1e38f, 1.0f})).scale == float(1e38 / 127.0));
+}
+
 TEST_CASE("exhaustive code round trips: IntFormat<1..8, false>, IntFormat<2..8, true> both ranges") {
     roundtrip_asym_all(std::make_integer_sequence<int, 8>{});
     roundtrip_sym_all(std::make_integer_sequence<int, 7>{});

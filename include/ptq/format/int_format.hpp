@@ -28,7 +28,8 @@ enum class IntRange : std::uint8_t { restricted, full };
 /// Asymmetric (Symmetric = false), codes 0 .. 2^b - 1:
 ///   [lo, hi] = group min/max, widened to contain 0 if QuantOptions::widen_to_zero;
 ///   scale = (hi - lo) / (2^b - 1)   computed in double, rounded once to float,
-///           clamped to [FLT_MIN, FLT_MAX] so that 1/scale is finite;
+///           clamped to [FLT_MIN, FLT_MAX] so that 1/scale is finite, and capped so that
+///           every code decodes to a finite value (finite_scale: ranges near FLT_MAX only);
 ///   zero  = clamp(round(-lo / scale), 0, 2^b - 1)   (float division, rounding mode r);
 ///   c     = clamp(round(x * (1/scale)) + zero, 0, 2^b - 1).
 /// Symmetric (Symmetric = true): zero is fixed at 2^(b-1) (offset binary, so the stored code
@@ -83,6 +84,20 @@ struct IntFormat {
         return static_cast<float>(s);
     }
 
+    /// Caps `scale` so that every code decodes to a finite value: scale * |c - zero| <= FLT_MAX
+    /// for all c in [code_min, code_max]. Only ranges near FLT_MAX are affected (e.g. a group
+    /// holding -FLT_MAX and FLT_MAX, where the rounded zero point or the full-range code -2^(b-1)
+    /// would otherwise decode past FLT_MAX, to -Inf).
+    static float finite_scale(float scale, std::int32_t zero) noexcept {
+        const std::int32_t span = zero - code_min > code_max - zero ? zero - code_min : code_max - zero;
+        if (span <= 0) return scale;
+        const double fmax = double(std::numeric_limits<float>::max());
+        if (double(scale) * double(span) <= fmax) return scale;
+        float cap = static_cast<float>(fmax / double(span));
+        if (double(cap) * double(span) > fmax) cap = std::nextafter(cap, 0.0f);
+        return cap;
+    }
+
     /// Parameters of a group from its range (see the class comment for the formulas).
     static Params make_params(const RangeStats& s, const QuantOptions& o = {}) noexcept {
         if (s.non_finite) return nan_params();
@@ -94,7 +109,7 @@ struct IntFormat {
         }
         if constexpr (Symmetric) {
             const double qmax = Range == IntRange::restricted ? double(q_max) : double(q_max) + 0.5;
-            return {clamp_scale(double(s.absmax()) / qmax), symmetric_zero};
+            return {finite_scale(clamp_scale(double(s.absmax()) / qmax), symmetric_zero), symmetric_zero};
         } else {
             float lo = s.lo, hi = s.hi;
             if (o.widen_to_zero) {
@@ -104,7 +119,7 @@ struct IntFormat {
             const float scale = clamp_scale((double(hi) - double(lo)) / double(levels));
             float z = round_integral(-lo / scale, o.rounding);
             z = std::fmin(std::fmax(z, 0.0f), float(levels));
-            return {scale, static_cast<std::int32_t>(z)};
+            return {finite_scale(scale, static_cast<std::int32_t>(z)), static_cast<std::int32_t>(z)};
         }
     }
 
