@@ -14,7 +14,20 @@
 
 #include <Eigen/Core>
 
-#include <ptq/ptq.hpp>
+// The headers under test (not the umbrella, so that these tests do not depend on unrelated
+// headers being work in progress).
+#include <ptq/algo/rtn.hpp>
+#include <ptq/error.hpp>
+#include <ptq/format/e8m0.hpp>
+#include <ptq/format/int_format.hpp>
+#include <ptq/format/minifloat.hpp>
+#include <ptq/format/mx_fp.hpp>
+#include <ptq/format/mx_int.hpp>
+#include <ptq/granularity/granularity.hpp>
+#include <ptq/kernel/packing.hpp>
+#include <ptq/metric/metrics.hpp>
+#include <ptq/observe/clip_search.hpp>
+#include <ptq/quantized_matrix.hpp>
 
 namespace ptq_test {
 

@@ -1,0 +1,111 @@
+// Error metrics and storage accounting (metric/metrics.hpp), against hand-computed values.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "../format/support.hpp"
+
+using namespace ptq;
+using RM = ptq_test::RowMatrixXf;
+
+TEST_SUITE("metric") {
+
+TEST_CASE("mse / sqnr / max_abs_error by hand") {
+    RM ref(2, 2), approx(2, 2);
+    ref << 1, 2, 3, 4;
+    approx << 1, 2.5, 2, 4;
+    // differences 0, -0.5, 1, 0: SSE 1.25, MSE 0.3125, max 1; signal 1+4+9+16 = 30
+    CHECK(sum_squared_error(ref, approx) == 1.25);
+    CHECK(mse(ref, approx) == 0.3125);
+    CHECK(max_abs_error(ref, approx) == 1.0);
+    CHECK(sqnr_db(ref, approx) == doctest::Approx(10.0 * std::log10(24.0)).epsilon(1e-12));
+    CHECK(sqnr_db(ref, approx) == doctest::Approx(13.802112417116).epsilon(1e-10));
+    SUBCASE("mixed expression types and storage orders") {
+        const Eigen::MatrixXd refd = ref.cast<double>();
+        const Eigen::MatrixXf approx_cm = approx;
+        CHECK(mse(refd, approx_cm) == 0.3125);
+        CHECK(max_abs_error(refd.transpose(), approx_cm.transpose()) == 1.0);
+    }
+    SUBCASE("accumulates in double") {
+        RM a = RM::Constant(1000, 1000, 1e-4f), b = RM::Zero(1000, 1000);
+        CHECK(mse(a, b) == doctest::Approx(double(1e-4f) * double(1e-4f)).epsilon(1e-12));
+    }
+}
+
+TEST_CASE("metric edge cases") {
+    RM a(2, 2), b(2, 2);
+    a << 1, -2, 3, 4;
+    b = a;
+    CHECK(mse(a, b) == 0.0);
+    CHECK(sqnr_db(a, b) == std::numeric_limits<double>::infinity());
+    CHECK(max_abs_error(a, b) == 0.0);
+    const RM z = RM::Zero(2, 2);
+    CHECK(std::isnan(sqnr_db(z, z)));
+    CHECK(sqnr_db(z, a) == -std::numeric_limits<double>::infinity());  // 10 log10(0 / n)
+    const RM e(0, 3);
+    CHECK(std::isnan(mse(e, e)));
+    CHECK(std::isnan(sqnr_db(e, e)));
+    CHECK(max_abs_error(e, e) == 0.0);
+    b(1, 0) = std::numeric_limits<float>::quiet_NaN();
+    CHECK(std::isnan(max_abs_error(a, b)));
+    CHECK(std::isnan(mse(a, b)));
+}
+
+TEST_CASE("shape mismatch throws invalid_argument naming the argument") {
+    const RM a = RM::Zero(2, 3), b = RM::Zero(3, 2);
+    CHECK_THROWS_AS(mse(a, b), ptq::invalid_argument);
+    CHECK_THROWS_AS(sqnr_db(a, b), ptq::invalid_argument);
+    CHECK_THROWS_AS(max_abs_error(a, b), ptq::invalid_argument);
+    CHECK_THROWS_AS(sum_squared_error(a, RM::Zero(2, 4)), ptq::invalid_argument);
+    CHECK_THROWS_WITH(mse(a, b), doctest::Contains("'approx'"));
+}
+
+TEST_CASE("effective bits per weight") {
+    SUBCASE("4-bit asymmetric, group 32, fp16 scale + zero = 5 bits exactly (the papers' N+1)") {
+        CHECK(effective_bits<IntFormat<4, false>>(PerGroup<32>{}.layout(8, 256)) == 5.0);
+        const RM x = ptq_test::random_matrix(8, 256, ptq_test::Dist::normal, 1);
+        CHECK(effective_bits(quantize<IntFormat<4, false>>(x, PerGroup<32>{})) == 5.0);
+        CHECK(effective_bits<IntFormat<4, false>>(PerGroup<128>{}.layout(8, 256)) == 4.25);
+    }
+    SUBCASE("symmetric per-channel: scale only") {
+        CHECK(effective_bits<IntFormat<8, true>>(PerChannel{}.layout(16, 128)) == 8.0 + 16.0 / 128.0);
+        CHECK(effective_bits<IntFormat<4, true>>(PerGroup<64>{}.layout(2, 128)) == 4.25);
+        CHECK(effective_bits<Fp8E4M3>(PerChannel{}.layout(4, 64)) == 8.25);
+    }
+    SUBCASE("MXINT8 block 32 = 8.25; MXFP4 block 32 = 4.25; metadata option ignored for MX") {
+        CHECK(effective_bits<MxInt<8, 32>>(PerGroup<32>{}.layout(8, 256)) == 8.25);
+        CHECK(effective_bits<MxFp4>(PerGroup<32>{}.layout(8, 256)) == 4.25);
+        CHECK(effective_bits<MxInt<8, 32>>(PerGroup<32>{}.layout(8, 256), MetadataBits{32, 32}) == 8.25);
+    }
+    SUBCASE("ragged groups are counted: 172 columns, group 32 -> 6 groups per row") {
+        // 3 rows: 18 groups * 32 bits over 516 weights
+        CHECK(effective_bits<IntFormat<4, false>>(PerGroup<32>{}.layout(3, 172)) ==
+              doctest::Approx(4.0 + 18.0 * 32.0 / 516.0).epsilon(1e-15));
+        CHECK(effective_bits<MxInt<8, 32>>(PerGroup<32>{}.layout(1, 172)) ==
+              doctest::Approx(8.0 + 6.0 * 8.0 / 172.0).epsilon(1e-15));
+    }
+    SUBCASE("per-tensor and custom metadata widths") {
+        CHECK(effective_bits<IntFormat<4, false>>(PerTensor{}.layout(16, 16)) == 4.0 + 32.0 / 256.0);
+        CHECK(effective_bits<IntFormat<4, false>>(PerGroup<32>{}.layout(8, 256), MetadataBits{32, 4}) == 5.125);
+        CHECK(effective_bits<IntFormat<4, false>>(PerGroup<32>{}.layout(0, 0)) == 4.0);
+    }
+}
+
+TEST_CASE("metrics of a real quantization agree with a naive loop") {
+    const RM x = ptq_test::random_matrix(6, 100, ptq_test::Dist::heavy_tailed, 5);
+    const RM xh = fake_quantize<IntFormat<3, true>>(x, PerGroup<32>{});
+    double sse = 0, sig = 0, mx = 0;
+    for (Eigen::Index i = 0; i < x.rows(); ++i)
+        for (Eigen::Index j = 0; j < x.cols(); ++j) {
+            const double d = double(x(i, j)) - double(xh(i, j));
+            sse += d * d;
+            sig += double(x(i, j)) * double(x(i, j));
+            mx = std::max(mx, std::fabs(d));
+        }
+    CHECK(mse(x, xh) == doctest::Approx(sse / 600.0).epsilon(1e-12));
+    CHECK(sqnr_db(x, xh) == doctest::Approx(10 * std::log10(sig / sse)).epsilon(1e-12));
+    CHECK(max_abs_error(x, xh) == mx);
+}
+
+}  // TEST_SUITE
