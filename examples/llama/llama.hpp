@@ -86,6 +86,31 @@ struct Config {
 /// Names of the seven linear layers of a transformer block, in checkpoint order.
 inline constexpr std::string_view kLinearNames[7] = {"wq", "wk", "wv", "wo", "w1", "w2", "w3"};
 
+/// Index 0..6 of a linear name in kLinearNames; throws std::invalid_argument otherwise.
+inline int linear_index(std::string_view name) {
+  for (int i = 0; i < 7; ++i)
+    if (kLinearNames[i] == name) return i;
+  throw std::invalid_argument("ptq::llama::linear_index: unknown linear '" + std::string(name) + "'");
+}
+
+/// In-place fake quantizer of the input activations X [tokens x in] of a linear (empty: none).
+using ActivationQuantizer = std::function<void(RowMatrix& x)>;
+
+/// Optional quantization extras of one linear, applied by the forward pass:
+///   x' = A(x * diag(inv_scale)),   y = x' W^T + A(x' lr_b^T) lr_a^T
+/// where A is Model::act_quant (identity when empty), inv_scale = 1/s the per-input-channel
+/// scale of a SmoothQuant/AWQ transformation (W then holds Q(W diag(s))), and lr_a [out x k],
+/// lr_b [k x in] the low-rank error correction of LQER / L2QER / LoRC. All empty by default:
+/// y = x W^T, the plain fp32 layer. Applying 1/s explicitly is mathematically the same as
+/// folding it into the preceding RMSNorm weight (what a deployment does), and also exact for
+/// wo / w2 and for GQA's shared k/v inputs, where folding would need the previous linear.
+struct LinearExtras {
+  Vector inv_scale;  ///< [in] or empty
+  RowMatrix lr_a;    ///< [out x k] or empty
+  RowMatrix lr_b;    ///< [k x in] or empty
+  bool has_low_rank() const { return lr_a.size() > 0 && lr_b.size() > 0; }
+};
+
 struct Layer {
   Vector rms_att;   ///< [dim]
   Vector rms_ffn;   ///< [dim]
@@ -96,6 +121,7 @@ struct Layer {
   RowMatrix w1;     ///< [hidden x dim]
   RowMatrix w2;     ///< [dim x hidden]
   RowMatrix w3;     ///< [hidden x dim]
+  LinearExtras extras[7];  ///< per linear, indexed like kLinearNames
 
   /// The linear weight called `name` ("wq" ... "w3"); throws std::invalid_argument otherwise.
   RowMatrix& linear(std::string_view name) {
@@ -123,6 +149,9 @@ struct Model {
   /// The two legacy tables stored in the file (freq_cis real / imag, same shape). Not used by
   /// the forward pass; kept so they can be written back and checked against rope_cos/sin.
   RowMatrix legacy_rope_cos, legacy_rope_sin;
+  /// Fake quantizer applied to the input of every linear of every layer (not the classifier);
+  /// empty = unquantized activations.
+  ActivationQuantizer act_quant;
 
   const RowMatrix& output_weights() const { return config.shared_classifier ? token_embedding : classifier; }
 
@@ -639,17 +668,138 @@ inline void apply_rope(RowMatrix& x, const Model& m) {
 
 }  // namespace detail
 
-/// Runs the model on `tokens` (positions 0..T-1, T <= seq_len) and returns the logits
-/// [T x vocab] (float). Row t holds the next-token logits after tokens[0..t].
-/// Numerics: float32 storage and Eigen float32 GEMMs; attention softmax subtracts the row max.
-inline RowMatrix forward(const Model& m, std::span<const int> tokens, const ActivationHook& hook = {}) {
+namespace detail {
+
+/// Scratch buffers of the forward pass (reused across layers).
+struct ForwardScratch {
+  RowMatrix xn, q, k, v, att, scores, h1, h3, xs, xs2, xb;
+};
+
+/// The input of linear `idx` after its extras: A(x * diag(inv_scale)). Returns `x` itself
+/// (no copy) when there is neither a scale nor an activation quantizer.
+inline const RowMatrix& prepare_input(const Model& m, const LinearExtras& e, const RowMatrix& x, RowMatrix& buf) {
+  if (e.inv_scale.size() == 0 && !m.act_quant) return x;
+  if (e.inv_scale.size() != 0) {
+    if (e.inv_scale.size() != x.cols())
+      throw std::invalid_argument("ptq::llama::forward: inv_scale has " + std::to_string(e.inv_scale.size()) +
+                                  " entries, the input " + std::to_string(x.cols()) + " columns");
+    buf = x * e.inv_scale.asDiagonal();
+  } else {
+    buf = x;
+  }
+  if (m.act_quant) m.act_quant(buf);
+  return buf;
+}
+
+/// out = x' W^T (+ A(x' B^T) A^T), x' already prepared.
+inline void linear_product(const Model& m, const LinearExtras& e, const RowMatrix& xp, const RowMatrix& w,
+                           RowMatrix& out, RowMatrix& xb) {
+  out.noalias() = xp * w.transpose();
+  if (e.has_low_rank()) {
+    xb.noalias() = xp * e.lr_b.transpose();
+    if (m.act_quant) m.act_quant(xb);
+    out.noalias() += xb * e.lr_a.transpose();
+  }
+}
+
+inline bool same_scale(const LinearExtras& a, const LinearExtras& b) {
+  return a.inv_scale.size() == b.inv_scale.size() && (a.inv_scale.size() == 0 || a.inv_scale == b.inv_scale);
+}
+
+}  // namespace detail
+
+/// Runs transformer block `l` on the hidden states x [T x dim] (rows = positions 0..T-1) in
+/// place. hook (if any) sees the input of each linear before its extras (scale, activation
+/// quantization). If stop_after is a linear index 0..6, the block returns right after the hook
+/// for that linear was called (x is then partially updated: use a copy) — a cheap way to
+/// capture one linear's inputs.
+inline void layer_forward(const Model& m, int l, RowMatrix& x, const ActivationHook& hook = {}, int stop_after = -1,
+                          detail::ForwardScratch* scratch = nullptr) {
+  const Config& c = m.config;
+  const auto T = x.rows();
+  detail::ForwardScratch local;
+  detail::ForwardScratch& s = scratch ? *scratch : local;
+  const Layer& L = m.layers[static_cast<std::size_t>(l)];
+  const LinearExtras* E = L.extras;
+  const int hs = c.head_size(), kv_mul = c.kv_mul();
+  const float inv_sqrt_hs = 1.0f / std::sqrt(static_cast<float>(hs));
+  auto call = [&](int idx, const RowMatrix& in) {
+    if (hook) hook(l, kLinearNames[idx], in);
+    return idx == stop_after;
+  };
+  // ---- attention
+  detail::rmsnorm_rows(x, L.rms_att, s.xn);
+  if (call(0, s.xn) || call(1, s.xn) || call(2, s.xn)) return;
+  {
+    const RowMatrix& xq = detail::prepare_input(m, E[0], s.xn, s.xs);
+    detail::linear_product(m, E[0], xq, L.wq, s.q, s.xb);
+    const RowMatrix& xk = detail::same_scale(E[0], E[1]) ? xq : detail::prepare_input(m, E[1], s.xn, s.xs2);
+    detail::linear_product(m, E[1], xk, L.wk, s.k, s.xb);
+    const RowMatrix& xv = detail::same_scale(E[1], E[2]) ? xk
+                          : detail::same_scale(E[0], E[2]) ? xq
+                                                          : detail::prepare_input(m, E[2], s.xn, s.xs2);
+    detail::linear_product(m, E[2], xv, L.wv, s.v, s.xb);
+  }
+  detail::apply_rope(s.q, m);
+  detail::apply_rope(s.k, m);
+  s.att.resize(T, c.dim);
+  s.scores.resize(T, T);
+  for (int h = 0; h < c.n_heads; ++h) {
+    const int g = h / kv_mul;  // kv head shared by kv_mul consecutive query heads
+    s.scores.noalias() = s.q.middleCols(h * hs, hs) * s.k.middleCols(g * hs, hs).transpose();
+    for (Eigen::Index i = 0; i < T; ++i) {
+      auto row = s.scores.row(i);
+      auto valid = row.head(i + 1);  // causal: keys 0..i
+      valid *= inv_sqrt_hs;
+      const float mx = valid.maxCoeff();
+      valid = (valid.array() - mx).exp();
+      valid /= valid.sum();
+      row.tail(T - i - 1).setZero();
+    }
+    s.att.middleCols(h * hs, hs).noalias() = s.scores * s.v.middleCols(g * hs, hs);
+  }
+  if (call(3, s.att)) return;
+  {
+    const RowMatrix& xo = detail::prepare_input(m, E[3], s.att, s.xs);
+    if (E[3].has_low_rank()) {
+      detail::linear_product(m, E[3], xo, L.wo, s.h1, s.xb);
+      x += s.h1;
+    } else {
+      x.noalias() += xo * L.wo.transpose();
+    }
+  }
+  // ---- SwiGLU FFN: w2(silu(w1 x) * w3 x)
+  detail::rmsnorm_rows(x, L.rms_ffn, s.xn);
+  if (call(4, s.xn) || call(6, s.xn)) return;
+  {
+    const RowMatrix& x1 = detail::prepare_input(m, E[4], s.xn, s.xs);
+    detail::linear_product(m, E[4], x1, L.w1, s.h1, s.xb);
+    const RowMatrix& x3 = detail::same_scale(E[4], E[6]) ? x1 : detail::prepare_input(m, E[6], s.xn, s.xs2);
+    detail::linear_product(m, E[6], x3, L.w3, s.h3, s.xb);
+  }
+  // silu(a) = a * sigmoid(a) = a / (1 + exp(-a)); for a -> -inf exp overflows to inf and the
+  // quotient is -0, the correct limit.
+  s.h1.array() = s.h1.array() / (1.0f + (-s.h1.array()).exp()) * s.h3.array();
+  if (call(5, s.h1)) return;
+  {
+    const RowMatrix& x2 = detail::prepare_input(m, E[5], s.h1, s.xs);
+    if (E[5].has_low_rank()) {
+      detail::linear_product(m, E[5], x2, L.w2, s.h3, s.xb);
+      x += s.h3;
+    } else {
+      x.noalias() += x2 * L.w2.transpose();
+    }
+  }
+}
+
+/// The token embeddings of `tokens` [T x dim] (the input of layer 0). Throws on bad ids or
+/// T > seq_len.
+inline RowMatrix embed(const Model& m, std::span<const int> tokens) {
   const Config& c = m.config;
   const auto T = static_cast<Eigen::Index>(tokens.size());
-  if (T == 0) return RowMatrix(0, c.vocab_size);
   if (T > c.seq_len)
     throw std::invalid_argument("ptq::llama::forward: " + std::to_string(T) + " tokens exceed seq_len " +
                                 std::to_string(c.seq_len));
-  const int hs = c.head_size(), kv_mul = c.kv_mul();
   RowMatrix x(T, c.dim);
   for (Eigen::Index t = 0; t < T; ++t) {
     const int id = tokens[static_cast<std::size_t>(t)];
@@ -658,52 +808,21 @@ inline RowMatrix forward(const Model& m, std::span<const int> tokens, const Acti
                               std::to_string(c.vocab_size) + ")");
     x.row(t) = m.token_embedding.row(id);
   }
-  RowMatrix xn, q, k, v, att(T, c.dim), scores(T, T), h1, h3, tmp;
-  const float inv_sqrt_hs = 1.0f / std::sqrt(static_cast<float>(hs));
-  for (int l = 0; l < c.n_layers; ++l) {
-    const Layer& L = m.layers[static_cast<std::size_t>(l)];
-    // ---- attention
-    detail::rmsnorm_rows(x, L.rms_att, xn);
-    if (hook) {
-      hook(l, "wq", xn);
-      hook(l, "wk", xn);
-      hook(l, "wv", xn);
-    }
-    q.noalias() = xn * L.wq.transpose();
-    k.noalias() = xn * L.wk.transpose();
-    v.noalias() = xn * L.wv.transpose();
-    detail::apply_rope(q, m);
-    detail::apply_rope(k, m);
-    for (int h = 0; h < c.n_heads; ++h) {
-      const int g = h / kv_mul;  // kv head shared by kv_mul consecutive query heads
-      scores.noalias() = q.middleCols(h * hs, hs) * k.middleCols(g * hs, hs).transpose();
-      for (Eigen::Index i = 0; i < T; ++i) {
-        auto row = scores.row(i);
-        auto valid = row.head(i + 1);  // causal: keys 0..i
-        valid *= inv_sqrt_hs;
-        const float mx = valid.maxCoeff();
-        valid = (valid.array() - mx).exp();
-        valid /= valid.sum();
-        row.tail(T - i - 1).setZero();
-      }
-      att.middleCols(h * hs, hs).noalias() = scores * v.middleCols(g * hs, hs);
-    }
-    if (hook) hook(l, "wo", att);
-    x.noalias() += att * L.wo.transpose();
-    // ---- SwiGLU FFN: w2(silu(w1 x) * w3 x)
-    detail::rmsnorm_rows(x, L.rms_ffn, xn);
-    if (hook) {
-      hook(l, "w1", xn);
-      hook(l, "w3", xn);
-    }
-    h1.noalias() = xn * L.w1.transpose();
-    h3.noalias() = xn * L.w3.transpose();
-    // silu(a) = a * sigmoid(a) = a / (1 + exp(-a)); for a -> -inf exp overflows to inf and the
-    // quotient is -0, the correct limit.
-    h1.array() = h1.array() / (1.0f + (-h1.array()).exp()) * h3.array();
-    if (hook) hook(l, "w2", h1);
-    x.noalias() += h1 * L.w2.transpose();
-  }
+  return x;
+}
+
+/// Runs the model on `tokens` (positions 0..T-1, T <= seq_len) and returns the logits
+/// [T x vocab] (float). Row t holds the next-token logits after tokens[0..t].
+/// Numerics: float32 storage and Eigen float32 GEMMs; attention softmax subtracts the row max.
+/// The linears use their LinearExtras and Model::act_quant (see there); the classifier is
+/// always the plain fp32 product.
+inline RowMatrix forward(const Model& m, std::span<const int> tokens, const ActivationHook& hook = {}) {
+  const Config& c = m.config;
+  if (tokens.empty()) return RowMatrix(0, c.vocab_size);
+  RowMatrix x = embed(m, tokens);
+  detail::ForwardScratch scratch;
+  for (int l = 0; l < c.n_layers; ++l) layer_forward(m, l, x, hook, -1, &scratch);
+  RowMatrix xn;
   detail::rmsnorm_rows(x, m.rms_final, xn);
   return xn * m.output_weights().transpose();
 }
@@ -817,6 +936,60 @@ inline EvalResult evaluate(const Model& m, const std::vector<std::vector<int>>& 
     if (progress) progress(i + 1, docs.size());
   }
   return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Calibration data
+// ---------------------------------------------------------------------------------------------
+
+/// Calibration token sequences from `text`, at most `token_budget` tokens in total (each token
+/// fed to the model counts), every sequence at most seq_len tokens:
+///  - text with "<|endoftext|>" separator lines (TinyStories): stories in file order, each
+///    encoded with BOS and truncated to seq_len, taken whole while they fit; the last one is
+///    cut so that the total equals the budget exactly (when the text is long enough);
+///  - any other text (WikiText-2's test set is one long document): encoded once without BOS
+///    and cut into consecutive windows of seq_len - 1 tokens, each prefixed with BOS (the model
+///    was trained with BOS at the start of every sequence), the last window cut to the budget.
+inline std::vector<std::vector<int>> calibration_sequences(const Tokenizer& tok, std::string_view text, int seq_len,
+                                                           std::size_t token_budget) {
+  if (seq_len < 2) throw std::invalid_argument("ptq::llama::calibration_sequences: seq_len must be >= 2");
+  std::vector<std::vector<int>> seqs;
+  std::size_t total = 0;
+  auto take = [&](std::vector<int> ids) {
+    if (ids.size() < 2 || total >= token_budget) return;
+    if (ids.size() > token_budget - total) ids.resize(token_budget - total);
+    if (ids.size() < 2) return;
+    total += ids.size();
+    seqs.push_back(std::move(ids));
+  };
+  if (text.find("<|endoftext|>") != std::string_view::npos) {
+    for (const auto& story : split_stories(text)) {
+      if (total >= token_budget) break;
+      std::vector<int> ids = tok.encode(story, /*bos=*/true);
+      if (static_cast<int>(ids.size()) > seq_len) ids.resize(static_cast<std::size_t>(seq_len));
+      take(std::move(ids));
+    }
+    return seqs;
+  }
+  // One long document: encode a prefix large enough for the budget (>= 1 byte per token; the
+  // encoder's dummy-prefix space only affects the very first token), then cut windows.
+  const std::size_t window = static_cast<std::size_t>(seq_len) - 1;
+  std::size_t bytes = std::min(text.size(), std::max<std::size_t>(4096, token_budget * 8));
+  std::vector<int> stream;
+  while (true) {
+    stream = tok.encode(text.substr(0, bytes), /*bos=*/false);
+    // Tokens at the cut may differ from a full encoding; keep a safety margin of 16 tokens.
+    if (bytes == text.size() || stream.size() > token_budget + 16) break;
+    bytes = std::min(text.size(), bytes * 2);
+  }
+  if (bytes < text.size() && stream.size() > 16) stream.resize(stream.size() - 16);
+  for (std::size_t b = 0; b < stream.size() && total < token_budget; b += window) {
+    std::vector<int> ids{Tokenizer::kBos};
+    const std::size_t e = std::min(stream.size(), b + window);
+    ids.insert(ids.end(), stream.begin() + static_cast<std::ptrdiff_t>(b), stream.begin() + static_cast<std::ptrdiff_t>(e));
+    take(std::move(ids));
+  }
+  return seqs;
 }
 
 }  // namespace ptq::llama
