@@ -7,6 +7,8 @@
 # Every number and every agree/disagree verdict in the file is computed by ptq_llama from
 # the run; this script only adds the header (command, machine, commit, date).
 set -euo pipefail
+# The committed docs/RESULTS.md uses a 16384-token calibration budget per set.
+if [ $# -eq 0 ]; then set -- --calib-tokens 16384; fi
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${PTQ_BUILD_DIR:-$root/build-results}"
 data="${PTQ_DATA_DIR:-$root/../shared/data}"
