@@ -10,6 +10,7 @@
 //   pack_bits<Arch> / unpack_bits<Arch>    canonical LE bit stream <-> one code per byte
 //   dequantize_row<F, Arch>                fused unpack + dequantize of one packed row
 //   quantize_row<F, Arch>                  fused range + params + encode + pack of one row
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -79,6 +80,12 @@ RangeStats range(const float* x, std::size_t n) noexcept {
 // per-format SIMD encoders and decoders
 // =============================================================================================
 namespace detail {
+
+/// 2^e as float for e in [-149, 127], exact: the bit pattern for normal results, ldexp (as
+/// ptq::detail::exp2i) only for the subnormal ones. Avoids a libm call per MX block.
+inline float pow2(int e) noexcept {
+    return e >= -126 ? std::bit_cast<float>(static_cast<std::uint32_t>(e + 127) << 23) : ptq::detail::exp2i(e);
+}
 
 /// Minifloat<E, M>::encode on a batch, bit for bit, always saturating (the quantizers' mode).
 ///   a = |y|; sign = sign bit of y moved to bit E+M;
@@ -169,7 +176,7 @@ struct Encoder<MxInt<Bits, Blk>, R, A> {
     using F = MxInt<Bits, Blk>;
     fbatch<A> s1, s2, lo, hi;
     explicit Encoder(const typename F::Params& p) noexcept
-        : s1(ptq::detail::exp2i(-E8M0::exponent(p.scale_byte))),
+        : s1(pow2(-E8M0::exponent(p.scale_byte))),
           s2(float(1 << F::fraction_bits)),
           lo(float(F::q_min)),
           hi(float(F::q_max)) {}
@@ -194,7 +201,7 @@ template <int E, int M, std::size_t Blk, Rounding R, class A>
 struct Encoder<MxFp<E, M, Blk>, R, A> {
     using F = MxFp<E, M, Blk>;
     fbatch<A> s;
-    explicit Encoder(const typename F::Params& p) noexcept : s(ptq::detail::exp2i(-E8M0::exponent(p.scale_byte))) {}
+    explicit Encoder(const typename F::Params& p) noexcept : s(pow2(-E8M0::exponent(p.scale_byte))) {}
     ubatch<A> operator()(const fbatch<A>& x) const noexcept {
         return encode_minifloat<typename F::element, R, A>(x * s);
     }
@@ -216,12 +223,12 @@ struct DequantConstants {
             k1 = float(p.zero);
         } else if constexpr (F::kind == FormatKind::mx_integer) {
             k0 = E8M0::is_nan(p.scale_byte) ? std::numeric_limits<float>::quiet_NaN()
-                                            : ptq::detail::exp2i(E8M0::exponent(p.scale_byte) - F::fraction_bits);
+                                            : pow2(E8M0::exponent(p.scale_byte) - F::fraction_bits);
         } else if constexpr (F::kind == FormatKind::minifloat) {
             k0 = p.scale;
         } else {
             k0 = E8M0::is_nan(p.scale_byte) ? std::numeric_limits<float>::quiet_NaN()
-                                            : ptq::detail::exp2i(E8M0::exponent(p.scale_byte));
+                                            : pow2(E8M0::exponent(p.scale_byte));
         }
     }
 };
