@@ -4,6 +4,9 @@
 #include <cstdint>
 #include <limits>
 
+#include <ptq/format/options.hpp>
+#include <ptq/format/range.hpp>
+
 namespace ptq {
 
 /// E8M0 scale X = 2^(byte - 127). Byte 255 encodes NaN; there is no zero and no infinity.
@@ -39,6 +42,32 @@ inline int ceil_log2(double a) noexcept {
 }
 /// 2^e as float for e in [-149, 127] (exact; subnormal below -126).
 inline float exp2i(int e) noexcept { return std::ldexp(1.0f, e); }
+
+/// Shared exponent of an MX block with amax = max|x| > 0 (finite), clamped to E8M0's
+/// [-127, 127]:
+///   MxScaleRule::ocp_floor  e = floor(log2 amax) - emax_elem
+///   MxScaleRule::ceil       e = ceil(log2 amax) - ceil_offset   (the LQER code's rule)
+///   MxScaleRule::nvidia     e = ceil(log2(amax / max_elem))     (no element overflows)
+inline int mx_shared_exponent(float amax, MxScaleRule rule, int emax_elem, int ceil_offset, double max_elem) noexcept {
+    int e;
+    switch (rule) {
+        case MxScaleRule::ceil: e = ceil_log2(double(amax)) - ceil_offset; break;
+        case MxScaleRule::nvidia: e = ceil_log2(double(amax) / max_elem); break;
+        case MxScaleRule::ocp_floor:
+        default: e = floor_log2(amax) - emax_elem; break;
+    }
+    return e < E8M0::min_exponent ? E8M0::min_exponent : (e > E8M0::max_exponent ? E8M0::max_exponent : e);
+}
+
+/// E8M0 byte of a block's shared scale from its range: 255 (NaN) when the block holds NaN/Inf,
+/// byte 0 (2^-127) for an empty or all-zero block, else 127 + mx_shared_exponent(...).
+inline std::uint8_t mx_scale_byte(const RangeStats& s, MxScaleRule rule, int emax_elem, int ceil_offset,
+                                  double max_elem) noexcept {
+    if (s.non_finite) return E8M0::nan_byte;
+    const float amax = s.empty() ? 0.0f : s.absmax();
+    if (amax == 0.0f) return 0;
+    return E8M0::encode_exponent(mx_shared_exponent(amax, rule, emax_elem, ceil_offset, max_elem));
+}
 }  // namespace detail
 
 }  // namespace ptq

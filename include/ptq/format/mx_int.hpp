@@ -54,22 +54,13 @@ struct MxInt {
     static Params nan_params() noexcept { return {E8M0::nan_byte}; }
     static bool is_nan(const Params& p) noexcept { return E8M0::is_nan(p.scale_byte); }
 
+    /// Shared exponent for max|x| = amax > 0; the ceil rule is ceil(log2 amax) - 1 (LQER code).
     static int shared_exponent(float amax, MxScaleRule rule) noexcept {
-        int e;
-        switch (rule) {
-            case MxScaleRule::ceil: e = detail::ceil_log2(double(amax)) - 1; break;
-            case MxScaleRule::nvidia: e = detail::ceil_log2(double(amax) / max_elem); break;
-            case MxScaleRule::ocp_floor:
-            default: e = detail::floor_log2(amax) - emax_elem; break;
-        }
-        return e < E8M0::min_exponent ? E8M0::min_exponent : (e > E8M0::max_exponent ? E8M0::max_exponent : e);
+        return detail::mx_shared_exponent(amax, rule, emax_elem, 1, max_elem);
     }
 
     static Params make_params(const RangeStats& s, const QuantOptions& o = {}) noexcept {
-        if (s.non_finite) return nan_params();
-        const float amax = s.empty() ? 0.0f : s.absmax();
-        if (amax == 0.0f) return {0};
-        return {E8M0::encode_exponent(shared_exponent(amax, o.mx_scale_rule))};
+        return {detail::mx_scale_byte(s, o.mx_scale_rule, emax_elem, 1, max_elem)};
     }
 
     static std::uint8_t quantize(float x, const Params& p, Rounding r) noexcept {
