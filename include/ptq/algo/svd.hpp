@@ -62,6 +62,15 @@ inline void check_rank(const char* fn, Eigen::Index k, Eigen::Index m, Eigen::In
                                       std::to_string(std::min(m, n)) + "]");
 }
 
+/// The rank-k "SVD" of a matrix with no rank to give (k = 0 or an empty matrix): zero factors.
+inline TruncatedSvd zero_svd(Eigen::Index m, Eigen::Index n, Eigen::Index k) {
+    TruncatedSvd r;
+    r.U.setZero(m, k);
+    r.S.setZero(k);
+    r.V.setZero(n, k);
+    return r;
+}
+
 }  // namespace detail
 
 /// Exact top-k SVD (Eigen::BDCSVD, thin U/V). Throws ptq::invalid_argument for a rank outside
@@ -71,13 +80,8 @@ TruncatedSvd exact_svd(const Eigen::MatrixBase<Derived>& a, Eigen::Index k) {
     detail::check_rank("exact_svd", k, a.rows(), a.cols());
     const Eigen::MatrixXf m = a.template cast<float>();
     if (!m.allFinite()) detail::throw_non_finite("exact_svd", "a", "input matrix");
+    if (k == 0 || m.size() == 0) return detail::zero_svd(m.rows(), m.cols(), k);
     TruncatedSvd r;
-    if (k == 0 || m.size() == 0) {
-        r.U.setZero(m.rows(), k);
-        r.S.setZero(k);
-        r.V.setZero(m.cols(), k);
-        return r;
-    }
     Eigen::BDCSVD<Eigen::MatrixXf> svd(m, Eigen::ComputeThinU | Eigen::ComputeThinV);
     r.U = svd.matrixU().leftCols(k);
     r.S = svd.singularValues().head(k);
@@ -95,13 +99,8 @@ TruncatedSvd randomized_svd(const Eigen::MatrixBase<Derived>& a, Eigen::Index k,
     if (o.power_iterations < 0) detail::throw_invalid("randomized_svd", "power_iterations", "must be >= 0");
     const Eigen::MatrixXf m = a.template cast<float>();
     if (!m.allFinite()) detail::throw_non_finite("randomized_svd", "a", "input matrix");
+    if (k == 0 || m.size() == 0) return detail::zero_svd(m.rows(), m.cols(), k);
     TruncatedSvd r;
-    if (k == 0 || m.size() == 0) {
-        r.U.setZero(m.rows(), k);
-        r.S.setZero(k);
-        r.V.setZero(m.cols(), k);
-        return r;
-    }
     const Eigen::Index l = std::min<Eigen::Index>(k + o.oversampling, std::min(m.rows(), m.cols()));
     Eigen::MatrixXf q = detail::orthonormalize(m * detail::gaussian_matrix(m.cols(), l, o.seed));
     for (int i = 0; i < o.power_iterations; ++i) {
