@@ -6,14 +6,10 @@
 #include <ptq/algo/activation.hpp>
 #include <ptq/ptq.hpp>
 
+#include "../format/support.hpp"
+
 namespace {
-ptq::RowMatrixXf gaussian(Eigen::Index r, Eigen::Index c, unsigned seed) {
-    std::mt19937 g(seed);
-    std::normal_distribution<float> n(0.0f, 1.0f);
-    ptq::RowMatrixXf m(r, c);
-    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = n(g);
-    return m;
-}
+using ptq_test::gaussian;
 }  // namespace
 
 TEST_CASE("activations: static per-tensor INT8 equals per-tensor RTN on its calibration batch") {

@@ -8,17 +8,13 @@
 #include <ptq/algo/smooth_quant.hpp>
 #include <ptq/ptq.hpp>
 
+#include "../format/support.hpp"
+
 namespace {
 
 using ptq::RowMatrixXf;
 
-RowMatrixXf gaussian(Eigen::Index r, Eigen::Index c, unsigned seed, float sd = 1.0f) {
-    std::mt19937 g(seed);
-    std::normal_distribution<float> n(0.0f, sd);
-    RowMatrixXf m(r, c);
-    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = n(g);
-    return m;
-}
+using ptq_test::gaussian;
 
 // Activations whose channels 2, 11 and 29 are 20x, 50x and 100x the rest, as in LLMs.
 RowMatrixXf outlier_x(Eigen::Index tokens, Eigen::Index in, unsigned seed) {

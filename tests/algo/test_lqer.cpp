@@ -10,17 +10,13 @@
 #include <ptq/algo/svd.hpp>
 #include <ptq/ptq.hpp>
 
+#include "../format/support.hpp"
+
 namespace {
 
 using Mat = Eigen::MatrixXf;
 
-Mat gaussian(Eigen::Index r, Eigen::Index c, unsigned seed) {
-    std::mt19937 g(seed);
-    std::normal_distribution<float> n(0.0f, 1.0f);
-    Mat m(r, c);
-    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = n(g);
-    return m;
-}
+Mat gaussian(Eigen::Index r, Eigen::Index c, unsigned seed) { return ptq_test::gaussian<Mat>(r, c, seed); }
 
 // Singular values of a matrix in double precision (independent oracle: Jacobi SVD).
 Eigen::VectorXd singular_values_d(const Mat& m) {

@@ -6,17 +6,13 @@
 #include <ptq/algo/pipeline.hpp>
 #include <ptq/ptq.hpp>
 
+#include "../format/support.hpp"
+
 namespace {
 
 using ptq::RowMatrixXf;
 
-RowMatrixXf gaussian(Eigen::Index r, Eigen::Index c, unsigned seed, float sd = 1.0f) {
-    std::mt19937 g(seed);
-    std::normal_distribution<float> n(0.0f, sd);
-    RowMatrixXf m(r, c);
-    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = n(g);
-    return m;
-}
+using ptq_test::gaussian;
 
 // Correlated calibration activations (a random mixing of the channels) with outlier channels
 // 1, 17 and 40 (in must be > 40).

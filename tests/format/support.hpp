@@ -39,6 +39,16 @@ enum class Dist { normal, heavy_tailed, positive, outliers, tiny, huge };
 inline constexpr Dist all_dists[] = {Dist::normal, Dist::heavy_tailed, Dist::positive,
                                      Dist::outliers, Dist::tiny,  Dist::huge};
 
+/// r x c matrix (type M) of N(0, sd^2) samples from mt19937(seed), drawn in M's storage order.
+template <class M = RowMatrixXf>
+M gaussian(Eigen::Index r, Eigen::Index c, unsigned seed, float sd = 1.0f) {
+    std::mt19937 g(seed);
+    std::normal_distribution<float> n(0.0f, sd);
+    M m(r, c);
+    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = n(g);
+    return m;
+}
+
 inline RowMatrixXf random_matrix(std::size_t rows, std::size_t cols, Dist d, std::uint32_t seed) {
     std::mt19937 g(seed);
     std::normal_distribution<float> n(0.0f, 1.0f);
