@@ -15,20 +15,7 @@
 // length before anything proportional to the header's claims is allocated.
 #pragma once
 
-// GCC 12 reports false -W(maybe-)uninitialized warnings inside its own avx512fintrin.h
-// (`__m512 __Y = __Y;`, GCC PR 105593, fixed in GCC 13) wherever Eigen's AVX-512 packets are
-// inlined. The diagnostic state is looked up at the header's location, so silencing it around
-// the first inclusion of Eigen (which pulls in immintrin.h) hides only those. Include this
-// header before other Eigen users for the suppression to take effect.
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <Eigen/Core>
-#pragma GCC diagnostic pop
-#else
-#include <Eigen/Core>
-#endif
 
 #include <algorithm>
 #include <cmath>
