@@ -295,7 +295,8 @@ void run_properties() {
     std::uint32_t seed = 100;
     for (Dist d : ptq_test::all_dists) {
         CAPTURE(int(d));
-        for (auto [rows, cols] : {std::pair<int, int>{5, 103}, {3, 172}, {2, 7}, {1, 1}, {4, 64}}) {
+        for (const auto& shape : {std::pair<int, int>{5, 103}, {3, 172}, {2, 7}, {1, 1}, {4, 64}}) {
+            const int rows = shape.first, cols = shape.second;  // (clang 14: no lambda capture of bindings)
             CAPTURE(rows);
             CAPTURE(cols);
             const RM x = random_matrix(rows, cols, d, seed++);
@@ -316,20 +317,23 @@ void run_properties() {
 template <class F>
 void run_on_grid() {
     std::uint32_t seed = 900;
-    for (auto [rows, cols] : {std::pair<int, int>{5, 103}, {3, 172}, {2, 7}, {1, 1}})
+    for (const auto& shape : {std::pair<int, int>{5, 103}, {3, 172}, {2, 7}, {1, 1}}) {
+        const int rows = shape.first, cols = shape.second;
         for_each_granularity<F>([&](const auto& gran) {
             CAPTURE(std::string(gran.name()));
             CAPTURE(rows);
             CAPTURE(cols);
             check_on_grid_exact<F>(rows, cols, gran, seed++);
         });
+    }
 }
 
 template <class F>
 void run_edges() {
     using G = default_granularity_t<F>;
     SUBCASE("empty inputs") {
-        for (auto [r, c] : {std::pair<int, int>{0, 0}, {0, 5}, {5, 0}}) {
+        for (const auto& shape : {std::pair<int, int>{0, 0}, {0, 5}, {5, 0}}) {
+            const int r = shape.first, c = shape.second;
             CAPTURE(r);
             CAPTURE(c);
             const RM x(r, c);

@@ -10,6 +10,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -24,14 +25,20 @@ namespace {
 
 using namespace ptq;
 
-// Every kernel is checked at the machine's widest width (default_arch) and at SSE2's 4 lanes,
-// so tails and the generic code run at two widths on every x86 machine. The AVX2 pass (8
-// lanes) adds a third width on AVX-512 machines; it is opt-in (-DPTQ_TEST_ALL_ARCHS) because
-// it adds minutes of compile time to the 2-core CI.
-template <class Fn>
+// The formats checked at every width (PTQ_REPRESENTATIVE_FORMATS below): one or two per format
+// family and storage width.
+template <class F>
+constexpr bool representative = false;
+
+// Every kernel is checked at the machine's widest width (default_arch) for every format, and
+// at SSE2's 4 lanes for the representative formats (F = void: format-independent kernels), so
+// tails and the generic code run at two widths on every x86 machine. The AVX2 pass (8 lanes)
+// adds a third width on AVX-512 machines; it is opt-in (-DPTQ_TEST_ALL_ARCHS) because it adds
+// minutes of compile time to the 2-core CI.
+template <class F = void, class Fn>
 void for_each_arch(Fn&& f) {
     f.template operator()<xsimd::default_arch>();
-    f.template operator()<xsimd::sse2>();
+    if constexpr (std::is_void_v<F> || representative<F>) f.template operator()<xsimd::sse2>();
 #if defined(PTQ_TEST_ALL_ARCHS) && XSIMD_WITH_AVX2 && XSIMD_WITH_AVX512F
     f.template operator()<xsimd::avx2>();
 #endif
@@ -94,6 +101,23 @@ typename F::Params some_params(std::mt19937& rng, const float* x, std::size_t n,
 
 }  // namespace
 
+#define PTQ_REPRESENTATIVE_FORMATS                                                                                 \
+    IntFormat<1, false>, IntFormat<4, false>, IntFormat<3, true>, IntFormat<8, true, IntRange::full>, MxInt<2, 32>, \
+        MxInt<8, 16>, Fp8<4, 3>, Fp6<2, 3>, Fp4, MxFp<5, 2, 32>, MxFp<2, 1, 32>
+namespace {
+template <class F, class... Fs>
+constexpr bool one_of = (std::is_same_v<F, Fs> || ...);
+template <class F>
+    requires one_of<F, PTQ_REPRESENTATIVE_FORMATS>
+constexpr bool representative<F> = true;
+}  // namespace
+
+// The sanitizer build (PTQ_TEST_QUICK, see tests/CMakeLists.txt) checks only the representative
+// formats: its purpose is memory and UB errors, and the full list costs minutes of
+// instrumented compile time.
+#ifdef PTQ_TEST_QUICK
+#define PTQ_ALL_FORMATS PTQ_REPRESENTATIVE_FORMATS
+#else
 #define PTQ_ALL_FORMATS                                                                                                \
     IntFormat<1, false>, IntFormat<2, false>, IntFormat<3, false>, IntFormat<4, false>, IntFormat<5, false>,         \
         IntFormat<6, false>, IntFormat<7, false>, IntFormat<8, false>, IntFormat<2, true>, IntFormat<3, true>,       \
@@ -102,6 +126,7 @@ typename F::Params some_params(std::mt19937& rng, const float* x, std::size_t n,
         MxInt<2, 32>, MxInt<3, 32>, MxInt<4, 32>, MxInt<5, 32>, MxInt<6, 32>, MxInt<7, 32>, MxInt<8, 32>,           \
         MxInt<8, 16>, Fp8<4, 3>, Fp8<5, 2>, Fp6<3, 2>, Fp6<2, 3>, Fp4, MxFp<4, 3, 32>, MxFp<5, 2, 32>,               \
         MxFp<3, 2, 32>, MxFp<2, 3, 32>, MxFp<2, 1, 32>, MxFp<4, 3, 16>
+#endif
 
 TEST_SUITE("kernel") {
 
@@ -177,7 +202,7 @@ TEST_CASE("pack_bits / unpack_bits == reference (bits 1-8, all lengths, odd offs
 
 TEST_CASE_TEMPLATE("quantize_group == reference", F, PTQ_ALL_FORMATS) {
     std::mt19937 rng(3);
-    for_each_arch([&]<class Arch>() {
+    for_each_arch<F>([&]<class Arch>() {
         constexpr std::size_t W = xsimd::batch<float, Arch>::size;
         for (int trial = 0; trial < 4; ++trial) {
             const float scale = trial == 1 ? 1e-3f : (trial == 2 ? 300.0f : 2.0f);
@@ -213,7 +238,7 @@ TEST_CASE_TEMPLATE("quantize: exact ties and specials", F, PTQ_ALL_FORMATS) {
         x.push_back(s), x.push_back(-s);
     for (int e = -140; e < 128; ++e) x.push_back(std::ldexp(1.5f, e)), x.push_back(std::ldexp(-1.25f, e));
     std::mt19937 rng(4);
-    for_each_arch([&]<class Arch>() {
+    for_each_arch<F>([&]<class Arch>() {
         for (int which = 0; which < 6; ++which) {
             typename F::Params p{};
             if constexpr (F::kind == FormatKind::integer || F::kind == FormatKind::minifloat) {
@@ -238,7 +263,7 @@ TEST_CASE_TEMPLATE("quantize: exact ties and specials", F, PTQ_ALL_FORMATS) {
 
 TEST_CASE_TEMPLATE("dequantize_row == reference (groups, ragged, unaligned groups)", F, PTQ_ALL_FORMATS) {
     std::mt19937 rng(5);
-    for_each_arch([&]<class Arch>() {
+    for_each_arch<F>([&]<class Arch>() {
         constexpr std::size_t W = xsimd::batch<float, Arch>::size;
         std::vector<std::size_t> lens;
         for (std::size_t n = 0; n <= 3 * W + 1; ++n) lens.push_back(n);
@@ -278,7 +303,7 @@ TEST_CASE_TEMPLATE("dequantize_row == reference (groups, ragged, unaligned group
 
 TEST_CASE_TEMPLATE("params from kernel::range == params from ref::range", F, PTQ_ALL_FORMATS) {
     std::mt19937 rng(6);
-    for_each_arch([&]<class Arch>() {
+    for_each_arch<F>([&]<class Arch>() {
         for (int trial = 0; trial < 50; ++trial) {
             auto x = random_floats(rng, 1 + rng() % 200, 1.0f, true, trial % 5 == 0);
             if (trial % 3 == 0)
