@@ -146,16 +146,27 @@ inline void permute_columns(Eigen::MatrixXf& m, const std::vector<std::size_t>& 
     }
 }
 
+/// Which factor of the damped Hessian Hd (in processing order) GptqState computes.
+///  - inverse: U upper with U^T U = Hd^-1 (the textbook form, as in the reference code; the
+///    naive oracle uses it): E_B = (w_B - q_B) U_BB^-1, w_R -= E_B U_{B,R}.
+///  - ldl: V = U^-1 (upper, V V^T = Hd: one Cholesky, no triangular inverse), stored as
+///    Vt = V BD(V)^-1 off the diagonal unit blocks and V_BB on them (BD: the block diagonal of
+///    the units). The same updates read w~_R = w_R + sum_{B<R} D_B Vt_{B,R} with D_B = w_B - q_B
+///    the *unscaled* error against the original weights: since W - W^ = E U, E = (W - W^) V and
+///    E (U - BD(U)) = (W - W^)(I - V BD(V)^-1) (the LDL form of GPTQ, "LDLQ" in QuIP).
+enum class GptqFactor : std::uint8_t { inverse, ldl };
+
 /// The state shared by the blocked GPTQ and its naive oracle: the working copy of W
 /// (column-major, columns in processing order, so that the column loop reads contiguous
-/// memory), the factor U, the parameters and the codes.
+/// memory), the factor (see GptqFactor), the parameters and the codes.
 template <QuantFormat F, class G>
 class GptqState {
 public:
     using Params = typename F::Params;
     using Index = Eigen::Index;
 
-    GptqState(const GptqOptions& o, const G& gran) : opt_(o), gran_(gran) {}
+    GptqState(const GptqOptions& o, const G& gran, GptqFactor factor = GptqFactor::inverse)
+        : opt_(o), gran_(gran), factor_(factor) {}
 
     /// Validates inputs, zeroes dead columns, permutes, factorises (with retries), fits static
     /// parameters. `fn` names the calling function in error messages.
@@ -241,7 +252,7 @@ public:
                 for (Index i = 0; i < n_; ++i) U_(i, j) = float(h(Index(perm_[std::size_t(i)]), cj));
                 U_(j, j) = float(diag[std::size_t(cj)] + lambda);
             }
-            if (upper_cholesky_of_inverse(U_)) break;
+            if (factor_ == GptqFactor::ldl ? upper_cholesky_factor(U_) : upper_cholesky_of_inverse(U_)) break;
             if (attempt >= opt_.max_damping_retries)
                 throw error(std::string("ptq::") + fn + ": argument 'h': H + lambda I is not positive definite even with lambda = " +
                             std::to_string(lambda) + " after " + std::to_string(attempt) + " damping retries");
@@ -251,6 +262,22 @@ public:
         diag_.damping = lambda;
         codes_.resize(std::size_t(rows_ * n_));
         loss_ = 0.0;
+        if (factor_ == GptqFactor::ldl) {
+            // RTN baseline now, while U_ holds V: loss = ||(W - W^_rtn) V||^2.
+            if (opt_.rtn_baseline && rows_ > 0 && n_ > 0) {
+                Eigen::MatrixXf delta = rtn_delta(w_in);
+                delta = delta * U_.triangularView<Eigen::Upper>();
+                diag_.loss_rtn = delta.cast<double>().squaredNorm();
+            }
+            W0_ = W_;
+            // Vt = V BD(V)^-1 above the diagonal unit blocks (which keep V_BB).
+            for (Index u0 = unit_; u0 < n_; u0 += unit_) {
+                const Index m = std::min(unit_, n_ - u0);
+                auto above = U_.block(0, u0, u0, m);
+                if (m == 1) above /= U_(u0, u0);
+                else U_.block(u0, u0, m, m).template triangularView<Eigen::Upper>().template solveInPlace<Eigen::OnTheRight>(above);
+            }
+        }
     }
 
     Index rows() const noexcept { return rows_; }
@@ -260,6 +287,7 @@ public:
     bool dynamic_groups() const noexcept { return dynamic_groups_; }
     Index group_size() const noexcept { return Index(layout_.group_cols); }
     Eigen::MatrixXf& W() noexcept { return W_; }
+    /// The factor: U (GptqFactor::inverse) or Vt (GptqFactor::ldl).
     const Eigen::MatrixXf& U() const noexcept { return U_; }
 
     /// Column group (in the storage layout) of processed column j.
@@ -338,11 +366,37 @@ public:
         loss_ += double(d.squaredNorm());
     }
 
+    /// GptqFactor::ldl: on entry D = w~_B - q_B (from quantize_unit); adds ||E_B||^2 to the
+    /// loss, E_B = D V_BB (the scaled errors of the inverse form); on exit D = w_B - q_B, the
+    /// error against the original weights that the ldl updates propagate.
+    void unscaled_errors(Index u0, Index u1, Eigen::Ref<Eigen::MatrixXf> d) {
+        if (u1 - u0 == 1) loss_ += double((d.col(0) * U_(u0, u0)).squaredNorm());
+        else loss_ += double((d * U_.block(u0, u0, u1 - u0, u1 - u0).triangularView<Eigen::Upper>()).squaredNorm());
+        d = W0_.middleCols(u0, u1 - u0) - W_.middleCols(u0, u1 - u0);
+    }
+
+    /// GptqFactor::ldl with single-column units: turns `cur`, the weights of the group that
+    /// starts at processed column g0 in their LDL form (every update of the columns before g0
+    /// applied), W0_G + D_P V_PG diag(V_GG)^-1, into the weights the textbook U form holds at
+    /// that point, W0_G + D_P V_PG V_GG^-1 (P = the columns before g0; both are the OBS-optimal
+    /// W0_G + D_P Hd_PG Hd_GG^-1 only in the U form), by one triangular solve:
+    ///   cur = W0_G + (cur - W0_G) Vt_GG^-1,   Vt_GG = V_GG diag(V_GG)^-1 (unit upper).
+    /// The two forms agree on every column when it is quantized, but not on the later columns
+    /// of a group when its parameters are fitted. (MX units contain their groups: nothing to
+    /// do there.) Cost rows * len^2 flops per group.
+    void ldl_group_state(Index g0, Eigen::MatrixXf& cur) const {
+        const Index len = cur.cols();
+        cur -= W0_.middleCols(g0, len);
+        U_.block(g0, g0, len, len).template triangularView<Eigen::UnitUpper>().template solveInPlace<Eigen::OnTheRight>(cur);
+        cur += W0_.middleCols(g0, len);
+    }
+
     /// Packs the result (codes, params, dequantized matrix, permutation, diagnostics).
     template <class DW>
     GptqResult<F> finish(const Eigen::MatrixBase<DW>& w_in) {
         GptqResult<F> res;
         if (!W_.allFinite()) throw_breakdown();
+        W0_.resize(0, 0);
         res.permuted_storage = dynamic_groups_ && opt_.act_order;
         res.perm = perm_;
         res.storage_perm.resize(std::size_t(n_));
@@ -382,18 +436,9 @@ public:
             }
         W_.resize(0, 0);
         diag_.loss_gptq = loss_;
-        if (opt_.rtn_baseline && rows_ > 0 && n_ > 0) {
-            // Delta = W - RTN(W), dead columns excluded, permuted; loss = ||Delta U^-1||^2.
-            Eigen::MatrixXf delta;
-            {
-                RowMatrixXf storage;
-                const auto w = as_row_major(w_in, storage);
-                const RowMatrixXf rq = dequantize(Rtn<F, G>(opt_.quant, gran_).quantize(w, "w"));
-                to_col_major(w - rq, delta);
-            }
-            for (Index c = 0; c < n_; ++c)
-                if (dead_[std::size_t(c)]) delta.col(c).setZero();
-            if (opt_.act_order) permute_columns(delta, perm_);
+        if (factor_ == GptqFactor::inverse && opt_.rtn_baseline && rows_ > 0 && n_ > 0) {
+            // loss = ||(W - W^_rtn) U^-1||^2 by a triangular solve.
+            Eigen::MatrixXf delta = rtn_delta(w_in);
             U_.triangularView<Eigen::Upper>().template solveInPlace<Eigen::OnTheRight>(delta);
             diag_.loss_rtn = delta.cast<double>().squaredNorm();
         }
@@ -403,6 +448,23 @@ public:
     }
 
 private:
+    /// W - RTN(W) (same format, granularity and options), dead columns zeroed, column-major in
+    /// processing order.
+    template <class DW>
+    Eigen::MatrixXf rtn_delta(const Eigen::MatrixBase<DW>& w_in) const {
+        Eigen::MatrixXf delta;
+        {
+            RowMatrixXf storage;
+            const auto w = as_row_major(w_in, storage);
+            const RowMatrixXf rq = dequantize(Rtn<F, G>(opt_.quant, gran_).quantize(w, "w"));
+            to_col_major(w - rq, delta);
+        }
+        for (Index c = 0; c < n_; ++c)
+            if (dead_[std::size_t(c)]) delta.col(c).setZero();
+        if (opt_.act_order) permute_columns(delta, perm_);
+        return delta;
+    }
+
     void check_options(const char* fn) const {
         if (!(opt_.percdamp >= 0.0) || !std::isfinite(opt_.percdamp))
             throw_invalid(fn, "options.percdamp", "must be finite and >= 0");
@@ -423,12 +485,14 @@ private:
 
     GptqOptions opt_;
     G gran_;
+    GptqFactor factor_ = GptqFactor::inverse;
     Index rows_ = 0, n_ = 0, unit_ = 1, block_ = 128;
     GroupLayout layout_{};
     bool grouped_ = false, dynamic_groups_ = false;
     std::vector<unsigned char> dead_;
     std::vector<std::size_t> perm_, inv_perm_;
     Eigen::MatrixXf W_, U_;
+    Eigen::MatrixXf W0_;  // GptqFactor::ldl: the weights before quantization (processing order)
     RowMatrixXf tmp_row_;
     Eigen::VectorXf lo_, hi_;
     std::vector<Params> params_, col_params_;  // col_params_: parameters of column group col_group_, per row
@@ -460,9 +524,14 @@ private:
 ///                                       the MX paper's Algorithm 1)
 ///   w_R -= E_B U_{B,R}                 (R = every later column)
 /// so that W - W^ = E U and the damped loss tr((W - W^) Hd (W - W^)^T) = ||E||^2.
+/// Implementation (the LDL form, detail::GptqFactor::ldl): with V = U^-1 (V V^T = Hd, one
+/// Cholesky; no triangular inverse, which saves in^3/3 flops) the same updates read
+///   w_R = w0_R + sum_{B<R} D_B V_{B,R} V_RR^-1,   D_B = w0_B - q_B (w0: the original weights)
+/// since E = (W - W^) V. gptq_naive keeps the textbook U form above: the test oracle is an
+/// independent formulation.
 /// Lazy batches: the update of w_R is applied eagerly only inside a sub-block of 16 columns
 /// (MX: one unit); the rest of the current block (block_size columns) receives one GEMM per
-/// sub-block, and the columns after the block one GEMM per block, E_block U_{block, R}.
+/// sub-block, and the columns after the block one GEMM per block, D_block Vt_{block, R}.
 /// When a group starts while updates are still pending for some of its columns (a group
 /// that does not fit in the current block), those columns are brought up to date before the
 /// fit, so the result equals the naive column-by-column oracle (gptq_naive) up to float
@@ -470,9 +539,10 @@ private:
 /// internal W copy is column-major in processing order (the column loop reads contiguous
 /// memory, the GEMM updates are column-major GEMMs).
 ///
-/// Memory (beyond W and H): the working W (rows*in floats), U (in^2 floats), the codes
-/// (rows*in bytes), the error block (rows*block floats), the result (packed codes + params +
-/// the dequantized matrix, rows*in floats); the RTN baseline needs one more rows*in floats.
+/// Memory (beyond W and H): the working W and the original w0 (2*rows*in floats), V (in^2
+/// floats), the codes (rows*in bytes), the error block (rows*block floats), the result
+/// (packed codes + params + the dequantized matrix, rows*in floats, allocated after w0 is
+/// freed); the RTN baseline needs two more rows*in floats while the loop has not started.
 template <QuantFormat F, class G = default_granularity_t<F>>
 class Gptq {
     static_assert(!std::is_same_v<G, PerToken>, "ptq::Gptq: PerToken is an activation granularity; use PerChannel for weights");
@@ -488,13 +558,13 @@ public:
     template <class DW, class DH>
     GptqResult<F> quantize(const Eigen::MatrixBase<DW>& w, const Eigen::MatrixBase<DH>& h) const {
         using Index = Eigen::Index;
-        detail::GptqState<F, G> st(opt_, gran_);
+        detail::GptqState<F, G> st(opt_, gran_, detail::GptqFactor::ldl);
         st.prepare(w, h, "Gptq::quantize");
         const Index rows = st.rows(), n = st.cols(), m = st.unit(), bs = st.block();
         const Index sub = F::is_mx ? m : std::min<Index>(16, bs);  // eager sub-block
         Eigen::MatrixXf& W = st.W();
-        const Eigen::MatrixXf& U = st.U();
-        Eigen::MatrixXf E(rows, std::min(bs, n));  // scaled errors of the current block
+        const Eigen::MatrixXf& V = st.U();  // Vt of GptqFactor::ldl
+        Eigen::MatrixXf D(rows, std::min(bs, n));  // errors w_B - q_B of the current block
         Eigen::MatrixXf cur;
         const Index gs = st.group_size();
         for (Index b0 = 0; b0 < n; b0 += bs) {
@@ -506,29 +576,30 @@ public:
                     if (st.dynamic_groups()) {
                         for (Index g0 = ((u0 + gs - 1) / gs) * gs; g0 < u1; g0 += gs) {
                             const Index g1 = std::min(g0 + gs, n);
-                            // Current weights of the group: W minus the pending updates
-                            // E[:, s0:u0] U[s0:u0, k] (k in [s1, b1)) and E[:, b0:u0] U[b0:u0, k] (k >= b1).
+                            // Current weights of the group: W plus the pending updates
+                            // D[:, s0:u0] V[s0:u0, k] (k in [s1, b1)) and D[:, b0:u0] V[b0:u0, k] (k >= b1).
                             cur = W.middleCols(g0, g1 - g0);
                             const Index a0 = std::max(g0, s1), a1 = std::min(g1, b1);
                             if (a1 > a0 && u0 > s0)
-                                cur.middleCols(a0 - g0, a1 - a0).noalias() -=
-                                    E.middleCols(s0 - b0, u0 - s0) * U.block(s0, a0, u0 - s0, a1 - a0);
+                                cur.middleCols(a0 - g0, a1 - a0).noalias() +=
+                                    D.middleCols(s0 - b0, u0 - s0) * V.block(s0, a0, u0 - s0, a1 - a0);
                             const Index c0 = std::max(g0, b1);
                             if (g1 > c0 && u0 > b0)
-                                cur.middleCols(c0 - g0, g1 - c0).noalias() -=
-                                    E.middleCols(0, u0 - b0) * U.block(b0, c0, u0 - b0, g1 - c0);
+                                cur.middleCols(c0 - g0, g1 - c0).noalias() +=
+                                    D.middleCols(0, u0 - b0) * V.block(b0, c0, u0 - b0, g1 - c0);
+                            if constexpr (!F::is_mx) st.ldl_group_state(g0, cur);
                             st.fit_group(cur, st.group_of(g0));
                         }
                     }
-                    auto eu = E.middleCols(u0 - b0, u1 - u0);
-                    st.quantize_unit(u0, u1, eu);
-                    st.scale_errors(u0, u1, eu);
-                    if (s1 > u1) W.middleCols(u1, s1 - u1).noalias() -= eu * U.block(u0, u1, u1 - u0, s1 - u1);
+                    auto du = D.middleCols(u0 - b0, u1 - u0);
+                    st.quantize_unit(u0, u1, du);
+                    st.unscaled_errors(u0, u1, du);
+                    if (s1 > u1) W.middleCols(u1, s1 - u1).noalias() += du * V.block(u0, u1, u1 - u0, s1 - u1);
                 }
                 if (b1 > s1)
-                    W.middleCols(s1, b1 - s1).noalias() -= E.middleCols(s0 - b0, s1 - s0) * U.block(s0, s1, s1 - s0, b1 - s1);
+                    W.middleCols(s1, b1 - s1).noalias() += D.middleCols(s0 - b0, s1 - s0) * V.block(s0, s1, s1 - s0, b1 - s1);
             }
-            if (n > b1) W.rightCols(n - b1).noalias() -= E.leftCols(b1 - b0) * U.block(b0, b1, b1 - b0, n - b1);
+            if (n > b1) W.rightCols(n - b1).noalias() += D.leftCols(b1 - b0) * V.block(b0, b1, b1 - b0, n - b1);
         }
         return st.finish(w);
     }

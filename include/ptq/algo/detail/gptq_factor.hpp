@@ -33,6 +33,45 @@ inline void invert_lower_in_place(Eigen::Ref<Eigen::MatrixXf> l, Eigen::Index nb
     }
 }
 
+/// First half of both factorisations below: in place, reverses the column-major array (that
+/// is J A J, J the reversal permutation) and overwrites its lower triangle with L, J A J = L L^T
+/// (Eigen's blocked LLT). Returns false if A is not numerically positive definite.
+inline bool reversed_lower_cholesky(Eigen::MatrixXf& a) {
+    const Eigen::Index n = a.rows();
+    std::reverse(a.data(), a.data() + n * n);  // J A J (contiguous n x n storage)
+    {
+        Eigen::Ref<Eigen::MatrixXf> ar(a);
+        Eigen::LLT<Eigen::Ref<Eigen::MatrixXf>, Eigen::Lower> llt(ar);  // in place: a = L (lower)
+        if (llt.info() != Eigen::Success) return false;
+    }
+    for (Eigen::Index i = 0; i < n; ++i)
+        if (!(a(i, i) > 0.0f) || !std::isfinite(a(i, i))) return false;
+    return true;
+}
+
+/// True if the upper triangle of a is finite with a positive diagonal.
+inline bool upper_factor_ok(const Eigen::MatrixXf& a) {
+    for (Eigen::Index j = 0; j < a.cols(); ++j) {
+        if (!(a(j, j) > 0.0f)) return false;
+        for (Eigen::Index i = 0; i <= j; ++i)
+            if (!std::isfinite(a(i, j))) return false;
+    }
+    return true;
+}
+
+/// Computes in place the upper-triangular V with V V^T = A for a symmetric positive-definite A
+/// (column-major, both triangles valid on entry): J A J = L L^T, V = J L J. Cost n^3/3 flops.
+/// V = U^-1 for the U of upper_cholesky_of_inverse (U^T U = A^-1), which is what the blocked
+/// GPTQ uses (no triangular inverse). Only the upper triangle of the output is meaningful.
+/// Returns false if A is not numerically positive definite or V is not finite.
+inline bool upper_cholesky_factor(Eigen::MatrixXf& a) {
+    const Eigen::Index n = a.rows();
+    if (n == 0) return true;
+    if (!reversed_lower_cholesky(a)) return false;
+    std::reverse(a.data(), a.data() + n * n);  // V = J L J (upper)
+    return upper_factor_ok(a);
+}
+
 /// Computes in place the upper-triangular U with U^T U = A^-1 for a symmetric positive-definite
 /// A (column-major, both triangles valid on entry). Method ("reverse Cholesky"): with J the
 /// reversal permutation, J A J = L L^T (lower Cholesky), so A = V V^T with V = J L J upper and
@@ -46,22 +85,10 @@ inline void invert_lower_in_place(Eigen::Ref<Eigen::MatrixXf> l, Eigen::Index nb
 inline bool upper_cholesky_of_inverse(Eigen::MatrixXf& a) {
     const Eigen::Index n = a.rows();
     if (n == 0) return true;
-    std::reverse(a.data(), a.data() + n * n);  // J A J (contiguous n x n storage)
-    {
-        Eigen::Ref<Eigen::MatrixXf> ar(a);
-        Eigen::LLT<Eigen::Ref<Eigen::MatrixXf>, Eigen::Lower> llt(ar);  // in place: a = L (lower)
-        if (llt.info() != Eigen::Success) return false;
-    }
-    for (Eigen::Index i = 0; i < n; ++i)
-        if (!(a(i, i) > 0.0f) || !std::isfinite(a(i, i))) return false;
+    if (!reversed_lower_cholesky(a)) return false;
     invert_lower_in_place(a);
     std::reverse(a.data(), a.data() + n * n);  // U = J L^-1 J (upper)
-    for (Eigen::Index j = 0; j < n; ++j) {
-        if (!(a(j, j) > 0.0f)) return false;
-        for (Eigen::Index i = 0; i <= j; ++i)
-            if (!std::isfinite(a(i, j))) return false;
-    }
-    return true;
+    return upper_factor_ok(a);
 }
 
 }  // namespace ptq::detail
