@@ -263,11 +263,17 @@ public:
         codes_.resize(std::size_t(rows_ * n_));
         loss_ = 0.0;
         if (factor_ == GptqFactor::ldl) {
-            // RTN baseline now, while U_ holds V: loss = ||(W - W^_rtn) V||^2.
+            // RTN baseline now, while U_ holds V: loss = ||(W - W^_rtn) V||^2, 256 rows at a
+            // time (no second rows x in temporary).
             if (opt_.rtn_baseline && rows_ > 0 && n_ > 0) {
-                Eigen::MatrixXf delta = rtn_delta(w_in);
-                delta = delta * U_.triangularView<Eigen::Upper>();
-                diag_.loss_rtn = delta.cast<double>().squaredNorm();
+                const Eigen::MatrixXf delta = rtn_delta(w_in);
+                Eigen::MatrixXf t;
+                double loss = 0.0;
+                for (Index r0 = 0; r0 < rows_; r0 += 256) {
+                    t.noalias() = delta.middleRows(r0, std::min<Index>(256, rows_ - r0)) * U_.triangularView<Eigen::Upper>();
+                    loss += t.cast<double>().squaredNorm();
+                }
+                diag_.loss_rtn = loss;
             }
             W0_ = W_;
             // Vt = V BD(V)^-1 above the diagonal unit blocks (which keep V_BB).
@@ -454,10 +460,10 @@ private:
     Eigen::MatrixXf rtn_delta(const Eigen::MatrixBase<DW>& w_in) const {
         Eigen::MatrixXf delta;
         {
-            RowMatrixXf storage;
-            const auto w = as_row_major(w_in, storage);
-            const RowMatrixXf rq = dequantize(Rtn<F, G>(opt_.quant, gran_).quantize(w, "w"));
-            to_col_major(w - rq, delta);
+            // (Rtn's own row-major copy of w is gone before delta exists: peak 2 rows x in.)
+            const RowMatrixXf rq = dequantize(Rtn<F, G>(opt_.quant, gran_).quantize(w_in, "w"));
+            to_col_major(w_in, delta);
+            delta -= rq;
         }
         for (Index c = 0; c < n_; ++c)
             if (dead_[std::size_t(c)]) delta.col(c).setZero();
