@@ -262,19 +262,8 @@ public:
         diag_.damping = lambda;
         codes_.resize(std::size_t(rows_ * n_));
         loss_ = 0.0;
+        if (opt_.rtn_baseline && rows_ > 0 && n_ > 0) diag_.loss_rtn = rtn_baseline_loss(w_in);
         if (factor_ == GptqFactor::ldl) {
-            // RTN baseline now, while U_ holds V: loss = ||(W - W^_rtn) V||^2, 256 rows at a
-            // time (no second rows x in temporary).
-            if (opt_.rtn_baseline && rows_ > 0 && n_ > 0) {
-                const Eigen::MatrixXf delta = rtn_delta(w_in);
-                Eigen::MatrixXf t;
-                double loss = 0.0;
-                for (Index r0 = 0; r0 < rows_; r0 += 256) {
-                    t.noalias() = delta.middleRows(r0, std::min<Index>(256, rows_ - r0)) * U_.triangularView<Eigen::Upper>();
-                    loss += t.cast<double>().squaredNorm();
-                }
-                diag_.loss_rtn = loss;
-            }
             W0_ = W_;
             // Vt = V BD(V)^-1 above the diagonal unit blocks (which keep V_BB).
             for (Index u0 = unit_; u0 < n_; u0 += unit_) {
@@ -294,7 +283,7 @@ public:
     Index group_size() const noexcept { return Index(layout_.group_cols); }
     Eigen::MatrixXf& W() noexcept { return W_; }
     /// The factor: U (GptqFactor::inverse) or Vt (GptqFactor::ldl).
-    const Eigen::MatrixXf& U() const noexcept { return U_; }
+    const Eigen::MatrixXf& factor() const noexcept { return U_; }
 
     /// Column group (in the storage layout) of processed column j.
     std::size_t group_of(Index j) const noexcept {
@@ -398,8 +387,7 @@ public:
     }
 
     /// Packs the result (codes, params, dequantized matrix, permutation, diagnostics).
-    template <class DW>
-    GptqResult<F> finish(const Eigen::MatrixBase<DW>& w_in) {
+    GptqResult<F> finish() {
         GptqResult<F> res;
         if (!W_.allFinite()) throw_breakdown();
         W0_.resize(0, 0);
@@ -442,22 +430,18 @@ public:
             }
         W_.resize(0, 0);
         diag_.loss_gptq = loss_;
-        if (factor_ == GptqFactor::inverse && opt_.rtn_baseline && rows_ > 0 && n_ > 0) {
-            // loss = ||(W - W^_rtn) U^-1||^2 by a triangular solve.
-            Eigen::MatrixXf delta = rtn_delta(w_in);
-            U_.triangularView<Eigen::Upper>().template solveInPlace<Eigen::OnTheRight>(delta);
-            diag_.loss_rtn = delta.cast<double>().squaredNorm();
-        }
         U_.resize(0, 0);
         res.diagnostics = diag_;
         return res;
     }
 
 private:
-    /// W - RTN(W) (same format, granularity and options), dead columns zeroed, column-major in
-    /// processing order.
+    /// The damped loss of RTN (same format, granularity and options; dead columns excluded),
+    /// computed right after the factorisation: with Delta = W - W^_rtn in processing order,
+    /// ||Delta U^-1||^2 (GptqFactor::inverse: a triangular solve) or ||Delta V||^2
+    /// (GptqFactor::ldl, before U_ is turned into Vt: a triangular product), 256 rows at a time.
     template <class DW>
-    Eigen::MatrixXf rtn_delta(const Eigen::MatrixBase<DW>& w_in) const {
+    double rtn_baseline_loss(const Eigen::MatrixBase<DW>& w_in) const {
         Eigen::MatrixXf delta;
         {
             // (Rtn's own row-major copy of w is gone before delta exists: peak 2 rows x in.)
@@ -468,7 +452,19 @@ private:
         for (Index c = 0; c < n_; ++c)
             if (dead_[std::size_t(c)]) delta.col(c).setZero();
         if (opt_.act_order) permute_columns(delta, perm_);
-        return delta;
+        Eigen::MatrixXf t;
+        double loss = 0.0;
+        for (Index r0 = 0; r0 < rows_; r0 += 256) {
+            const auto rows = delta.middleRows(r0, std::min<Index>(256, rows_ - r0));
+            if (factor_ == GptqFactor::ldl) {
+                t.noalias() = rows * U_.triangularView<Eigen::Upper>();
+            } else {
+                t = rows;
+                U_.triangularView<Eigen::Upper>().template solveInPlace<Eigen::OnTheRight>(t);
+            }
+            loss += t.cast<double>().squaredNorm();
+        }
+        return loss;
     }
 
     void check_options(const char* fn) const {
@@ -573,7 +569,7 @@ public:
         const Index sub = F::is_mx ? m : std::min<Index>(16, bs);  // eager sub-block
         const Index sbs = std::max<Index>(bs, ((512 + bs - 1) / bs) * bs);  // super-block
         Eigen::MatrixXf& W = st.W();
-        const Eigen::MatrixXf& V = st.U();  // Vt of GptqFactor::ldl
+        const Eigen::MatrixXf& V = st.factor();  // Vt (GptqFactor::ldl)
         Eigen::MatrixXf D(rows, std::min(sbs, n));  // errors w0_B - q_B of the current super-block
         Eigen::MatrixXf cur;
         const Index gs = st.group_size();
@@ -620,7 +616,7 @@ public:
             }
             if (n > S1) W.rightCols(n - S1).noalias() += D.leftCols(S1 - S0) * V.block(S0, S1, S1 - S0, n - S1);
         }
-        return st.finish(w);
+        return st.finish();
     }
 
 private:
@@ -641,7 +637,7 @@ GptqResult<F> gptq_naive(const Eigen::MatrixBase<DW>& w, const Eigen::MatrixBase
     st.prepare(w, h, "gptq_naive");
     const Index rows = st.rows(), n = st.cols(), m = st.unit(), gs = st.group_size();
     Eigen::MatrixXf& W = st.W();
-    const Eigen::MatrixXf& U = st.U();
+    const Eigen::MatrixXf& U = st.factor();
     Eigen::MatrixXf d(rows, m);
     for (Index u0 = 0; u0 < n; u0 += m) {
         const Index u1 = std::min(u0 + m, n);
@@ -654,7 +650,7 @@ GptqResult<F> gptq_naive(const Eigen::MatrixBase<DW>& w, const Eigen::MatrixBase
         for (Index j = u1; j < n; ++j)  // textbook update, one later column at a time
             for (Index b = 0; b < u1 - u0; ++b) W.col(j) -= du.col(b) * U(u0 + b, j);
     }
-    return st.finish(w);
+    return st.finish();
 }
 
 }  // namespace ptq
