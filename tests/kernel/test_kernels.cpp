@@ -25,10 +25,14 @@ namespace {
 
 using namespace ptq;
 
-// The formats checked at every width (PTQ_REPRESENTATIVE_FORMATS below): one or two per format
-// family and storage width.
+// The formats checked at every width: one or two per format family and storage width.
+#define PTQ_REPRESENTATIVE_FORMATS                                                                                 \
+    IntFormat<1, false>, IntFormat<4, false>, IntFormat<3, true>, IntFormat<8, true, IntRange::full>, MxInt<2, 32>, \
+        MxInt<8, 16>, Fp8<4, 3>, Fp6<2, 3>, Fp4, MxFp<5, 2, 32>, MxFp<2, 1, 32>
+template <class F, class... Fs>
+constexpr bool one_of = (std::is_same_v<F, Fs> || ...);
 template <class F>
-constexpr bool representative = false;
+constexpr bool representative = one_of<F, PTQ_REPRESENTATIVE_FORMATS>;
 
 // Every kernel is checked at the machine's widest width (default_arch) for every format, and
 // at SSE2's 4 lanes for the representative formats (F = void: format-independent kernels), so
@@ -99,17 +103,6 @@ typename F::Params some_params(std::mt19937& rng, const float* x, std::size_t n,
     return p;
 }
 
-}  // namespace
-
-#define PTQ_REPRESENTATIVE_FORMATS                                                                                 \
-    IntFormat<1, false>, IntFormat<4, false>, IntFormat<3, true>, IntFormat<8, true, IntRange::full>, MxInt<2, 32>, \
-        MxInt<8, 16>, Fp8<4, 3>, Fp6<2, 3>, Fp4, MxFp<5, 2, 32>, MxFp<2, 1, 32>
-namespace {
-template <class F, class... Fs>
-constexpr bool one_of = (std::is_same_v<F, Fs> || ...);
-template <class F>
-    requires one_of<F, PTQ_REPRESENTATIVE_FORMATS>
-constexpr bool representative<F> = true;
 }  // namespace
 
 // The sanitizer build (PTQ_TEST_QUICK, see tests/CMakeLists.txt) checks only the representative
