@@ -5,6 +5,7 @@
 
 #include <ptq/format/concepts.hpp>
 #include <ptq/format/e8m0.hpp>
+#include <ptq/format/half.hpp>
 #include <ptq/format/int_format.hpp>
 #include <ptq/format/minifloat.hpp>
 #include <ptq/format/mx_fp.hpp>
