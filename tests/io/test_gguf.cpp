@@ -248,6 +248,7 @@ TEST_CASE("gguf: each validation rule rejects a file that breaks it") {
         };
         CHECK(parse(one(std::string(63, 'n'), {4}, 0, 0).b).tensors.size() == 1);
         expect_reject(one(std::string(64, 'n'), {4}, 0, 0), ">= 64");
+        expect_reject(one(std::string("a\0b", 3), {4}, 0, 0), "NUL");
         expect_reject(one("t", {1, 1, 1, 1, 1}, 0, 0), "n_dims");
         expect_reject(one("t", {4, -1}, 0, 0), "negative");
         expect_reject(one("t", {std::int64_t(1) << 32, std::int64_t(1) << 31}, 0, 0), "overflows int64");

@@ -20,6 +20,9 @@
 // the type's block size; an offset that is not the running sum of the previous tensors' sizes
 // padded to the alignment; a data section (the last tensor's padding included) beyond the end
 // of the file. Like ggml it reads versions 2 and 3 (same layout) and ignores trailing bytes.
+// Stricter than ggml: a tensor name containing a NUL byte (ggml would silently cut the name
+// there). Memory: everything allocated is bounded by the file size (string arrays: at most
+// sizeof(std::string) / 8 = 4 times it, as in ggml).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -291,6 +294,9 @@ inline GgufHeader parse_gguf_header(std::span<const std::byte> file, const std::
         t.name = c.read_string("tensor #" + std::to_string(i) + " name");
         if (t.name.size() >= gguf_max_name)
             c.fail("tensor #" + std::to_string(i) + " name", "length " + std::to_string(t.name.size()) + " >= 64");
+        // ggml keeps a name up to its first NUL (and compares names with strcmp): a name with a
+        // NUL would mean another tensor there.
+        if (t.name.find('\0') != std::string::npos) c.fail("tensor #" + std::to_string(i) + " name", "contains a NUL byte");
         const std::string field = "tensor '" + t.name + "'";
         if (!names.insert(t.name).second) c.fail(field, "duplicate tensor name");
         const auto n_dims = c.read<std::uint32_t>(field + " n_dims");
@@ -469,6 +475,7 @@ inline std::uint64_t gguf_check(const std::string& file, std::span<const std::pa
     for (const auto& t : tensors) {
         const std::string field = "tensor '" + t.name + "'";
         if (t.name.size() >= gguf_max_name) throw file_error(file, field, "name of 64 bytes or more");
+        if (t.name.find('\0') != std::string::npos) throw file_error(file, field, "name contains a NUL byte");
         if (!names.insert(t.name).second) throw file_error(file, field, "name given twice");
         if (!is_valid_ggml_type(static_cast<std::uint32_t>(t.type))) throw file_error(file, field + ": type", "invalid ggml type");
         if (t.ne.empty() || t.ne.size() > gguf_max_dims) throw file_error(file, field + ": ne", "needs 1 to 4 dimensions");
