@@ -171,6 +171,9 @@ TEST_CASE("gguf: F32 / F16 / BF16 to float; ne order in to_matrix") {
         if (!(std::isnan(rb) ? std::isnan(b[i]) : rb == b[i] && std::signbit(rb) == std::signbit(b[i]))) ++bad;
     }
     CHECK(bad == 0);
+    CHECK(as_span<float>(g.tensor("m"))[4] == 5.0f);
+    CHECK(as_span<std::uint16_t>(g.tensor("h"))[300] == 300);
+    expect_file_error([&] { (void)as_span<float>(g.tensor("h")); }, "16-bit elements");
     const auto mm = to_matrix(g.tensor("m"));  // ne = [3, 2]: 2 rows of 3
     CHECK(mm.rows() == 2);
     CHECK(mm.cols() == 3);

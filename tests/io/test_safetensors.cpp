@@ -198,6 +198,15 @@ TEST_CASE("safetensors: every dtype round-trips through a file, bytes and shape 
         CHECK((v.data.data() - f.tensor(f.tensors()[0]).data.data()) % esize == 0);
         CHECK(f.header().data_offset() % 8 == 0);
     }
+    // Typed in-place access: the right width, aligned in the mapping.
+    CHECK(as_span<float>(f.tensor("t.F32")).size() == 24);
+    {
+        REQUIRE(ts[6].dtype == DType::BF16);
+        const auto bits = as_span<std::uint16_t>(f.tensor("t.BF16"));
+        CHECK(bits.size() == 24);
+        CHECK(bits[1] == (std::to_integer<unsigned>(ts[6].data[2]) | std::to_integer<unsigned>(ts[6].data[3]) << 8));
+    }
+    expect_file_error([&] { (void)as_span<float>(f.tensor("t.F16")); }, "16-bit elements read as a 32-bit type");
     // Decreasing dtype order: U64 first, BOOL last among the non-empty ones.
     CHECK(f.tensors().front().dtype == DType::U64);
     expect_file_error([&] { (void)f.tensor("missing"); }, "tensor 'missing'");
@@ -309,4 +318,20 @@ TEST_CASE("safetensors: sharded checkpoints through model.safetensors.index.json
         write_index(R"({"weight_map":)");
         expect_file_error([&] { SafetensorsCheckpoint ck(dir.path); }, "not valid JSON");
     }
+}
+
+TEST_CASE("MappedFile and SafetensorsFile on files that are not there, not regular or empty") {
+    ScratchDir dir("mapped");
+    const auto e1 = expect_file_error([&] { MappedFile m(dir / "absent.safetensors"); }, "No such file");
+    CHECK(e1.field() == "open");
+    expect_file_error([&] { MappedFile m(dir.path); }, "not a regular file");
+    std::ofstream(dir / "empty.safetensors").close();
+    const MappedFile m(dir / "empty.safetensors");
+    CHECK(m.size() == 0);
+    CHECK(m.bytes().empty());
+    expect_file_error([&] { SafetensorsFile f(dir / "empty.safetensors"); }, "shorter than the 8-byte header size");
+    std::vector<std::byte> b(8);
+    const std::vector<TensorData> dup = {{"a", DType::U8, {8}, b}, {"a", DType::U8, {8}, b}};
+    expect_file_error([&] { write_safetensors_sharded(dir.path, dup, {}, 8); }, "name given twice");
+    CHECK(dir.file_count() == 1);
 }

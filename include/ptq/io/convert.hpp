@@ -10,6 +10,7 @@
 #include <limits>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <ptq/error.hpp>
@@ -61,6 +62,22 @@ inline void decode_each(std::span<const std::byte> in, std::span<float> out, F f
     for (std::size_t i = 0; i < out.size(); ++i) out[i] = f(load_le<T>(in.data() + i * sizeof(T)));
 }
 }  // namespace detail
+
+/// The bytes of a tensor as a span of T, without copying (the typed accessor of the views).
+/// Throws ptq::file_error (field `what`) unless the elements are exactly sizeof(T) bytes
+/// (`element_bits`) and the bytes are aligned for T. (Files written by ptq keep every tensor
+/// aligned to its element size; use decode_to_float for unaligned or converted access.)
+template <class T>
+std::span<const T> typed_span(std::span<const std::byte> bytes, std::size_t element_bits, const std::string& file,
+                              const std::string& what) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    if (element_bits != 8 * sizeof(T))
+        throw file_error(file, what, std::to_string(element_bits) + "-bit elements read as a " +
+                                         std::to_string(8 * sizeof(T)) + "-bit type");
+    if (reinterpret_cast<std::uintptr_t>(bytes.data()) % alignof(T) != 0)
+        throw file_error(file, what, "data is not aligned to " + std::to_string(alignof(T)) + " bytes");
+    return {reinterpret_cast<const T*>(bytes.data()), bytes.size() / sizeof(T)};
+}
 
 /// Decodes `out.size()` elements of type `t` from `in` (which must hold exactly that many).
 /// F16 / BF16 exactly via half.hpp; F8_E4M3 / F8_E5M2 via Minifloat<4,3> / <5,2>; FNUZ via

@@ -360,6 +360,15 @@ struct GgufTensorView {
     }
 };
 
+/// The elements of a tensor of a non-block type (F32, F16, BF16, I8 ... F64) in place as T, or
+/// its blocks as bytes with T = std::uint8_t: see typed_span.
+template <class T>
+std::span<const T> as_span(const GgufTensorView& t) {
+    const auto tr = ggml_type_traits(t.type);
+    const std::size_t bits = tr.block_size == 1 ? 8 * tr.type_size : 8;
+    return typed_span<T>(t.data, bits, std::string(t.file), "tensor '" + std::string(t.name) + "'");
+}
+
 /// The elements of an F32 / F16 / BF16 tensor as float, in storage order (ne[0] fastest).
 /// Throws ptq::file_error (field "tensor '<name>': type") for other types.
 inline std::vector<float> to_float(const GgufTensorView& t) {

@@ -248,6 +248,13 @@ struct TensorView {
     }
 };
 
+/// The elements of `t` in place as T (e.g. float for F32, std::uint16_t for F16 / BF16 bits,
+/// std::uint8_t for U8 / F8 / packed F4): see typed_span.
+template <class T>
+std::span<const T> as_span(const TensorView& t) {
+    return typed_span<T>(t.data, bits_per_element(t.dtype), std::string(t.file), "tensor '" + std::string(t.name) + "'");
+}
+
 /// The elements of `t` as float (see decode_to_float for each dtype). Throws ptq::file_error
 /// (field "tensor '<name>': dtype") for C64, F4 and F6_*.
 inline std::vector<float> to_float(const TensorView& t) {
