@@ -117,6 +117,11 @@ TEST_CASE("gguf: every metadata value type, scalar and array, round-trips throug
     CHECK(f.find("f64")->type() == GgufValueType::FLOAT64);
     CHECK(f.find("str")->get<std::string>().size() == 8);
     CHECK(f.header().alignment == 8);
+    static_assert(!std::is_constructible_v<GgufValue, long long>, "no implicit integer conversion");
+    static_assert(!std::is_constructible_v<GgufValue, char>);
+    static_assert(!std::is_constructible_v<GgufValue, std::vector<long long>>);
+    CHECK(GgufValue(5).type() == GgufValueType::INT32);
+    static_assert(std::is_constructible_v<GgufValue, std::int32_t>);
     CHECK_THROWS_AS((void)f.find("u8")->get<std::uint32_t>(), ptq::invalid_argument);
     // A bool byte other than 0/1 reads as true (ggml: value != 0).
     Bytes b = gguf_start(0, 1);

@@ -34,6 +34,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -61,6 +62,10 @@ struct GgufUnused {
 struct GgufUnusedArray {
     bool operator==(const GgufUnusedArray&) const = default;
 };
+template <class T, class V>
+struct is_variant_alternative : std::false_type {};
+template <class T, class... Ts>
+struct is_variant_alternative<T, std::variant<Ts...>> : std::bool_constant<(std::is_same_v<T, Ts> || ...)> {};
 }  // namespace detail
 
 /// A GGUF metadata value: a scalar of one of the 12 value types or an array of one of them.
@@ -79,10 +84,13 @@ public:
                                  std::vector<double>>;
 
     GgufValue() = default;
+    /// From exactly one of the scalar or vector types above, without conversions: GgufValue(5)
+    /// is an INT32 (int is std::int32_t), a `long long` or a `char` does not compile; write
+    /// std::uint32_t{5} for a U32.
     template <class T>
-        requires(!std::is_same_v<std::decay_t<T>, GgufValue> && !std::is_same_v<std::decay_t<T>, detail::GgufUnused> &&
-                 !std::is_same_v<std::decay_t<T>, detail::GgufUnusedArray> &&
-                 requires { std::get<std::decay_t<T>>(std::declval<Storage&>()); })
+        requires(detail::is_variant_alternative<std::decay_t<T>, Storage>::value &&
+                 !std::is_same_v<std::decay_t<T>, detail::GgufUnused> &&
+                 !std::is_same_v<std::decay_t<T>, detail::GgufUnusedArray>)
     GgufValue(T&& v) : v_(std::forward<T>(v)) {}  // NOLINT: implicit on purpose, the type is exact
     GgufValue(const char* s) : v_(std::string(s)) {}
 
