@@ -6,6 +6,7 @@
 #   scripts/fuzz.sh            1,000,000 executions per target (the acceptance run)
 #   scripts/fuzz.sh --quick    15 s per target, about a minute in total (CI)
 #   scripts/fuzz.sh --runs N   N executions per target
+#   ... TARGET...              only these targets (safetensors gguf llama_checkpoint llama_tokenizer)
 #
 # Any crash, sanitizer report, exception other than ptq's, or allocation above 64 MiB (inputs
 # are at most 16 KiB, so a bigger one means the loader trusted a size from the file) stops the
@@ -16,16 +17,17 @@ cd "$(dirname "$0")/.."
 mode=runs
 runs=1000000
 seconds=15
+targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) mode=time ;;
     --runs) runs="$2"; shift ;;
-    *) echo "usage: $0 [--quick | --runs N]" >&2; exit 2 ;;
+    safetensors|gguf|llama_checkpoint|llama_tokenizer) targets+=("$1") ;;
+    *) echo "usage: $0 [--quick | --runs N] [TARGET...]" >&2; exit 2 ;;
   esac
   shift
 done
-
-targets=(safetensors gguf llama_checkpoint llama_tokenizer)
+if [ ${#targets[@]} -eq 0 ]; then targets=(safetensors gguf llama_checkpoint llama_tokenizer); fi
 B=build-fuzz
 cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
   -DPTQ_BUILD_FUZZERS=ON -DPTQ_BUILD_TESTS=OFF -DPTQ_BUILD_BENCHMARKS=OFF -DPTQ_BUILD_EXAMPLES=OFF >/dev/null

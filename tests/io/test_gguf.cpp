@@ -268,6 +268,10 @@ TEST_CASE("gguf: each validation rule rejects a file that breaks it") {
         expect_reject(one("t", {std::int64_t(1) << 40}, 0, 0), "truncated file");
         // zero-element tensors are legal, as in ggml
         CHECK(parse(one("z", {0, 5}, 0, 0).b).tensors[0].nbytes() == 0);
+        // ... whatever the other dimensions (found by fuzzing: the product must not be formed)
+        const auto big = parse(one("z", {std::int64_t(1) << 34, std::int64_t(1) << 33, 0}, 0, 0).b);
+        CHECK(big.tensors[0].numel() == 0);
+        CHECK(big.tensors[0].nbytes() == 0);
         Bytes b = gguf_start(2, 0);
         tensor_info(b, "t", {4}, 0, 0);
         tensor_info(b, "t", {4}, 0, 32);

@@ -143,9 +143,13 @@ struct GgufTensorInfo {
     GgmlType type = GgmlType::F32;
     std::vector<std::uint64_t> ne;  ///< n_dims entries, fastest-varying first
     std::uint64_t offset = 0;       ///< relative to the data section
+    /// Number of elements (0 if any dimension is 0, whatever the others are).
     std::uint64_t numel() const noexcept {
         std::uint64_t n = 1;
-        for (auto d : ne) n *= d;
+        for (auto d : ne) {
+            if (d == 0) return 0;
+            n *= d;
+        }
         return n;
     }
     /// Bytes of the tensor: numel / block_size * type_size (validated not to overflow).
@@ -315,10 +319,13 @@ inline GgufHeader parse_gguf_header(std::span<const std::byte> file, const std::
             if (ne[j] < 0) c.fail(field + " ne", "dimension " + std::to_string(j) + " is negative");
             t.ne.push_back(static_cast<std::uint64_t>(ne[j]));
         }
+        // ggml's check (skipped for an empty tensor); after it the product cannot overflow. An
+        // empty tensor's other dimensions may be anything, so its product is never formed.
         constexpr std::int64_t imax = std::numeric_limits<std::int64_t>::max();
-        if (ne[0] != 0 && ne[1] != 0 && ne[2] != 0 && ne[3] != 0 &&
-            (imax / ne[1] <= ne[0] || imax / ne[2] <= ne[0] * ne[1] || imax / ne[3] <= ne[0] * ne[1] * ne[2]))
+        const bool empty = ne[0] == 0 || ne[1] == 0 || ne[2] == 0 || ne[3] == 0;
+        if (!empty && (imax / ne[1] <= ne[0] || imax / ne[2] <= ne[0] * ne[1] || imax / ne[3] <= ne[0] * ne[1] * ne[2]))
             c.fail(field + " ne", "the element count overflows int64");
+        const std::uint64_t numel = empty ? 0 : static_cast<std::uint64_t>(ne[0] * ne[1] * ne[2] * ne[3]);
         const auto type = c.read<std::int32_t>(field + " type");
         if (type < 0 || !is_valid_ggml_type(static_cast<std::uint32_t>(type)))
             c.fail(field + " type", "invalid ggml type " + std::to_string(type));
@@ -327,7 +334,7 @@ inline GgufHeader parse_gguf_header(std::span<const std::byte> file, const std::
         if (ne[0] % tr.block_size != 0)
             c.fail(field + " ne", std::to_string(ne[0]) + " elements per row is not a multiple of the block size " +
                                       std::to_string(tr.block_size) + " of " + std::string(tr.name));
-        const std::uint64_t nblocks = static_cast<std::uint64_t>(ne[0] * ne[1] * ne[2] * ne[3]) / tr.block_size;
+        const std::uint64_t nblocks = numel / static_cast<std::uint64_t>(tr.block_size);
         if (nblocks > std::numeric_limits<std::uint64_t>::max() / tr.type_size)
             c.fail(field + " ne", "the size in bytes overflows");
         t.offset = c.read<std::uint64_t>(field + " offset");
