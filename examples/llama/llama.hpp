@@ -10,12 +10,14 @@
 //   * split_stories / encode_stories / evaluate: the evaluation protocol of DESIGN.md §8.
 //
 // Everything here is header-only and model-specific; the ptq library itself stays
-// model-agnostic. Hostile or truncated files raise ptq::llama::FormatError (a
-// std::runtime_error) naming the file and the problem; sizes are validated against the file
+// model-agnostic. Hostile or truncated files raise ptq::llama::FormatError (a ptq::error,
+// hence a std::runtime_error) naming the file and the problem; sizes are validated against the file
 // length before anything proportional to the header's claims is allocated.
 #pragma once
 
 #include <Eigen/Core>
+
+#include <ptq/error.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -41,10 +43,11 @@ namespace ptq::llama {
 using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using Vector = Eigen::VectorXf;
 
-/// A malformed, truncated or unreadable checkpoint / tokenizer file.
-class FormatError : public std::runtime_error {
+/// A malformed, truncated or unreadable checkpoint / tokenizer file (a ptq::error, itself a
+/// std::runtime_error).
+class FormatError : public ptq::error {
  public:
-  using std::runtime_error::runtime_error;
+  using ptq::error::error;
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 // ptq's exception types. Every error names the argument that is wrong.
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace ptq {
 
@@ -21,6 +22,21 @@ public:
 class non_finite_error : public invalid_argument {
 public:
     using invalid_argument::invalid_argument;
+};
+
+/// A file cannot be read or written, or its content is malformed or hostile (truncated,
+/// oversized, overlapping, misaligned, lying header). The message names the file and the field;
+/// file() and field() give them separately.
+class file_error : public error {
+public:
+    file_error(std::string file, std::string field, const std::string& what)
+        : error("ptq: file '" + file + "': " + field + ": " + what), file_(std::move(file)), field_(std::move(field)) {}
+    const std::string& file() const noexcept { return file_; }
+    const std::string& field() const noexcept { return field_; }
+
+private:
+    std::string file_;
+    std::string field_;
 };
 
 namespace detail {
