@@ -40,6 +40,14 @@ bool check_roundtrip(const ptq::QuantizedMatrix<F>& q, const RowMatrixXf& expect
     REQUIRE(e.tensors.size() == 4);
     const RowMatrixXf w = ptq::io::dequantize_gptq(e.tensors, "model.layers.0.mlp.up_proj", cfg);
     CHECK(bit_mismatches(w, expected) == 0);
+    // Back to a QuantizedMatrix: the same numbers (and, without act-order, the same bytes).
+    const auto imp = ptq::io::import_gptq<F>(e.tensors, "model.layers.0.mlp.up_proj", cfg);
+    CHECK(bit_mismatches(unpermute(ptq::dequantize(imp.quantized), imp.storage_perm), expected) == 0);
+    if (perm.empty() && !q.layout().whole_tensor) {
+        CHECK(imp.quantized.layout() == q.layout());
+        CHECK(std::equal(q.packed().begin(), q.packed().end(), imp.quantized.packed().begin(), imp.quantized.packed().end()));
+        CHECK(std::equal(q.params().begin(), q.params().end(), imp.quantized.params().begin(), imp.quantized.params().end()));
+    }
     return true;
 }
 
@@ -111,6 +119,9 @@ void act_order_case(Eigen::Index out, Eigen::Index in, unsigned seed) {
         if (c && g_idx.load_i32(c) < g_idx.load_i32(c - 1)) monotone = false;
     }
     CHECK_FALSE(monotone);
+    // import_gptq stores the columns sorted by group: the same groups as GPTQ's storage.
+    const auto imp = ptq::io::import_gptq<F>(e.tensors, "l", ptq::io::gptq_config_from_json(e.quantization_config));
+    for (std::size_t k = 0; k < std::size_t(in); ++k) CHECK(r.g_idx[imp.storage_perm[k]] == k / Gs);
     check_roundtrip(r.quantized, expected, GptqCheckpointFormat::gptq_v2, r.storage_perm);
     check_roundtrip(r.quantized, expected, GptqCheckpointFormat::gptq, r.storage_perm);
 }
@@ -215,6 +226,17 @@ TEST_CASE("gptq layout: refusals") {
         bad[3].store_bits(7, 2);  // only groups 0 and 1 exist
         CHECK_THROWS_WITH_AS(ptq::io::dequantize_gptq(bad, "p", cfg), doctest::Contains("entry 7 = 2 is outside [0, 2)"),
                              ptq::invalid_argument);
+        using Int8 = ptq::IntFormat<8, false>;
+        using Int4Sym = ptq::IntFormat<4, true, ptq::IntRange::full>;  // accepts code 0
+        CHECK_THROWS_WITH_AS(ptq::io::import_gptq<Int8>(e.tensors, "p", cfg),
+                             doctest::Contains("differs from the format's 8"), ptq::invalid_argument);
+        CHECK_THROWS_WITH_AS(ptq::io::import_gptq<Int4Sym>(e.tensors, "p", cfg),
+                             doctest::Contains("is not the symmetric zero"), ptq::invalid_argument);
+        auto uneven = e.tensors;  // column 40 moved from group 1 to group 0: 33 + 31 columns
+        uneven[3].store_bits(40, 0);
+        CHECK_THROWS_WITH_AS(ptq::io::import_gptq<F>(uneven, "p", cfg), doctest::Contains("does not have exactly 32 columns"),
+                             ptq::invalid_argument);
+        CHECK(bit_mismatches(ptq::io::dequantize_gptq(uneven, "p", cfg), ptq::io::dequantize_gptq(e.tensors, "p", cfg)) > 0);
         cfg.sym = true;  // the file is asymmetric
         CHECK_THROWS_WITH_AS(ptq::io::dequantize_gptq(e.tensors, "p", cfg), doctest::Contains("!= 2^(b-1)"),
                              ptq::invalid_argument);

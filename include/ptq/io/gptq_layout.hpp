@@ -235,37 +235,43 @@ std::uint32_t gptq_unpack_field(Word&& word, std::size_t k, int b) {
 }
 }  // namespace detail
 
-/// The GPTQ consumer's dequantization of layer `prefix` (GPTQModel `dequantize_weight`),
-/// written from the consumer's code, not from export_gptq: returns W [out x in] with
-/// W[n, i] = scales[g_idx[i], n] * (q[i, n] - z[g_idx[i], n]), evaluated in float (the fp16
-/// scale times an integer of at most 8 bits is exact in float; the consumer's fp16 arithmetic
-/// rounds that exact value to fp16). v1 files get z = stored + 1; a v1 stored field of
-/// 2^b - 1 is refused (GPTQModel's v1 -> v2 word addition would carry it into the next field).
-/// With cfg.sym every z must be 2^(b-1) (else refused: Marlin would ignore qzeros).
-/// Throws ptq::invalid_argument naming the tensor for missing tensors, wrong dtype or shape,
-/// g_idx out of range.
-inline RowMatrixXf dequantize_gptq(std::span<const TensorData> tensors, std::string_view prefix, const GptqConfig& cfg) {
-    const char* fn = "io::dequantize_gptq";
+namespace detail {
+/// The tensors of one GPTQ layer decoded as GPTQModel does (shapes checked, fields unpacked,
+/// v1 zero points + 1, g_idx range-checked): the common first step of dequantize_gptq and
+/// import_gptq.
+struct GptqDecoded {
+    std::int64_t in = 0, out = 0, groups = 0;
+    std::vector<std::uint8_t> codes;    ///< q[i, n] at i * out + n
+    std::vector<std::int32_t> zeros;    ///< z[g, n] at g * out + n
+    std::vector<float> scales;          ///< scales[g, n] at g * out + n (exact fp16 values)
+    std::vector<std::int32_t> g_idx;    ///< [in], each in [0, groups)
+};
+
+inline GptqDecoded gptq_decode(std::span<const TensorData> tensors, std::string_view prefix, const GptqConfig& cfg,
+                               const char* fn) {
     const int b = cfg.bits;
     if (b != 2 && b != 3 && b != 4 && b != 8) ptq::detail::throw_invalid(fn, "cfg.bits", "is not 2, 3, 4 or 8");
     const TensorData& qw = require_tensor(tensors, tensor_name(prefix, "qweight"), DType::I32, 2, fn);
     const TensorData& qz = require_tensor(tensors, tensor_name(prefix, "qzeros"), DType::I32, 2, fn);
     const TensorData& sc = require_tensor(tensors, tensor_name(prefix, "scales"), DType::F16, 2, fn);
     const TensorData& gi = require_tensor(tensors, tensor_name(prefix, "g_idx"), DType::I32, 1, fn);
-    const std::int64_t in = gi.shape[0], out = sc.shape[1], G = sc.shape[0];
-    const std::int64_t mult = std::int64_t(detail::gptq_dim_multiple(b));
-    if (in % mult != 0 || out % mult != 0 || G < 1)
+    GptqDecoded d;
+    d.in = gi.shape[0];
+    d.out = sc.shape[1];
+    d.groups = sc.shape[0];
+    const std::int64_t in = d.in, out = d.out, G = d.groups;
+    const std::int64_t mult = std::int64_t(gptq_dim_multiple(b));
+    if (in < 1 || out < 1 || in % mult != 0 || out % mult != 0 || G < 1)
         ptq::detail::throw_invalid(fn, sc.name, "shape does not fit " + std::to_string(b) + "-bit GPTQ packing");
     require_shape(qw, {in * b / 32, out}, fn);
     require_shape(qz, {G, out * b / 32}, fn);
     const std::uint32_t sym_zero = 1u << (b - 1);
     const std::int64_t zw = out * b / 32;
-
-    // z[g, n], decoded once.
-    std::vector<std::int32_t> z(std::size_t(G * out));
+    d.zeros.resize(std::size_t(G * out));
+    d.scales.resize(std::size_t(G * out));
     for (std::int64_t g = 0; g < G; ++g)
         for (std::int64_t n = 0; n < out; ++n) {
-            std::uint32_t v = detail::gptq_unpack_field(
+            std::uint32_t v = gptq_unpack_field(
                 [&](std::size_t j) { return std::uint32_t(qz.load_bits(std::size_t(g * zw) + j)); }, std::size_t(n), b);
             if (cfg.checkpoint_format == GptqCheckpointFormat::gptq) {
                 if (v == (1u << b) - 1u)
@@ -278,24 +284,90 @@ inline RowMatrixXf dequantize_gptq(std::span<const TensorData> tensors, std::str
                 ptq::detail::throw_invalid(fn, qz.name,
                                            "symmetric file with zero point " + std::to_string(v) + " != 2^(b-1) at row " +
                                                std::to_string(n) + ", group " + std::to_string(g));
-            z[std::size_t(g * out + n)] = std::int32_t(v);
+            d.zeros[std::size_t(g * out + n)] = std::int32_t(v);
+            d.scales[std::size_t(g * out + n)] = load_float(sc, std::size_t(g * out + n));
         }
-    RowMatrixXf w(out, in);
+    d.g_idx.resize(std::size_t(in));
     for (std::int64_t i = 0; i < in; ++i) {
         const std::int32_t g = gi.load_i32(std::size_t(i));
         if (g < 0 || g >= G)
             ptq::detail::throw_invalid(fn, gi.name,
                                        "entry " + std::to_string(i) + " = " + std::to_string(g) + " is outside [0, " +
                                            std::to_string(G) + ")");
-        for (std::int64_t n = 0; n < out; ++n) {
-            const std::uint32_t code = detail::gptq_unpack_field(
+        d.g_idx[std::size_t(i)] = g;
+    }
+    d.codes.resize(std::size_t(in * out));
+    for (std::int64_t i = 0; i < in; ++i)
+        for (std::int64_t n = 0; n < out; ++n)
+            d.codes[std::size_t(i * out + n)] = static_cast<std::uint8_t>(gptq_unpack_field(
                 [&](std::size_t j) { return std::uint32_t(qw.load_bits(j * std::size_t(out) + std::size_t(n))); },
-                std::size_t(i), b);
-            const float s = load_float(sc, std::size_t(g * out + n));
-            w(n, i) = s * float(std::int32_t(code) - z[std::size_t(g * out + n)]);
+                std::size_t(i), b));
+    return d;
+}
+}  // namespace detail
+
+/// The GPTQ consumer's dequantization of layer `prefix` (GPTQModel `dequantize_weight`),
+/// written from the consumer's code, not from export_gptq: returns W [out x in] with
+/// W[n, i] = scales[g_idx[i], n] * (q[i, n] - z[g_idx[i], n]), evaluated in float (the fp16
+/// scale times an integer of at most 8 bits is exact in float; the consumer's fp16 arithmetic
+/// rounds that exact value to fp16). v1 files get z = stored + 1; a v1 stored field of
+/// 2^b - 1 is refused (GPTQModel's v1 -> v2 word addition would carry it into the next field).
+/// With cfg.sym every z must be 2^(b-1) (else refused: Marlin would ignore qzeros).
+/// Throws ptq::invalid_argument naming the tensor for missing tensors, wrong dtype or shape,
+/// g_idx out of range.
+inline RowMatrixXf dequantize_gptq(std::span<const TensorData> tensors, std::string_view prefix, const GptqConfig& cfg) {
+    const detail::GptqDecoded d = detail::gptq_decode(tensors, prefix, cfg, "io::dequantize_gptq");
+    RowMatrixXf w(d.out, d.in);
+    for (std::int64_t i = 0; i < d.in; ++i) {
+        const std::int64_t g = d.g_idx[std::size_t(i)];
+        for (std::int64_t n = 0; n < d.out; ++n) {
+            const std::size_t gn = std::size_t(g * d.out + n);
+            w(n, i) = d.scales[gn] * float(std::int32_t(d.codes[std::size_t(i * d.out + n)]) - d.zeros[gn]);
         }
     }
     return w;
+}
+
+/// Reads GPTQ layer `prefix` back into a QuantizedMatrix<F> (F = IntFormat<cfg.bits, S, R>)
+/// with PerGroup{group_size} (per channel for group_size -1) parameters. With desc_act the
+/// storage columns are the input columns sorted by g_idx (stable), storage_perm[k] = the
+/// input column stored at k; every group but the last must then have exactly group_size
+/// columns. Throws ptq::invalid_argument for a bit width other than F's, a symmetric F with a
+/// zero point other than 2^(b-1) or a code below F::code_min, groups that do not match
+/// group_size, and every error of dequantize_gptq.
+template <class F>
+ImportedMatrix<F> import_gptq(std::span<const TensorData> tensors, std::string_view prefix, const GptqConfig& cfg) {
+    static_assert(is_int_format_v<F>, "ptq::io::import_gptq: GPTQ checkpoints hold integer formats (IntFormat) only");
+    const char* fn = "io::import_gptq";
+    if (cfg.bits != F::bits)
+        ptq::detail::throw_invalid(fn, "cfg.bits", std::to_string(cfg.bits) + " differs from the format's " +
+                                                       std::to_string(F::bits));
+    const detail::GptqDecoded d = detail::gptq_decode(tensors, prefix, cfg, fn);
+    const std::size_t in = std::size_t(d.in), out = std::size_t(d.out);
+    const std::size_t gs = cfg.group_size == -1 ? in : std::min(in, std::size_t(cfg.group_size));
+    ImportedMatrix<F> r;
+    r.storage_perm = storage_order_from_groups(d.g_idx, gs, std::size_t(d.groups), tensor_name(prefix, "g_idx"), fn);
+    r.quantized = QuantizedMatrix<F>(GroupLayout{out, in, false, gs});
+    const std::size_t G = r.quantized.layout().col_groups();
+    for (std::size_t n = 0; n < out; ++n) {
+        for (std::size_t k = 0; k < in; ++k) {
+            const std::uint8_t c = d.codes[r.storage_perm[k] * out + n];
+            if (c < F::code_min)
+                ptq::detail::throw_invalid(fn, tensor_name(prefix, "qweight"),
+                                           "code " + std::to_string(c) + " at row " + std::to_string(n) +
+                                               " is below the format's smallest code (use IntRange::full)");
+            ref::set_code(r.quantized.row_data(n), k, F::bits, c);
+        }
+        for (std::size_t g = 0; g < G; ++g) {
+            const std::int32_t z = d.zeros[g * out + n];
+            if (F::symmetric && z != F::symmetric_zero)
+                ptq::detail::throw_invalid(fn, tensor_name(prefix, "qzeros"),
+                                           "zero point " + std::to_string(z) + " at row " + std::to_string(n) + ", group " +
+                                               std::to_string(g) + " is not the symmetric zero 2^(b-1)");
+            r.quantized.row_params(n)[g] = {d.scales[g * out + n], F::symmetric ? F::symmetric_zero : z};
+        }
+    }
+    return r;
 }
 
 }  // namespace ptq::io
