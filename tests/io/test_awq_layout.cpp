@@ -3,6 +3,7 @@
 // interleave against AutoAWQ's pack loop; the refusals.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -34,6 +35,14 @@ void awq_case(Eigen::Index out, Eigen::Index in, const G& gran, std::int64_t exp
     const auto cfg = ptq::io::awq_config_from_json(e.quantization_config);
     const RowMatrixXf w = ptq::io::dequantize_awq(e.tensors, "model.layers.1.self_attn.o_proj", cfg);
     CHECK(bit_mismatches(w, ptq::dequantize(q)) == 0);
+    // Back to a QuantizedMatrix: the same bytes and parameters.
+    const auto back = ptq::io::import_awq<F>(e.tensors, "model.layers.1.self_attn.o_proj", cfg);
+    CHECK(bit_mismatches(ptq::dequantize(back), ptq::dequantize(q)) == 0);
+    if (!q.layout().whole_tensor) {
+        CHECK(back.layout() == q.layout());
+        CHECK(std::equal(q.packed().begin(), q.packed().end(), back.packed().begin(), back.packed().end()));
+        CHECK(std::equal(q.params().begin(), q.params().end(), back.params().begin(), back.params().end()));
+    }
 }
 
 }  // namespace

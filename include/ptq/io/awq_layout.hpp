@@ -137,6 +137,56 @@ LayerExport export_awq(const QuantizedMatrix<F>& q, std::string_view prefix,
     return e;
 }
 
+namespace detail {
+/// The tensors of one AWQ GEMM layer decoded as AutoAWQ's dequantize_gemm does (unpack_awq,
+/// reverse_awq_order, & 0xF): the common first step of dequantize_awq and import_awq.
+struct AwqDecoded {
+    std::int64_t in = 0, out = 0, groups = 0, group_size = 0;
+    std::vector<std::uint8_t> codes;  ///< iweight[i, n] at i * out + n
+    std::vector<std::uint8_t> zeros;  ///< izeros[g, n] at g * out + n
+    std::vector<float> scales;        ///< scales[g, n] at g * out + n
+};
+
+inline AwqDecoded awq_decode(std::span<const TensorData> tensors, std::string_view prefix, const AwqConfig& cfg,
+                             const char* fn) {
+    static constexpr int reverse_order[8] = {0, 4, 1, 5, 2, 6, 3, 7};  // AWQ_REVERSE_ORDER
+    const TensorData& qw = require_tensor(tensors, tensor_name(prefix, "qweight"), DType::I32, 2, fn);
+    const TensorData& qz = require_tensor(tensors, tensor_name(prefix, "qzeros"), DType::I32, 2, fn);
+    const TensorData& sc = require_tensor(tensors, tensor_name(prefix, "scales"), DType::F16, 2, fn);
+    AwqDecoded d;
+    d.in = qw.shape[0];
+    const std::int64_t words = qw.shape[1];
+    d.out = 8 * words;
+    d.groups = sc.shape[0];
+    d.group_size = cfg.group_size == -1 ? d.in : cfg.group_size;
+    const std::int64_t in = d.in, out = d.out, G = d.groups, gs = d.group_size;
+    if (in < 1 || words < 1 || gs < 1 || G * gs != in)
+        ptq::detail::throw_invalid(fn, sc.name,
+                                   std::to_string(G) + " groups of " + std::to_string(gs) + " do not cover in_features = " +
+                                       std::to_string(in));
+    require_shape(sc, {G, out}, fn);
+    require_shape(qz, {G, words}, fn);
+    // unpack_awq: iweights[i, 8c + j] = qweight[i, c] >> 4j; reverse_awq_order: column n of
+    // the result is unpacked column 8 (n / 8) + REV[n % 8]; then & 0xF.
+    auto field = [](const TensorData& t, std::int64_t row, std::int64_t n, std::int64_t words_per_row) {
+        const std::int64_t src = 8 * (n / 8) + reverse_order[n % 8];
+        const std::uint32_t w = std::uint32_t(t.load_bits(std::size_t(row * words_per_row + src / 8)));
+        return static_cast<std::uint8_t>((w >> (4 * (src % 8))) & 0xFu);
+    };
+    d.codes.resize(std::size_t(in * out));
+    for (std::int64_t i = 0; i < in; ++i)
+        for (std::int64_t n = 0; n < out; ++n) d.codes[std::size_t(i * out + n)] = field(qw, i, n, words);
+    d.zeros.resize(std::size_t(G * out));
+    d.scales.resize(std::size_t(G * out));
+    for (std::int64_t g = 0; g < G; ++g)
+        for (std::int64_t n = 0; n < out; ++n) {
+            d.zeros[std::size_t(g * out + n)] = field(qz, g, n, words);
+            d.scales[std::size_t(g * out + n)] = load_float(sc, std::size_t(g * out + n));
+        }
+    return d;
+}
+}  // namespace detail
+
 /// AutoAWQ's dequantization of layer `prefix` (`dequantize_gemm`: unpack_awq,
 /// reverse_awq_order, (iweight - izeros) * scales with repeat_interleave(group_size)),
 /// written from the consumer's code, not from export_awq: returns W [out x in], evaluated in
@@ -144,34 +194,46 @@ LayerExport export_awq(const QuantizedMatrix<F>& q, std::string_view prefix,
 /// in_features. Throws ptq::invalid_argument naming the tensor for missing tensors, wrong
 /// dtypes or shapes, and G * group_size != in_features.
 inline RowMatrixXf dequantize_awq(std::span<const TensorData> tensors, std::string_view prefix, const AwqConfig& cfg) {
-    const char* fn = "io::dequantize_awq";
-    static constexpr int reverse_order[8] = {0, 4, 1, 5, 2, 6, 3, 7};  // AWQ_REVERSE_ORDER
-    const TensorData& qw = require_tensor(tensors, tensor_name(prefix, "qweight"), DType::I32, 2, fn);
-    const TensorData& qz = require_tensor(tensors, tensor_name(prefix, "qzeros"), DType::I32, 2, fn);
-    const TensorData& sc = require_tensor(tensors, tensor_name(prefix, "scales"), DType::F16, 2, fn);
-    const std::int64_t in = qw.shape[0], words = qw.shape[1], out = 8 * words, G = sc.shape[0];
-    const std::int64_t gs = cfg.group_size == -1 ? in : cfg.group_size;
-    if (gs < 1 || G * gs != in)
-        ptq::detail::throw_invalid(fn, sc.name,
-                                   std::to_string(G) + " groups of " + std::to_string(gs) + " do not cover in_features = " +
-                                       std::to_string(in));
-    require_shape(sc, {G, out}, fn);
-    require_shape(qz, {G, words}, fn);
-    // unpack_awq: iweights[i, 8c + j] = (qweight[i, c] >> 4j) (then & 0xF after reordering).
-    auto unpacked = [](const TensorData& t, std::int64_t row, std::int64_t col, std::int64_t words_per_row) {
-        const std::int64_t c = col / 8, j = col % 8;
-        return std::uint32_t(t.load_bits(std::size_t(row * words_per_row + c))) >> (4 * j);
-    };
-    RowMatrixXf w(out, in);
-    for (std::int64_t i = 0; i < in; ++i)
-        for (std::int64_t n = 0; n < out; ++n) {
-            // reverse_awq_order: column n of the result is unpacked column 8 (n / 8) + REV[n % 8].
-            const std::int64_t src = 8 * (n / 8) + reverse_order[n % 8];
-            const std::int32_t iw = std::int32_t(unpacked(qw, i, src, words) & 0xFu);
-            const std::int32_t iz = std::int32_t(unpacked(qz, i / gs, src, words) & 0xFu);
-            w(n, i) = float(iw - iz) * load_float(sc, std::size_t((i / gs) * out + n));
+    const detail::AwqDecoded d = detail::awq_decode(tensors, prefix, cfg, "io::dequantize_awq");
+    RowMatrixXf w(d.out, d.in);
+    for (std::int64_t i = 0; i < d.in; ++i)
+        for (std::int64_t n = 0; n < d.out; ++n) {
+            const std::size_t gn = std::size_t((i / d.group_size) * d.out + n);
+            w(n, i) = float(std::int32_t(d.codes[std::size_t(i * d.out + n)]) - std::int32_t(d.zeros[gn])) * d.scales[gn];
         }
     return w;
+}
+
+/// Reads AWQ layer `prefix` back into a QuantizedMatrix<F> (F = IntFormat<4, S, R>) with
+/// PerGroup{group_size} parameters (per channel for -1). Throws ptq::invalid_argument for a
+/// symmetric F with a zero point other than 8 or a code below F::code_min, and every error of
+/// dequantize_awq.
+template <class F>
+QuantizedMatrix<F> import_awq(std::span<const TensorData> tensors, std::string_view prefix, const AwqConfig& cfg) {
+    static_assert(is_int_format_v<F> && F::bits == 4, "ptq::io::import_awq: AWQ GEMM checkpoints hold IntFormat<4, ...>");
+    const char* fn = "io::import_awq";
+    const detail::AwqDecoded d = detail::awq_decode(tensors, prefix, cfg, fn);
+    const std::size_t in = std::size_t(d.in), out = std::size_t(d.out), G = std::size_t(d.groups);
+    QuantizedMatrix<F> q(GroupLayout{out, in, false, std::size_t(d.group_size)});
+    for (std::size_t n = 0; n < out; ++n) {
+        for (std::size_t i = 0; i < in; ++i) {
+            const std::uint8_t c = d.codes[i * out + n];
+            if (c < F::code_min)
+                ptq::detail::throw_invalid(fn, tensor_name(prefix, "qweight"),
+                                           "code 0 at row " + std::to_string(n) +
+                                               " is below the format's smallest code (use IntRange::full)");
+            ref::set_code(q.row_data(n), i, 4, c);
+        }
+        for (std::size_t g = 0; g < G; ++g) {
+            const std::int32_t z = d.zeros[g * out + n];
+            if (F::symmetric && z != F::symmetric_zero)
+                ptq::detail::throw_invalid(fn, tensor_name(prefix, "qzeros"),
+                                           "zero point " + std::to_string(z) + " at row " + std::to_string(n) + ", group " +
+                                               std::to_string(g) + " is not the symmetric zero 8");
+            q.row_params(n)[g] = {d.scales[g * out + n], z};
+        }
+    }
+    return q;
 }
 
 }  // namespace ptq::io
