@@ -5,6 +5,7 @@
 // mxfp4-pack-quantized, every strategy, F16 / BF16 / F32 scales and act-order g_idx.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -39,6 +40,16 @@ RowMatrixXf roundtrip(const ptq::QuantizedMatrix<F>& q, DType d, const std::vect
     ptq::io::LayerExport e = ptq::io::export_compressed_tensors(q, kPrefix, perm, o);
     const ptq::io::CtConfig cfg = ptq::io::ct_config_from_json(e.quantization_config);
     RowMatrixXf w = ptq::io::dequantize_compressed_tensors(e.tensors, kPrefix, cfg);
+    // Back to a QuantizedMatrix: the same numbers, and without act-order the same bytes.
+    const auto back = ptq::io::import_compressed_tensors<F>(e.tensors, kPrefix, cfg);
+    CHECK(bit_mismatches(unpermute(ptq::dequantize(back.quantized), back.storage_perm), w) == 0);
+    if (perm.empty()) {
+        CHECK(back.quantized.layout() == q.layout());
+        CHECK(std::equal(q.packed().begin(), q.packed().end(), back.quantized.packed().begin(),
+                         back.quantized.packed().end()));
+        CHECK(std::equal(q.params().begin(), q.params().end(), back.quantized.params().begin(),
+                         back.quantized.params().end()));
+    }
     if (keep) *keep = std::move(e);
     return w;
 }
@@ -218,6 +229,12 @@ TEST_CASE("compressed-tensors: refusals and reader checks") {
         CHECK_THROWS_WITH_AS(ptq::io::dequantize_compressed_tensors(e.tensors, "p", cfg), doctest::Contains("disagrees"),
                              ptq::invalid_argument);
         cfg.weights.group_size = 32;
+        using Fp8 = ptq::Fp8<4, 3>;
+        using Int4Sym = ptq::IntFormat<4, true, ptq::IntRange::full>;
+        CHECK_THROWS_WITH_AS(ptq::io::import_compressed_tensors<Fp8>(e.tensors, "p", cfg),
+                             doctest::Contains("pack-quantized does not hold fp8-e4m3"), ptq::invalid_argument);
+        CHECK_THROWS_WITH_AS(ptq::io::import_compressed_tensors<Int4Sym>(e.tensors, "p", cfg),
+                             doctest::Contains("does not fit int4-sym-full"), ptq::invalid_argument);
         std::vector<ptq::io::TensorData> t(e.tensors.begin(), e.tensors.begin() + 3);  // no weight_zero_point
         CHECK_THROWS_WITH_AS(ptq::io::dequantize_compressed_tensors(t, "p", cfg),
                              doctest::Contains("'p.weight_zero_point': tensor is missing"), ptq::invalid_argument);

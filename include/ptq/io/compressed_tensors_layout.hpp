@@ -252,20 +252,25 @@ inline float ct_e4m3_value(std::uint8_t x) {
 }
 }  // namespace detail
 
-/// compressed-tensors' decompression of layer `prefix` (the compressor's decompress +
-/// quantization.lifecycle.forward.dequantize), written from the consumer's code, not from
-/// export_compressed_tensors: returns W [out x in], evaluated in float. As the consumer, the
-/// strategy is inferred from weight_scale's shape ([1] tensor, [out, 1] channel, [out, G] group
-/// with group_size = in / G, rejected unless it divides in); with weight_g_idx (and no -1 in it)
-/// the columns are sorted by g_idx (stable) and grouped contiguously in that order. The
-/// inferred strategy and group size must agree with cfg (vLLM reads them from the config).
-/// Evaluation in float is exact for 16-bit scales (the consumer's own fp16/bf16 arithmetic
-/// rounds that exact product to its dtype) and is the consumer's single rounding for F32.
-/// Throws ptq::invalid_argument naming the tensor for missing tensors, wrong dtypes or shapes,
-/// and groups of weight_g_idx that do not have group_size columns.
-inline RowMatrixXf dequantize_compressed_tensors(std::span<const TensorData> tensors, std::string_view prefix,
-                                                 const CtConfig& cfg) {
-    const char* fn = "io::dequantize_compressed_tensors";
+namespace detail {
+/// The tensors of one compressed-tensors layer decoded as the consumer does (unpacked fields,
+/// strategy inferred from weight_scale's shape, zero points unpacked, columns assigned to
+/// groups through the stable argsort of weight_g_idx): the common first step of
+/// dequantize_compressed_tensors and import_compressed_tensors.
+struct CtDecoded {
+    std::int64_t out = 0, in = 0, groups = 1, group_size = 0;
+    CtStrategy strategy = CtStrategy::tensor;
+    bool permuted = false;                 ///< a weight_g_idx reorders the columns
+    std::vector<std::int32_t> g_idx;       ///< [in] group of each column as the file says (if permuted)
+    std::vector<std::int64_t> block;       ///< [in] group block each column is dequantized with
+    std::vector<std::int32_t> field;       ///< [out * in]: pack: signed q; fp8: code byte; mxfp4: nibble
+    std::vector<std::int32_t> zp;          ///< [out * groups] signed zero points (0 if symmetric)
+    std::vector<float> scale;              ///< [out * groups] float scales (pack, fp8)
+    std::vector<std::uint8_t> scale_byte;  ///< [out * groups] E8M0 bytes (mxfp4)
+};
+
+inline CtDecoded ct_decode(std::span<const TensorData> tensors, std::string_view prefix, const CtConfig& cfg,
+                           const char* fn) {
     const int b = cfg.weights.num_bits;
     std::int64_t out = 0, in = 0;
     const TensorData* packed = nullptr;
@@ -286,6 +291,7 @@ inline RowMatrixXf dequantize_compressed_tensors(std::span<const TensorData> ten
         out = packed->shape[0];
         in = packed->shape[1];
     }
+    if (out < 1 || in < 1) ptq::detail::throw_invalid(fn, packed->name, "is empty");
     const std::string scale_name = tensor_name(prefix, "weight_scale");
     const TensorData* sc = nullptr;
     for (const TensorData& t : tensors)
@@ -344,12 +350,17 @@ inline RowMatrixXf dequantize_compressed_tensors(std::span<const TensorData> ten
     std::vector<std::int64_t> block(static_cast<std::size_t>(in));
     for (std::int64_t c = 0; c < in; ++c) block[std::size_t(c)] = strategy == CtStrategy::group ? c / gs : 0;
     const std::string gn = tensor_name(prefix, "weight_g_idx");
+    bool permuted = false;
+    std::vector<std::int32_t> file_g_idx;
     if (has_tensor(tensors, gn)) {
         const TensorData& gi = require_tensor(tensors, gn, DType::I32, 1, fn);
         require_shape(gi, {in}, fn);
         bool column_order = false;
         for (std::int64_t c = 0; c < in; ++c) column_order = column_order || gi.load_i32(std::size_t(c)) == -1;
         if (!column_order && strategy == CtStrategy::group) {
+            permuted = true;
+            file_g_idx.resize(std::size_t(in));
+            for (std::int64_t c = 0; c < in; ++c) file_g_idx[std::size_t(c)] = gi.load_i32(std::size_t(c));
             std::vector<std::int64_t> perm(static_cast<std::size_t>(in));
             std::iota(perm.begin(), perm.end(), std::int64_t{0});
             std::stable_sort(perm.begin(), perm.end(), [&](std::int64_t a, std::int64_t c) {
@@ -369,28 +380,143 @@ inline RowMatrixXf dequantize_compressed_tensors(std::span<const TensorData> ten
         }
     }
 
-    static constexpr float e2m1[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};  // kE2M1ToFloat
+    CtDecoded d;
+    d.out = out;
+    d.in = in;
+    d.groups = G;
+    d.group_size = gs;
+    d.strategy = strategy;
+    d.block = std::move(block);
+    d.zp = std::move(zp);
+    d.permuted = permuted;
+    d.g_idx = std::move(file_g_idx);
     const std::size_t words = packed->shape[1] > 0 ? std::size_t(packed->shape[1]) : 0;
-    RowMatrixXf w(out, in);
+    d.field.resize(std::size_t(out * in));
     for (std::int64_t n = 0; n < out; ++n)
         for (std::int64_t c = 0; c < in; ++c) {
-            const std::int64_t g = block[std::size_t(c)];
-            const std::size_t si = strategy == CtStrategy::tensor ? 0 : std::size_t(n * G + g);
+            std::int32_t v;
             if (cfg.format == CtFormat::pack_quantized) {
-                const std::int32_t q = detail::ct_unpack_int32(
+                v = ct_unpack_int32(
                     [&](std::size_t k) { return std::uint32_t(packed->load_bits(std::size_t(n) * words + k)); }, words,
                     std::size_t(c), b);
-                w(n, c) = float(q - zp[si]) * load_float(*sc, si);
             } else if (cfg.format == CtFormat::float_quantized) {
-                w(n, c) = detail::ct_e4m3_value(packed->data[std::size_t(n * in + c)]) * load_float(*sc, si);
+                v = packed->data[std::size_t(n * in + c)];
             } else {
                 const std::uint8_t byte = packed->data[std::size_t(n * (in / 2) + c / 2)];
-                const std::uint8_t nib = c % 2 == 0 ? byte & 0x0F : byte >> 4;  // low nibble first
-                const float v = e2m1[nib & 7] * ((nib & 8) ? -1.0f : 1.0f);
-                w(n, c) = v * std::ldexp(1.0f, int(sc->data[si]) - 127);  // 2 ** (byte - 127)
+                v = c % 2 == 0 ? byte & 0x0F : byte >> 4;  // unpack_fp4_from_uint8: low nibble first
+            }
+            d.field[std::size_t(n * in + c)] = v;
+        }
+    const std::size_t ns = std::size_t(out * G);
+    for (std::size_t k = 0; k < ns; ++k) {
+        const std::size_t si = strategy == CtStrategy::tensor ? 0 : k;
+        if (cfg.format == CtFormat::mxfp4_pack_quantized) d.scale_byte.push_back(sc->data[si]);
+        else d.scale.push_back(load_float(*sc, si));
+    }
+    return d;
+}
+}  // namespace detail
+
+/// compressed-tensors' decompression of layer `prefix` (the compressor's decompress +
+/// quantization.lifecycle.forward.dequantize), written from the consumer's code, not from
+/// export_compressed_tensors: returns W [out x in], evaluated in float. As the consumer, the
+/// strategy is inferred from weight_scale's shape ([1] tensor, [out, 1] channel, [out, G] group
+/// with group_size = in / G, rejected unless it divides in); with weight_g_idx (and no -1 in it)
+/// the columns are sorted by g_idx (stable) and grouped contiguously in that order. The
+/// inferred strategy and group size must agree with cfg (vLLM reads them from the config).
+/// Evaluation in float is exact for 16-bit scales (the consumer's own fp16/bf16 arithmetic
+/// rounds that exact product to its dtype) and is the consumer's single rounding for F32.
+/// Throws ptq::invalid_argument naming the tensor for missing tensors, wrong dtypes or shapes,
+/// and groups of weight_g_idx that do not have group_size columns.
+inline RowMatrixXf dequantize_compressed_tensors(std::span<const TensorData> tensors, std::string_view prefix,
+                                                 const CtConfig& cfg) {
+    const detail::CtDecoded d = detail::ct_decode(tensors, prefix, cfg, "io::dequantize_compressed_tensors");
+    static constexpr float e2m1[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};  // kE2M1ToFloat
+    RowMatrixXf w(d.out, d.in);
+    for (std::int64_t n = 0; n < d.out; ++n)
+        for (std::int64_t c = 0; c < d.in; ++c) {
+            const std::size_t si = std::size_t(n * d.groups + d.block[std::size_t(c)]);
+            const std::int32_t f = d.field[std::size_t(n * d.in + c)];
+            if (cfg.format == CtFormat::pack_quantized) {
+                w(n, c) = float(f - d.zp[si]) * d.scale[si];  // (x_q - zero_point) * scale
+            } else if (cfg.format == CtFormat::float_quantized) {
+                w(n, c) = detail::ct_e4m3_value(std::uint8_t(f)) * d.scale[si];  // weight.to(dtype) * scale
+            } else {
+                const float v = e2m1[f & 7] * ((f & 8) ? -1.0f : 1.0f);  // kE2M1[abs] * where(sign, -1, 1)
+                w(n, c) = v * std::ldexp(1.0f, int(d.scale_byte[si]) - 127);  // 2 ** (byte - 127)
             }
         }
     return w;
+}
+
+/// Reads compressed-tensors layer `prefix` back into a QuantizedMatrix<F>: IntFormat from
+/// pack-quantized, Fp8<4, 3> from float-quantized, MxFp<2, 1, 32> from mxfp4-pack-quantized;
+/// strategy tensor -> PerTensor layout, channel -> per channel, group -> PerGroup{group_size}.
+/// With weight_g_idx the storage columns are the input columns sorted by group (stable);
+/// storage_perm[k] is the input column stored at k. Throws ptq::invalid_argument for a file
+/// of another format or bit width, a symmetric F with an asymmetric file's zero point other
+/// than 2^(b-1), codes outside F's range, and every error of dequantize_compressed_tensors.
+template <class F>
+ImportedMatrix<F> import_compressed_tensors(std::span<const TensorData> tensors, std::string_view prefix,
+                                            const CtConfig& cfg) {
+    static_assert(is_int_format_v<F> || is_fp8_e4m3_v<F> || is_mxfp4_v<F>,
+                  "ptq::io::import_compressed_tensors: compressed-tensors holds IntFormat, Fp8<4, 3> and MxFp<2, 1, 32>");
+    const char* fn = "io::import_compressed_tensors";
+    const CtFormat want = is_int_format_v<F>   ? CtFormat::pack_quantized
+                          : is_fp8_e4m3_v<F> ? CtFormat::float_quantized
+                                             : CtFormat::mxfp4_pack_quantized;
+    if (cfg.format != want)
+        ptq::detail::throw_invalid(fn, "cfg.format",
+                                   std::string(ct_format_name(cfg.format)) + " does not hold " + F::name());
+    if (cfg.weights.num_bits != F::bits)
+        ptq::detail::throw_invalid(fn, "cfg.weights.num_bits",
+                                   std::to_string(cfg.weights.num_bits) + " differs from the format's " +
+                                       std::to_string(F::bits));
+    const detail::CtDecoded d = detail::ct_decode(tensors, prefix, cfg, fn);
+    const std::size_t out = std::size_t(d.out), in = std::size_t(d.in), G = std::size_t(d.groups);
+    ImportedMatrix<F> r;
+    if (d.permuted) {
+        r.storage_perm = storage_order_from_groups(d.g_idx, std::size_t(d.group_size), G,
+                                                   tensor_name(prefix, "weight_g_idx"), fn);
+    } else {
+        r.storage_perm.resize(in);
+        std::iota(r.storage_perm.begin(), r.storage_perm.end(), std::size_t{0});
+    }
+    const GroupLayout L{out, in, d.strategy == CtStrategy::tensor,
+                        d.strategy == CtStrategy::group ? std::size_t(d.group_size) : in};
+    r.quantized = QuantizedMatrix<F>(L);
+    const std::string qname = tensor_name(prefix, is_fp8_e4m3_v<F> ? "weight" : "weight_packed");
+    for (std::size_t n = 0; n < out; ++n)
+        for (std::size_t k = 0; k < in; ++k) {
+            std::int32_t c = d.field[n * in + r.storage_perm[k]];
+            if constexpr (is_int_format_v<F>) {
+                c += 1 << (F::bits - 1);
+                if (c < F::code_min || c > F::code_max)
+                    ptq::detail::throw_invalid(fn, qname,
+                                               "code " + std::to_string(c) + " at row " + std::to_string(n) +
+                                                   " is outside the format's code range");
+            }
+            ref::set_code(r.quantized.row_data(n), k, F::bits, std::uint32_t(c));
+        }
+    const std::size_t param_rows = d.strategy == CtStrategy::tensor ? 1 : out;
+    for (std::size_t n = 0; n < param_rows; ++n)
+        for (std::size_t g = 0; g < G; ++g) {
+            const std::size_t si = n * G + g;
+            auto& p = r.quantized.row_params(n)[g];
+            if constexpr (is_mxfp4_v<F>) {
+                p.scale_byte = d.scale_byte[si];
+            } else if constexpr (is_fp8_e4m3_v<F>) {
+                p.scale = d.scale[si];
+            } else {
+                const std::int32_t z = d.zp[si] + (1 << (F::bits - 1));
+                if ((F::symmetric && z != F::symmetric_zero) || z < 0 || z > F::levels)
+                    ptq::detail::throw_invalid(fn, tensor_name(prefix, "weight_zero_point"),
+                                               "zero point " + std::to_string(z) + " at row " + std::to_string(n) +
+                                                   ", group " + std::to_string(g) + " does not fit " + F::name());
+                p = {d.scale[si], z};
+            }
+        }
+    return r;
 }
 
 }  // namespace ptq::io
