@@ -134,6 +134,8 @@ TEST_CASE("compressed-tensors pack-quantized: the bit stream is pack_to_int32's 
     for (std::size_t w = 0; w < 7; ++w) CHECK(e.tensors[0].load_bits(w) == (expect[w] & 0xFFFFFFFFu));
 }
 
+namespace {
+
 template <class F, std::size_t Gs>
 void act_order_case(Eigen::Index out, Eigen::Index in, unsigned seed) {
     CAPTURE(F::name());
@@ -152,6 +154,8 @@ void act_order_case(Eigen::Index out, Eigen::Index in, unsigned seed) {
     CHECK(bit_mismatches(roundtrip(r.quantized, DType::BF16, r.storage_perm),
                          unpermute(ptq::dequantize(r.quantized), r.storage_perm)) == 0);
 }
+
+}  // namespace
 
 TEST_CASE("compressed-tensors: act-order GPTQ (weight_g_idx) decompresses to GPTQ's own W^") {
     act_order_case<ptq::IntFormat<4, true>, 32>(48, 128, 11);
@@ -235,12 +239,12 @@ TEST_CASE("compressed-tensors: refusals and reader checks") {
                              doctest::Contains("pack-quantized does not hold fp8-e4m3"), ptq::invalid_argument);
         CHECK_THROWS_WITH_AS(ptq::io::import_compressed_tensors<Int4Sym>(e.tensors, "p", cfg),
                              doctest::Contains("does not fit int4-sym-full"), ptq::invalid_argument);
-        std::vector<ptq::io::TensorData> t(e.tensors.begin(), e.tensors.begin() + 3);  // no weight_zero_point
+        std::vector<ptq::io::LayerTensor> t(e.tensors.begin(), e.tensors.begin() + 3);  // no weight_zero_point
         CHECK_THROWS_WITH_AS(ptq::io::dequantize_compressed_tensors(t, "p", cfg),
                              doctest::Contains("'p.weight_zero_point': tensor is missing"), ptq::invalid_argument);
         // A g_idx whose groups do not have group_size columns each.
         t = e.tensors;
-        ptq::io::TensorData g = ptq::io::make_tensor("p.weight_g_idx", DType::I32, {64});
+        ptq::io::LayerTensor g = ptq::io::make_tensor("p.weight_g_idx", DType::I32, {64});
         for (std::size_t c = 0; c < 64; ++c) g.store_bits(c, c < 33 ? 0 : 1);
         t.push_back(g);
         CHECK_THROWS_WITH_AS(ptq::io::dequantize_compressed_tensors(t, "p", cfg),

@@ -99,6 +99,8 @@ TEST_CASE("gptq layout: RTN export -> consumer dequantization is bit-exact (2/3/
     rtn_case<ptq::IntFormat<2, true>>(16, 48, ptq::PerGroup<>{20}, 20, 91);
 }
 
+namespace {
+
 template <class F, std::size_t Gs>
 void act_order_case(Eigen::Index out, Eigen::Index in, unsigned seed) {
     CAPTURE(F::name());
@@ -125,6 +127,8 @@ void act_order_case(Eigen::Index out, Eigen::Index in, unsigned seed) {
     check_roundtrip(r.quantized, expected, GptqCheckpointFormat::gptq_v2, r.storage_perm);
     check_roundtrip(r.quantized, expected, GptqCheckpointFormat::gptq, r.storage_perm);
 }
+
+}  // namespace
 
 TEST_CASE("gptq layout: act-order GPTQ (desc_act, g_idx) export -> consumer dequantization is bit-exact") {
     act_order_case<ptq::IntFormat<4, false>, 32>(64, 128, 1);
@@ -219,7 +223,7 @@ TEST_CASE("gptq layout: refusals") {
         make_scales_exact(q);
         auto e = ptq::io::export_gptq(q, "p", {}, {GptqCheckpointFormat::gptq_v2});
         auto cfg = ptq::io::gptq_config_from_json(e.quantization_config);
-        std::vector<ptq::io::TensorData> missing(e.tensors.begin(), e.tensors.begin() + 3);
+        std::vector<ptq::io::LayerTensor> missing(e.tensors.begin(), e.tensors.begin() + 3);
         CHECK_THROWS_WITH_AS(ptq::io::dequantize_gptq(missing, "p", cfg), doctest::Contains("'p.g_idx': tensor is missing"),
                              ptq::invalid_argument);
         auto bad = e.tensors;

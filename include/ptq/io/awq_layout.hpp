@@ -29,7 +29,7 @@
 #include <ptq/io/format_traits.hpp>
 #include <ptq/io/layer_export.hpp>
 #include <ptq/io/scale_storage.hpp>
-#include <ptq/io/tensor_data.hpp>
+#include <ptq/io/layer_tensor.hpp>
 #include <ptq/kernel/packing.hpp>
 #include <ptq/quantized_matrix.hpp>
 
@@ -110,9 +110,9 @@ LayerExport export_awq(const QuantizedMatrix<F>& q, std::string_view prefix,
 
     LayerExport e;
     e.quantization_config = awq_config_to_json({group_size});
-    TensorData qweight = make_tensor(tensor_name(prefix, "qweight"), DType::I32, {std::int64_t(in), std::int64_t(words)});
-    TensorData qzeros = make_tensor(tensor_name(prefix, "qzeros"), DType::I32, {std::int64_t(G), std::int64_t(words)});
-    TensorData scales = make_tensor(tensor_name(prefix, "scales"), DType::F16, {std::int64_t(G), std::int64_t(out)});
+    LayerTensor qweight = make_tensor(tensor_name(prefix, "qweight"), DType::I32, {std::int64_t(in), std::int64_t(words)});
+    LayerTensor qzeros = make_tensor(tensor_name(prefix, "qzeros"), DType::I32, {std::int64_t(G), std::int64_t(words)});
+    LayerTensor scales = make_tensor(tensor_name(prefix, "scales"), DType::F16, {std::int64_t(G), std::int64_t(out)});
     for (std::size_t i = 0; i < in; ++i)
         for (std::size_t c = 0; c < words; ++c) {
             std::uint32_t w = 0;
@@ -147,12 +147,12 @@ struct AwqDecoded {
     std::vector<float> scales;        ///< scales[g, n] at g * out + n
 };
 
-inline AwqDecoded awq_decode(std::span<const TensorData> tensors, std::string_view prefix, const AwqConfig& cfg,
+inline AwqDecoded awq_decode(std::span<const LayerTensor> tensors, std::string_view prefix, const AwqConfig& cfg,
                              const char* fn) {
     static constexpr int reverse_order[8] = {0, 4, 1, 5, 2, 6, 3, 7};  // AWQ_REVERSE_ORDER
-    const TensorData& qw = require_tensor(tensors, tensor_name(prefix, "qweight"), DType::I32, 2, fn);
-    const TensorData& qz = require_tensor(tensors, tensor_name(prefix, "qzeros"), DType::I32, 2, fn);
-    const TensorData& sc = require_tensor(tensors, tensor_name(prefix, "scales"), DType::F16, 2, fn);
+    const LayerTensor& qw = require_tensor(tensors, tensor_name(prefix, "qweight"), DType::I32, 2, fn);
+    const LayerTensor& qz = require_tensor(tensors, tensor_name(prefix, "qzeros"), DType::I32, 2, fn);
+    const LayerTensor& sc = require_tensor(tensors, tensor_name(prefix, "scales"), DType::F16, 2, fn);
     AwqDecoded d;
     d.in = qw.shape[0];
     const std::int64_t words = qw.shape[1];
@@ -168,7 +168,7 @@ inline AwqDecoded awq_decode(std::span<const TensorData> tensors, std::string_vi
     require_shape(qz, {G, words}, fn);
     // unpack_awq: iweights[i, 8c + j] = qweight[i, c] >> 4j; reverse_awq_order: column n of
     // the result is unpacked column 8 (n / 8) + REV[n % 8]; then & 0xF.
-    auto field = [](const TensorData& t, std::int64_t row, std::int64_t n, std::int64_t words_per_row) {
+    auto field = [](const LayerTensor& t, std::int64_t row, std::int64_t n, std::int64_t words_per_row) {
         const std::int64_t src = 8 * (n / 8) + reverse_order[n % 8];
         const std::uint32_t w = std::uint32_t(t.load_bits(std::size_t(row * words_per_row + src / 8)));
         return static_cast<std::uint8_t>((w >> (4 * (src % 8))) & 0xFu);
@@ -193,7 +193,7 @@ inline AwqDecoded awq_decode(std::span<const TensorData> tensors, std::string_vi
 /// float (fp16 scale times an integer in [-15, 15] is exact in float). group_size -1 means
 /// in_features. Throws ptq::invalid_argument naming the tensor for missing tensors, wrong
 /// dtypes or shapes, and G * group_size != in_features.
-inline RowMatrixXf dequantize_awq(std::span<const TensorData> tensors, std::string_view prefix, const AwqConfig& cfg) {
+inline RowMatrixXf dequantize_awq(std::span<const LayerTensor> tensors, std::string_view prefix, const AwqConfig& cfg) {
     const detail::AwqDecoded d = detail::awq_decode(tensors, prefix, cfg, "io::dequantize_awq");
     RowMatrixXf w(d.out, d.in);
     for (std::int64_t i = 0; i < d.in; ++i)
@@ -209,7 +209,7 @@ inline RowMatrixXf dequantize_awq(std::span<const TensorData> tensors, std::stri
 /// symmetric F with a zero point other than 8 or a code below F::code_min, and every error of
 /// dequantize_awq.
 template <class F>
-QuantizedMatrix<F> import_awq(std::span<const TensorData> tensors, std::string_view prefix, const AwqConfig& cfg) {
+QuantizedMatrix<F> import_awq(std::span<const LayerTensor> tensors, std::string_view prefix, const AwqConfig& cfg) {
     static_assert(is_int_format_v<F> && F::bits == 4, "ptq::io::import_awq: AWQ GEMM checkpoints hold IntFormat<4, ...>");
     const char* fn = "io::import_awq";
     const detail::AwqDecoded d = detail::awq_decode(tensors, prefix, cfg, fn);

@@ -50,7 +50,7 @@
 #include <ptq/io/int32_bitstream.hpp>
 #include <ptq/io/layer_export.hpp>
 #include <ptq/io/scale_storage.hpp>
-#include <ptq/io/tensor_data.hpp>
+#include <ptq/io/layer_tensor.hpp>
 #include <ptq/kernel/packing.hpp>
 #include <ptq/quantized_matrix.hpp>
 
@@ -89,14 +89,14 @@ CtGrouping ct_grouping(const QuantizedMatrix<F>& q, const char* fn) {
 
 /// weight_scale: [1] (tensor), [out, 1] (channel), [out, G] (group), from q's float scales.
 template <class F>
-TensorData ct_scale_tensor(const QuantizedMatrix<F>& q, const CtGrouping& gr, std::string_view prefix,
+LayerTensor ct_scale_tensor(const QuantizedMatrix<F>& q, const CtGrouping& gr, std::string_view prefix,
                            const CtExportOptions& o) {
     const std::size_t out = q.rows();
     const std::string name = tensor_name(prefix, "weight_scale");
     const std::vector<std::int64_t> shape =
         gr.strategy == CtStrategy::tensor ? std::vector<std::int64_t>{1}
                                           : std::vector<std::int64_t>{std::int64_t(out), std::int64_t(gr.groups)};
-    TensorData t = make_tensor(name, o.scale_dtype, shape);
+    LayerTensor t = make_tensor(name, o.scale_dtype, shape);
     if (o.scale_dtype != DType::F16 && o.scale_dtype != DType::BF16 && o.scale_dtype != DType::F32)
         ptq::detail::throw_invalid("io::export_compressed_tensors", "scale_dtype",
                                    std::string(dtype_name(o.scale_dtype)) + " is not F16, BF16 or F32");
@@ -151,9 +151,9 @@ LayerExport export_compressed_tensors(const QuantizedMatrix<F>& q, std::string_v
         cfg.weights.is_float = true;
         cfg.weights.strategy = CtStrategy::group;  // the MXFP4 scheme: groups of 32 (even when in == 32)
         cfg.weights.group_size = 32;
-        TensorData packed =
+        LayerTensor packed =
             make_tensor(tensor_name(prefix, "weight_packed"), DType::U8, {std::int64_t(out), std::int64_t(in / 2)});
-        TensorData scale =
+        LayerTensor scale =
             make_tensor(tensor_name(prefix, "weight_scale"), DType::U8, {std::int64_t(out), std::int64_t(in / 32)});
         for (std::size_t n = 0; n < out; ++n) {
             const std::uint8_t* row = q.row_data(n);
@@ -173,7 +173,7 @@ LayerExport export_compressed_tensors(const QuantizedMatrix<F>& q, std::string_v
     } else if constexpr (is_fp8_e4m3_v<F>) {
         cfg.format = CtFormat::float_quantized;
         cfg.weights.is_float = true;
-        TensorData w = make_tensor(tensor_name(prefix, "weight"), DType::F8_E4M3, {std::int64_t(out), std::int64_t(in)});
+        LayerTensor w = make_tensor(tensor_name(prefix, "weight"), DType::F8_E4M3, {std::int64_t(out), std::int64_t(in)});
         for (std::size_t n = 0; n < out; ++n)
             for (std::size_t c = 0; c < in; ++c) w.data[n * in + c] = q.row_data(n)[m.storage_of[c]];
         e.tensors.push_back(std::move(w));
@@ -183,7 +183,7 @@ LayerExport export_compressed_tensors(const QuantizedMatrix<F>& q, std::string_v
         cfg.format = CtFormat::pack_quantized;
         cfg.weights.symmetric = F::symmetric;
         const std::size_t words = int32_words(in, b);
-        TensorData packed =
+        LayerTensor packed =
             make_tensor(tensor_name(prefix, "weight_packed"), DType::I32, {std::int64_t(out), std::int64_t(words)});
         for (std::size_t n = 0; n < out; ++n) {
             const std::uint8_t* row = q.row_data(n);
@@ -191,7 +191,7 @@ LayerExport export_compressed_tensors(const QuantizedMatrix<F>& q, std::string_v
                 in, b, [&](std::size_t c) { return ref::get_code(row, m.storage_of[c], b); },
                 [&](std::size_t w, std::uint32_t word) { packed.store_bits(n * words + w, word); });
         }
-        TensorData shape = make_tensor(tensor_name(prefix, "weight_shape"), DType::I64, {2});
+        LayerTensor shape = make_tensor(tensor_name(prefix, "weight_shape"), DType::I64, {2});
         shape.store_bits(0, std::uint64_t(out));
         shape.store_bits(1, std::uint64_t(in));
         e.tensors.push_back(std::move(packed));
@@ -200,12 +200,12 @@ LayerExport export_compressed_tensors(const QuantizedMatrix<F>& q, std::string_v
         if constexpr (!F::symmetric) {
             constexpr std::int32_t offset = 1 << (b - 1);
             if (gr.strategy == CtStrategy::tensor) {
-                TensorData zp = make_tensor(tensor_name(prefix, "weight_zero_point"), DType::I8, {1});
+                LayerTensor zp = make_tensor(tensor_name(prefix, "weight_zero_point"), DType::I8, {1});
                 zp.store_bits(0, std::uint64_t(std::uint8_t(std::int8_t(q.params()[0].zero - offset))));
                 e.tensors.push_back(std::move(zp));
             } else {
                 const std::size_t zw = int32_words(out, b);
-                TensorData zp = make_tensor(tensor_name(prefix, "weight_zero_point"), DType::I32,
+                LayerTensor zp = make_tensor(tensor_name(prefix, "weight_zero_point"), DType::I32,
                                             {std::int64_t(zw), std::int64_t(gr.groups)});
                 for (std::size_t g = 0; g < gr.groups; ++g)
                     pack_int32_stream(
@@ -216,7 +216,7 @@ LayerExport export_compressed_tensors(const QuantizedMatrix<F>& q, std::string_v
         }
     }
     if (with_g_idx) {
-        TensorData g_idx = make_tensor(tensor_name(prefix, "weight_g_idx"), DType::I32, {std::int64_t(in)});
+        LayerTensor g_idx = make_tensor(tensor_name(prefix, "weight_g_idx"), DType::I32, {std::int64_t(in)});
         for (std::size_t c = 0; c < in; ++c) g_idx.store_bits(c, std::uint32_t(m.g_idx[c]));
         e.tensors.push_back(std::move(g_idx));
     }
@@ -269,14 +269,14 @@ struct CtDecoded {
     std::vector<std::uint8_t> scale_byte;  ///< [out * groups] E8M0 bytes (mxfp4)
 };
 
-inline CtDecoded ct_decode(std::span<const TensorData> tensors, std::string_view prefix, const CtConfig& cfg,
+inline CtDecoded ct_decode(std::span<const LayerTensor> tensors, std::string_view prefix, const CtConfig& cfg,
                            const char* fn) {
     const int b = cfg.weights.num_bits;
     std::int64_t out = 0, in = 0;
-    const TensorData* packed = nullptr;
+    const LayerTensor* packed = nullptr;
     if (cfg.format == CtFormat::pack_quantized) {
         packed = &require_tensor(tensors, tensor_name(prefix, "weight_packed"), DType::I32, 2, fn);
-        const TensorData& shp = require_tensor(tensors, tensor_name(prefix, "weight_shape"), DType::I64, 1, fn);
+        const LayerTensor& shp = require_tensor(tensors, tensor_name(prefix, "weight_shape"), DType::I64, 1, fn);
         require_shape(shp, {2}, fn);
         out = std::int64_t(shp.load_bits(0));
         in = std::int64_t(shp.load_bits(1));
@@ -293,8 +293,8 @@ inline CtDecoded ct_decode(std::span<const TensorData> tensors, std::string_view
     }
     if (out < 1 || in < 1) ptq::detail::throw_invalid(fn, packed->name, "is empty");
     const std::string scale_name = tensor_name(prefix, "weight_scale");
-    const TensorData* sc = nullptr;
-    for (const TensorData& t : tensors)
+    const LayerTensor* sc = nullptr;
+    for (const LayerTensor& t : tensors)
         if (t.name == scale_name) sc = &t;
     if (!sc) ptq::detail::throw_invalid(fn, scale_name, "tensor is missing");
     const DType want_scale = cfg.format == CtFormat::mxfp4_pack_quantized ? DType::U8 : sc->dtype;
@@ -330,11 +330,11 @@ inline CtDecoded ct_decode(std::span<const TensorData> tensors, std::string_view
     if (cfg.format == CtFormat::pack_quantized && !cfg.weights.symmetric) {
         const std::string zn = tensor_name(prefix, "weight_zero_point");
         if (strategy == CtStrategy::tensor) {
-            const TensorData& z = require_tensor(tensors, zn, DType::I8, 1, fn);
+            const LayerTensor& z = require_tensor(tensors, zn, DType::I8, 1, fn);
             require_shape(z, {1}, fn);
             std::fill(zp.begin(), zp.end(), std::int32_t(std::int8_t(std::uint8_t(z.load_bits(0)))));
         } else {
-            const TensorData& z = require_tensor(tensors, zn, DType::I32, 2, fn);
+            const LayerTensor& z = require_tensor(tensors, zn, DType::I32, 2, fn);
             const std::size_t zw = int32_words(std::size_t(out), b);
             require_shape(z, {std::int64_t(zw), G}, fn);
             // unpack_from_int32(packed_dim=0): transpose, unpack each row (one group), transpose.
@@ -353,7 +353,7 @@ inline CtDecoded ct_decode(std::span<const TensorData> tensors, std::string_view
     bool permuted = false;
     std::vector<std::int32_t> file_g_idx;
     if (has_tensor(tensors, gn)) {
-        const TensorData& gi = require_tensor(tensors, gn, DType::I32, 1, fn);
+        const LayerTensor& gi = require_tensor(tensors, gn, DType::I32, 1, fn);
         require_shape(gi, {in}, fn);
         bool column_order = false;
         for (std::int64_t c = 0; c < in; ++c) column_order = column_order || gi.load_i32(std::size_t(c)) == -1;
@@ -428,7 +428,7 @@ inline CtDecoded ct_decode(std::span<const TensorData> tensors, std::string_view
 /// rounds that exact product to its dtype) and is the consumer's single rounding for F32.
 /// Throws ptq::invalid_argument naming the tensor for missing tensors, wrong dtypes or shapes,
 /// and groups of weight_g_idx that do not have group_size columns.
-inline RowMatrixXf dequantize_compressed_tensors(std::span<const TensorData> tensors, std::string_view prefix,
+inline RowMatrixXf dequantize_compressed_tensors(std::span<const LayerTensor> tensors, std::string_view prefix,
                                                  const CtConfig& cfg) {
     const detail::CtDecoded d = detail::ct_decode(tensors, prefix, cfg, "io::dequantize_compressed_tensors");
     static constexpr float e2m1[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};  // kE2M1ToFloat
@@ -457,7 +457,7 @@ inline RowMatrixXf dequantize_compressed_tensors(std::span<const TensorData> ten
 /// of another format or bit width, a symmetric F with an asymmetric file's zero point other
 /// than 2^(b-1), codes outside F's range, and every error of dequantize_compressed_tensors.
 template <class F>
-ImportedMatrix<F> import_compressed_tensors(std::span<const TensorData> tensors, std::string_view prefix,
+ImportedMatrix<F> import_compressed_tensors(std::span<const LayerTensor> tensors, std::string_view prefix,
                                             const CtConfig& cfg) {
     static_assert(is_int_format_v<F> || is_fp8_e4m3_v<F> || is_mxfp4_v<F>,
                   "ptq::io::import_compressed_tensors: compressed-tensors holds IntFormat, Fp8<4, 3> and MxFp<2, 1, 32>");

@@ -40,7 +40,7 @@
 #include <ptq/io/int32_bitstream.hpp>
 #include <ptq/io/layer_export.hpp>
 #include <ptq/io/scale_storage.hpp>
-#include <ptq/io/tensor_data.hpp>
+#include <ptq/io/layer_tensor.hpp>
 #include <ptq/kernel/packing.hpp>
 #include <ptq/quantized_matrix.hpp>
 
@@ -164,12 +164,12 @@ LayerExport export_gptq(const QuantizedMatrix<F>& q, std::string_view prefix,
 
     LayerExport e;
     e.quantization_config = gptq_config_to_json({b, group_size, m.permuted, F::symmetric, o.checkpoint_format});
-    TensorData qweight = make_tensor(tensor_name(prefix, "qweight"), DType::I32,
+    LayerTensor qweight = make_tensor(tensor_name(prefix, "qweight"), DType::I32,
                                      {std::int64_t(in * b / 32), std::int64_t(out)});
-    TensorData qzeros = make_tensor(tensor_name(prefix, "qzeros"), DType::I32,
+    LayerTensor qzeros = make_tensor(tensor_name(prefix, "qzeros"), DType::I32,
                                     {std::int64_t(G), std::int64_t(out * b / 32)});
-    TensorData scales = make_tensor(tensor_name(prefix, "scales"), DType::F16, {std::int64_t(G), std::int64_t(out)});
-    TensorData g_idx = make_tensor(tensor_name(prefix, "g_idx"), DType::I32, {std::int64_t(in)});
+    LayerTensor scales = make_tensor(tensor_name(prefix, "scales"), DType::F16, {std::int64_t(G), std::int64_t(out)});
+    LayerTensor g_idx = make_tensor(tensor_name(prefix, "g_idx"), DType::I32, {std::int64_t(in)});
 
     for (std::size_t n = 0; n < out; ++n) {
         const std::uint8_t* row = q.row_data(n);
@@ -247,14 +247,14 @@ struct GptqDecoded {
     std::vector<std::int32_t> g_idx;    ///< [in], each in [0, groups)
 };
 
-inline GptqDecoded gptq_decode(std::span<const TensorData> tensors, std::string_view prefix, const GptqConfig& cfg,
+inline GptqDecoded gptq_decode(std::span<const LayerTensor> tensors, std::string_view prefix, const GptqConfig& cfg,
                                const char* fn) {
     const int b = cfg.bits;
     if (b != 2 && b != 3 && b != 4 && b != 8) ptq::detail::throw_invalid(fn, "cfg.bits", "is not 2, 3, 4 or 8");
-    const TensorData& qw = require_tensor(tensors, tensor_name(prefix, "qweight"), DType::I32, 2, fn);
-    const TensorData& qz = require_tensor(tensors, tensor_name(prefix, "qzeros"), DType::I32, 2, fn);
-    const TensorData& sc = require_tensor(tensors, tensor_name(prefix, "scales"), DType::F16, 2, fn);
-    const TensorData& gi = require_tensor(tensors, tensor_name(prefix, "g_idx"), DType::I32, 1, fn);
+    const LayerTensor& qw = require_tensor(tensors, tensor_name(prefix, "qweight"), DType::I32, 2, fn);
+    const LayerTensor& qz = require_tensor(tensors, tensor_name(prefix, "qzeros"), DType::I32, 2, fn);
+    const LayerTensor& sc = require_tensor(tensors, tensor_name(prefix, "scales"), DType::F16, 2, fn);
+    const LayerTensor& gi = require_tensor(tensors, tensor_name(prefix, "g_idx"), DType::I32, 1, fn);
     GptqDecoded d;
     d.in = gi.shape[0];
     d.out = sc.shape[1];
@@ -315,7 +315,7 @@ inline GptqDecoded gptq_decode(std::span<const TensorData> tensors, std::string_
 /// With cfg.sym every z must be 2^(b-1) (else refused: Marlin would ignore qzeros).
 /// Throws ptq::invalid_argument naming the tensor for missing tensors, wrong dtype or shape,
 /// g_idx out of range.
-inline RowMatrixXf dequantize_gptq(std::span<const TensorData> tensors, std::string_view prefix, const GptqConfig& cfg) {
+inline RowMatrixXf dequantize_gptq(std::span<const LayerTensor> tensors, std::string_view prefix, const GptqConfig& cfg) {
     const detail::GptqDecoded d = detail::gptq_decode(tensors, prefix, cfg, "io::dequantize_gptq");
     RowMatrixXf w(d.out, d.in);
     for (std::int64_t i = 0; i < d.in; ++i) {
@@ -336,7 +336,7 @@ inline RowMatrixXf dequantize_gptq(std::span<const TensorData> tensors, std::str
 /// zero point other than 2^(b-1) or a code below F::code_min, groups that do not match
 /// group_size, and every error of dequantize_gptq.
 template <class F>
-ImportedMatrix<F> import_gptq(std::span<const TensorData> tensors, std::string_view prefix, const GptqConfig& cfg) {
+ImportedMatrix<F> import_gptq(std::span<const LayerTensor> tensors, std::string_view prefix, const GptqConfig& cfg) {
     static_assert(is_int_format_v<F>, "ptq::io::import_gptq: GPTQ checkpoints hold integer formats (IntFormat) only");
     const char* fn = "io::import_gptq";
     if (cfg.bits != F::bits)

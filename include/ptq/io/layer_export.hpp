@@ -4,7 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include <ptq/io/tensor_data.hpp>
+#include <ptq/io/layer_tensor.hpp>
 
 namespace ptq::io {
 
@@ -13,7 +13,7 @@ namespace ptq::io {
 /// layer exported with the same format and options; it goes into config.json's
 /// "quantization_config", and for GPTQ also into quantize_config.json).
 struct LayerExport {
-    std::vector<TensorData> tensors;
+    std::vector<LayerTensor> tensors;
     nlohmann::json quantization_config;
 };
 

@@ -9,7 +9,7 @@
 #include <ptq/error.hpp>
 #include <ptq/format/half.hpp>
 #include <ptq/io/dtype.hpp>
-#include <ptq/io/tensor_data.hpp>
+#include <ptq/io/layer_tensor.hpp>
 
 namespace ptq::io {
 
@@ -63,7 +63,7 @@ inline std::uint32_t encode_scale(float x, DType dtype, ScaleRounding rounding, 
 }
 
 /// Element i of an F16 / BF16 / F32 tensor as float (exact).
-inline float load_float(const TensorData& t, std::size_t i) {
+inline float load_float(const LayerTensor& t, std::size_t i) {
     switch (t.dtype) {
     case DType::F16: return half_bits_to_float(static_cast<std::uint16_t>(t.load_bits(i)));
     case DType::BF16: return bf16_bits_to_float(static_cast<std::uint16_t>(t.load_bits(i)));

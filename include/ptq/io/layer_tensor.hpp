@@ -1,7 +1,7 @@
 #pragma once
-// TensorData: one named tensor of a checkpoint as raw bytes (row-major, little-endian
-// elements), the unit that the layout converters produce and read, and a safetensors writer
-// stores.
+// LayerTensor: one named tensor of a checkpoint layer as owned raw bytes (row-major,
+// little-endian elements): what the layout exporters produce and the layout readers take.
+// A safetensors writer stores it as is (name, dtype, shape, bytes).
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
@@ -18,7 +18,7 @@ namespace ptq::io {
 
 /// A named tensor: dtype, shape (row-major, outermost dimension first, as in safetensors and
 /// PyTorch) and its bytes, elements little-endian.
-struct TensorData {
+struct LayerTensor {
     std::string name;
     DType dtype = DType::U8;
     std::vector<std::int64_t> shape;
@@ -52,8 +52,8 @@ struct TensorData {
 };
 
 /// A zero-filled tensor of the given name, dtype and shape.
-inline TensorData make_tensor(std::string name, DType dtype, std::vector<std::int64_t> shape) {
-    TensorData t{std::move(name), dtype, std::move(shape), {}};
+inline LayerTensor make_tensor(std::string name, DType dtype, std::vector<std::int64_t> shape) {
+    LayerTensor t{std::move(name), dtype, std::move(shape), {}};
     for (std::int64_t d : t.shape)
         if (d < 0) detail::throw_invalid("io::make_tensor", "shape", "negative dimension in tensor '" + t.name + "'");
     t.data.assign(t.numel() * t.element_bytes(), 0);
@@ -71,9 +71,9 @@ inline std::string tensor_name(std::string_view prefix, std::string_view suffix)
 
 /// The tensor called `name` in `tensors`; throws ptq::invalid_argument naming `fn` and the
 /// missing tensor if there is none, or if its dtype or rank differ from what is expected.
-inline const TensorData& require_tensor(std::span<const TensorData> tensors, const std::string& name, DType dtype,
+inline const LayerTensor& require_tensor(std::span<const LayerTensor> tensors, const std::string& name, DType dtype,
                                         std::size_t rank, const char* fn) {
-    for (const TensorData& t : tensors) {
+    for (const LayerTensor& t : tensors) {
         if (t.name != name) continue;
         if (t.dtype != dtype)
             detail::throw_invalid(fn, name,
@@ -92,14 +92,14 @@ inline const TensorData& require_tensor(std::span<const TensorData> tensors, con
 }
 
 /// True when a tensor called `name` is present.
-inline bool has_tensor(std::span<const TensorData> tensors, std::string_view name) noexcept {
-    for (const TensorData& t : tensors)
+inline bool has_tensor(std::span<const LayerTensor> tensors, std::string_view name) noexcept {
+    for (const LayerTensor& t : tensors)
         if (t.name == name) return true;
     return false;
 }
 
 /// Throws ptq::invalid_argument unless t.shape == expected (message names fn and the tensor).
-inline void require_shape(const TensorData& t, std::initializer_list<std::int64_t> expected, const char* fn) {
+inline void require_shape(const LayerTensor& t, std::initializer_list<std::int64_t> expected, const char* fn) {
     if (std::vector<std::int64_t>(expected) == t.shape) return;
     auto str = [](const std::vector<std::int64_t>& s) {
         std::string r = "[";
