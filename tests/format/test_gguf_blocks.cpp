@@ -75,7 +75,7 @@ std::string error_of(Fn&& f) {
 TEST_SUITE("io.gguf_blocks") {
 
 TEST_CASE_TEMPLATE("export -> ggml's dequantization == ptq::dequantize, export -> import == identity", F, Q8, Q8F, Q4, Q4F,
-                   ptq::MxFp4) {
+                   ptq::IntMinFormat<4>, ptq::MxFp4) {
     constexpr GgmlType type = ptq::io::ggml_type_of<F>();
     std::uint32_t seed = 11;
     for (Dist d : {Dist::normal, Dist::heavy_tailed, Dist::outliers, Dist::positive}) {
@@ -127,6 +127,23 @@ TEST_CASE("byte layout of hand-made blocks (ggml-common.h block structs)") {
         CHECK(t.data[1] == std::byte{0x42});
         for (int j = 0; j < 32; ++j) CHECK(std::int8_t(t.data[std::size_t(2 + j)]) == j * 8 - 128);
     }
+    SUBCASE("Q4_1: fp16 d, fp16 m, nibbles; value = nibble * d + m") {
+        ptq::QuantizedMatrix<ptq::IntMinFormat<4>> q(ptq::GroupLayout{1, 32, false, 32});
+        std::uint8_t c[32];
+        for (int j = 0; j < 32; ++j) c[j] = std::uint8_t((j * 5 + 1) % 16);
+        ptq::ref::pack_bits(c, 32, 4, q.row_data(0));
+        q.params()[0] = {0.125f, -1.5f};  // 0.125 = fp16 0x3000, -1.5 = 0xBE00
+        const auto t = ptq::io::to_ggml(q, "t");
+        CHECK(t.type == GgmlType::Q4_1);
+        REQUIRE(t.data.size() == 20);
+        CHECK(t.data[0] == std::byte{0x00});
+        CHECK(t.data[1] == std::byte{0x30});
+        CHECK(t.data[2] == std::byte{0x00});
+        CHECK(t.data[3] == std::byte{0xBE});
+        for (int j = 0; j < 16; ++j) CHECK(int(t.data[std::size_t(4 + j)]) == (c[j] | (c[j + 16] << 4)));
+        const RM v = ptq::io::ggml_dequantize(t.type, t.ne, t.data, "t");
+        for (int j = 0; j < 32; ++j) CHECK(v(0, j) == float(c[j]) * 0.125f - 1.5f);
+    }
     SUBCASE("MXFP4: byte e = E8M0 byte, nibbles = E2M1 codes; value = E2M1 * 2^(e-127)") {
         ptq::QuantizedMatrix<ptq::MxFp4> q(ptq::GroupLayout{1, 32, false, 32});
         std::uint8_t c[32];
@@ -164,6 +181,21 @@ TEST_CASE("export refuses what ggml cannot hold exactly, naming the tensor, row 
         for (std::size_t c = 0; c < 64; ++c) {
             const float s = ptq::round_to_half(q32.row_params(r)[c / 32].scale);
             if (v(Eigen::Index(r), Eigen::Index(c)) != float(int(q32.code(r, c)) - 8) * s) ++bad;
+        }
+    CHECK(bad == 0);
+
+    // Q4_1: a minimum that is not an fp16 value is refused like a scale.
+    ptq::QuantOptions o1;
+    const auto qm32 = ptq::Rtn<ptq::IntMinFormat<4>, ptq::PerGroup<32>>(o1).quantize(w);
+    CHECK(error_of([&] { (void)ptq::io::to_ggml(qm32, "q41"); }).find("row 0, group 0") != std::string::npos);
+    const auto tm = ptq::io::to_ggml(qm32, "q41", ro);
+    const RM vm = ptq::io::ggml_dequantize(tm.type, tm.ne, tm.data, "q41");
+    bad = 0;
+    for (std::size_t r = 0; r < 3; ++r)
+        for (std::size_t c = 0; c < 64; ++c) {
+            const auto& p = qm32.row_params(r)[c / 32];
+            const float want = float(qm32.code(r, c)) * ptq::round_to_half(p.scale) + ptq::round_to_half(p.min);
+            if (vm(Eigen::Index(r), Eigen::Index(c)) != want) ++bad;
         }
     CHECK(bad == 0);
 
@@ -316,7 +348,8 @@ TEST_CASE("import of blocks written by ggml's own quantizer (negative and zero d
     CHECK(error_of([&] { (void)ptq::io::from_ggml<Q4F>(GgmlType::Q4_0, ne, b, "g"); }).find("d < 0") != std::string::npos);
 }
 
-TEST_CASE_TEMPLATE("random bytes: import is refused or equals ggml's dequantization", F, Q8F, Q4F, ptq::MxFp4) {
+TEST_CASE_TEMPLATE("random bytes: import is refused or equals ggml's dequantization", F, Q8F, Q4F, ptq::IntMinFormat<4>,
+                   ptq::MxFp4) {
     constexpr GgmlType type = ptq::io::ggml_type_of<F>();
     std::mt19937 rng(21);
     int imported = 0, refused = 0;
@@ -338,3 +371,17 @@ TEST_CASE_TEMPLATE("random bytes: import is refused or equals ggml's dequantizat
 }
 
 }  // TEST_SUITE
+
+TEST_CASE("readme: the ggml blocks snippet") {
+    const RM W = ptq_test::random_matrix(8, 64, Dist::normal, 99);
+    ptq::QuantOptions o;
+    o.scale_storage = ptq::ScaleStorage::f16;
+    auto q4 = ptq::Rtn<ptq::IntFormat<4, true>, ptq::PerGroup<32>>(o).quantize(W);
+    ptq::io::GgmlTensor t = ptq::io::to_ggml(q4, "blk.0.attn_q.weight");
+    auto back = ptq::io::from_ggml<ptq::IntFormat<4, true>>(t.type, t.ne, t.data, "blk.0.attn_q.weight");
+    ptq::RowMatrixXf v = ptq::io::ggml_dequantize(t.type, t.ne, t.data, "blk.0.attn_q.weight");
+    CHECK(t.type == GgmlType::Q4_0);
+    CHECK(t.ne == std::vector<std::uint64_t>{64, 8});
+    CHECK(same_matrix(back, q4));
+    CHECK(v == ptq::dequantize(q4));
+}

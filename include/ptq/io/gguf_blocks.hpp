@@ -8,6 +8,8 @@
 //   format                    ggml    block bytes                       ggml value
 //   IntFormat<8, true, R>     Q8_0    fp16 d = scale, int8 q = c - 128   q * d
 //   IntFormat<4, true, R>     Q4_0    fp16 d = scale, nibble = c         (nibble - 8) * d
+//   IntMinFormat<4>           Q4_1    fp16 d = scale, fp16 m = min,      nibble * d + m
+//                                     nibble = c
 //   MxFp<2, 1, 32> (MXFP4)    MXFP4   u8 e = E8M0 byte, nibble = c       k[nibble] * 2^(e - 128)
 // k is ggml's table of doubled E2M1 values, and 2^(e-128) its halved E8M0 scale: the product
 // is ptq's E2M1(c) * 2^(e-127) exactly, so the E8M0 byte and the E2M1 codes are copied as
@@ -15,8 +17,9 @@
 // in its high nibble; fp16 values are little-endian.
 //
 // Exactness: ggml multiplies the decoded code by the fp16 value of d, ptq multiplies by its
-// float scale, so the file dequantizes to exactly ptq::dequantize(q) (up to the sign of a
-// zero: ggml's MXFP4 table has no -0) when every scale is an fp16 value: quantize with
+// float scale (Q4_1: the exact product plus m, as ptq), so the file dequantizes to exactly
+// ptq::dequantize(q) (up to the sign of a zero: ggml's MXFP4 table has no -0) when every
+// scale (and Q4_1 minimum) is an fp16 value: quantize with
 // QuantOptions::scale_storage = ScaleStorage::f16. Otherwise the export is refused with a
 // ptq::invalid_argument naming the tensor, row and group, unless
 // GgmlExportOptions::round_to_fp16 asks for round-to-nearest-even (values then change).
@@ -38,6 +41,7 @@
 #include <ptq/error.hpp>
 #include <ptq/format/half.hpp>
 #include <ptq/format/int_format.hpp>
+#include <ptq/format/int_min_format.hpp>
 #include <ptq/format/mx_fp.hpp>
 #include <ptq/format/scale_storage.hpp>
 #include <ptq/granularity/granularity.hpp>
@@ -61,6 +65,10 @@ struct ggml_block_format<IntFormat<4, true, R>> {
     static constexpr GgmlType type = GgmlType::Q4_0;
 };
 template <>
+struct ggml_block_format<IntMinFormat<4>> {
+    static constexpr GgmlType type = GgmlType::Q4_1;
+};
+template <>
 struct ggml_block_format<MxFp<2, 1, 32>> {
     static constexpr GgmlType type = GgmlType::MXFP4;
 };
@@ -74,7 +82,7 @@ template <class F>
 constexpr GgmlType ggml_type_of() noexcept {
     static_assert(GgmlBlockFormat<F>,
                   "ptq::io: this format has no ggml block type (Q8_0 = IntFormat<8, true>, Q4_0 = IntFormat<4, true>, "
-                  "MXFP4 = MxFp<2, 1, 32>)");
+                  "Q4_1 = IntMinFormat<4>, MXFP4 = MxFp<2, 1, 32>)");
     if constexpr (GgmlBlockFormat<F>) return ggml_block_format<F>::type;
     else return GgmlType::F32;
 }
@@ -113,16 +121,19 @@ inline std::string where(std::size_t r, std::size_t g) {
     return "row " + std::to_string(r) + ", group " + std::to_string(g);
 }
 
-/// The fp16 bits of a group scale: exact, or rounded when the caller allows it.
-inline std::uint16_t fp16_scale_bits(float scale, std::string_view tensor, std::size_t r, std::size_t g, bool round) {
-    const std::uint16_t h = float_to_half_bits(scale);
-    if (half_bits_to_float(h) == scale) return h;
+/// The fp16 bits of a group scale (what = "scale") or float minimum ("min"): exact, or rounded
+/// when the caller allows it (a scale to_stored_scale, a minimum to_stored_value).
+inline std::uint16_t fp16_bits(float v, const char* what, std::string_view tensor, std::size_t r, std::size_t g,
+                               bool round) {
+    const std::uint16_t h = float_to_half_bits(v);
+    if (half_bits_to_float(h) == v) return h;
     if (!round)
         throw_tensor("to_ggml", tensor,
-                     where(r, g) + ": scale " + std::to_string(scale) +
+                     where(r, g) + ": " + what + " " + std::to_string(v) +
                          " is not an fp16 value (quantize with QuantOptions::scale_storage = ScaleStorage::f16, or "
                          "set GgmlExportOptions::round_to_fp16)");
-    return float_to_half_bits(to_stored_scale(scale, ScaleStorage::f16));
+    const bool is_scale = what[0] == 's';
+    return float_to_half_bits(is_scale ? to_stored_scale(v, ScaleStorage::f16) : to_stored_value(v, ScaleStorage::f16));
 }
 
 inline void check_float_target(std::string_view fn, std::string_view tensor, GgmlType type) {
@@ -218,8 +229,12 @@ GgmlTensor to_ggml(const QuantizedMatrix<F>& q, std::string_view name, const Ggm
             if constexpr (type == GgmlType::MXFP4) {
                 b[0] = static_cast<std::byte>(p.scale_byte);
                 for (std::size_t j = 0; j < 16; ++j) b[1 + j] = static_cast<std::byte>(c[j] | (c[j + 16] << 4));
+            } else if constexpr (type == GgmlType::Q4_1) {
+                detail::store_u16le(b, detail::fp16_bits(p.scale, "scale", name, r, g, o.round_to_fp16));
+                detail::store_u16le(b + 2, detail::fp16_bits(p.min, "min", name, r, g, o.round_to_fp16));
+                for (std::size_t j = 0; j < 16; ++j) b[4 + j] = static_cast<std::byte>(c[j] | (c[j + 16] << 4));
             } else {
-                detail::store_u16le(b, detail::fp16_scale_bits(p.scale, name, r, g, o.round_to_fp16));
+                detail::store_u16le(b, detail::fp16_bits(p.scale, "scale", name, r, g, o.round_to_fp16));
                 if constexpr (type == GgmlType::Q8_0) {
                     // int8 q = c - 128, stored as its two's complement byte (= c ^ 0x80).
                     for (std::size_t j = 0; j < K; ++j) b[2 + j] = static_cast<std::byte>(c[j] ^ 0x80u);
@@ -240,6 +255,7 @@ GgmlTensor to_ggml(const QuantizedMatrix<F>& q, std::string_view name, const Ggm
 ///    code (the block's values are all zero either way);
 ///  - d < 0 (ggml's Q4_0 reference quantizer writes d = max / -8): scale |d| and negated
 ///    levels q -> -q, refused if -q is outside the format's range (Q4_0 nibble 0 = -8);
+///  - Q4_1: d = +-0 gives scale 1 and codes 0 (values m); d < 0, d or m NaN or Inf: refused;
 ///  - d NaN or Inf, a level outside IntRange::restricted (Q8_0 -128, Q4_0 nibble 0: import as
 ///    IntRange::full), MXFP4 byte 255: refused.
 /// Wrong type, shape (ne[0] not a multiple of 32, zero extents, more than 2 dimensions unless
@@ -272,6 +288,18 @@ QuantizedMatrix<F> from_ggml(GgmlType type, std::span<const std::uint64_t> ne, s
                     c[j] = detail::u8(b + 1 + j) & 0x0Fu;
                     c[j + 16] = detail::u8(b + 1 + j) >> 4;
                 }
+            } else if constexpr (want == GgmlType::Q4_1) {
+                const float d = half_bits_to_float(detail::load_u16le(b));
+                const float m = half_bits_to_float(detail::load_u16le(b + 2));
+                if (!std::isfinite(d) || !std::isfinite(m))
+                    detail::throw_tensor("from_ggml", name, detail::where(r, g) + ": d or m is NaN or Inf");
+                if (d < 0.0f) detail::throw_tensor("from_ggml", name, detail::where(r, g) + ": negative d");
+                for (std::size_t j = 0; j < 16; ++j) {
+                    c[j] = d == 0.0f ? 0 : detail::u8(b + 4 + j) & 0x0Fu;
+                    c[j + 16] = d == 0.0f ? 0 : detail::u8(b + 4 + j) >> 4;
+                }
+                params[g].scale = d == 0.0f ? 1.0f : d;
+                params[g].min = m;
             } else {
                 const float d = half_bits_to_float(detail::load_u16le(b));
                 if (!std::isfinite(d)) detail::throw_tensor("from_ggml", name, detail::where(r, g) + ": scale d is NaN or Inf");
