@@ -23,8 +23,10 @@
 //
 // Shapes the consumers accept (checked): 2, 3, 4 or 8 bits; in and out multiples of 32/b
 // (of 32 for 3 bits: its 32 codes fill 3 words); any group size, including a shorter last
-// group and per-channel (group_size -1). vLLM additionally needs in % group_size == 0 and
-// Marlin in % 128, out % 64 (not checked: the file is still valid for GPTQModel's kernels).
+// group and per-channel (group_size -1); GPTQModel's dequantize_weight reads all of these.
+// Not checked (the file is valid, some kernels refuse it at load time with their own error):
+// vLLM's gptq needs in % group_size == 0, Marlin in % 128 and out % 64, and GPTQModel's own
+// packer only writes in and out multiples of 32.
 #include <cstddef>
 #include <cstdint>
 #include <span>
