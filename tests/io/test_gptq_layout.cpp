@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include <ptq/io/compressed_tensors_layout.hpp>
 #include <ptq/io/gptq_layout.hpp>
 
 #include "support.hpp"
@@ -174,7 +175,7 @@ TEST_CASE("gptq layout: refusals") {
         make_scales_exact(q);
         q.row_params(5)[1].scale = 0.1f;
         CHECK_THROWS_WITH_AS(ptq::io::export_gptq(q, "p"),
-                             doctest::Contains("'p.scales': scale 0.100000 at row 5, group 1 is not exactly representable in F16"),
+                             doctest::Contains("'p.scales': scale 0.100000001 at row 5, group 1 is not exactly representable in F16"),
                              ptq::invalid_argument);
         // ... unless rounding is asked for: then the file holds the fp16 scale.
         const auto e = ptq::io::export_gptq(q, "p", {}, {GptqCheckpointFormat::gptq_v2, ptq::io::ScaleRounding::round_nearest});
@@ -245,4 +246,25 @@ TEST_CASE("gptq layout: refusals") {
         CHECK_THROWS_WITH_AS(ptq::io::dequantize_gptq(e.tensors, "p", cfg), doctest::Contains("!= 2^(b-1)"),
                              ptq::invalid_argument);
     }
+}
+
+TEST_CASE("readme: the checkpoint layout snippet") {
+    // The README's example (act-order GPTQ -> GPTQ v2 file with rounded fp16 scales, and a
+    // compressed-tensors file with F32 scales), with its stated properties.
+    using F = ptq::IntFormat<4, false>;
+    auto r = gptq_act_order<F>(64, 256, ptq::PerGroup<128>{}, 21);
+    auto e = ptq::io::export_gptq(r.quantized, "model.layers.0.mlp.up_proj", r.storage_perm,
+                                  {ptq::io::GptqCheckpointFormat::gptq_v2, ptq::io::ScaleRounding::round_nearest});
+    CHECK(e.tensors.size() == 4);
+    CHECK(e.quantization_config.at("desc_act") == true);
+    auto W_file = ptq::io::dequantize_gptq(e.tensors, "model.layers.0.mlp.up_proj",
+                                           ptq::io::gptq_config_from_json(e.quantization_config));
+    make_scales_exact(r.quantized);  // what the file holds
+    CHECK(bit_mismatches(W_file, unpermute(ptq::dequantize(r.quantized), r.storage_perm)) == 0);
+    auto r2 = gptq_act_order<F>(64, 256, ptq::PerGroup<128>{}, 21);
+    auto c = ptq::io::export_compressed_tensors(r2.quantized, "model.layers.0.mlp.up_proj", r2.storage_perm,
+                                                {ptq::io::DType::F32});
+    auto W_ct = ptq::io::dequantize_compressed_tensors(c.tensors, "model.layers.0.mlp.up_proj",
+                                                       ptq::io::ct_config_from_json(c.quantization_config));
+    CHECK(bit_mismatches(W_ct, r2.dequantized) == 0);
 }

@@ -35,14 +35,14 @@ ColumnMap column_map(const QuantizedMatrix<F>& q, std::span<const std::size_t> s
         for (std::size_t c = 0; c < n; ++c) m.storage_of[c] = c;
     } else {
         if (storage_perm.size() != n)
-            detail::throw_invalid(fn, "storage_perm",
+            ptq::detail::throw_invalid(fn, "storage_perm",
                                   "has " + std::to_string(storage_perm.size()) + " entries, the matrix " +
                                       std::to_string(n) + " columns");
         std::vector<unsigned char> seen(n, 0);
         for (std::size_t k = 0; k < n; ++k) {
             const std::size_t c = storage_perm[k];
             if (c >= n || seen[c])
-                detail::throw_invalid(fn, "storage_perm", "is not a permutation (entry " + std::to_string(k) + ")");
+                ptq::detail::throw_invalid(fn, "storage_perm", "is not a permutation (entry " + std::to_string(k) + ")");
             seen[c] = 1;
             m.storage_of[c] = k;
             if (c != k) m.permuted = true;
@@ -71,7 +71,7 @@ inline std::vector<std::size_t> storage_order_from_groups(std::span<const std::i
                                                           std::size_t groups, const std::string& tensor, const char* fn) {
     const std::size_t in = g_idx.size();
     if (group_size == 0 || groups != (in + group_size - 1) / group_size)
-        detail::throw_invalid(fn, tensor,
+        ptq::detail::throw_invalid(fn, tensor,
                               std::to_string(groups) + " groups do not fit " + std::to_string(in) + " columns in groups of " +
                                   std::to_string(group_size));
     std::vector<std::size_t> perm(in);
@@ -79,7 +79,7 @@ inline std::vector<std::size_t> storage_order_from_groups(std::span<const std::i
     std::stable_sort(perm.begin(), perm.end(), [&](std::size_t a, std::size_t b) { return g_idx[a] < g_idx[b]; });
     for (std::size_t k = 0; k < in; ++k)
         if (g_idx[perm[k]] != std::int32_t(k / group_size))
-            detail::throw_invalid(fn, tensor,
+            ptq::detail::throw_invalid(fn, tensor,
                                   "group " + std::to_string(g_idx[perm[k]]) + " does not have exactly " +
                                       std::to_string(group_size) + " columns (storage column " + std::to_string(k) + ")");
     return perm;

@@ -272,6 +272,10 @@ struct CtDecoded {
 inline CtDecoded ct_decode(std::span<const LayerTensor> tensors, std::string_view prefix, const CtConfig& cfg,
                            const char* fn) {
     const int b = cfg.weights.num_bits;
+    const int want_bits = cfg.format == CtFormat::float_quantized ? 8 : cfg.format == CtFormat::mxfp4_pack_quantized ? 4 : b;
+    if (b < 1 || b > 8 || b != want_bits)
+        ptq::detail::throw_invalid(fn, "cfg.weights.num_bits",
+                                   std::to_string(b) + " does not fit format " + ct_format_name(cfg.format));
     std::int64_t out = 0, in = 0;
     const LayerTensor* packed = nullptr;
     if (cfg.format == CtFormat::pack_quantized) {

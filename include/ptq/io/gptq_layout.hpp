@@ -23,8 +23,10 @@
 //
 // Shapes the consumers accept (checked): 2, 3, 4 or 8 bits; in and out multiples of 32/b
 // (of 32 for 3 bits: its 32 codes fill 3 words); any group size, including a shorter last
-// group and per-channel (group_size -1). vLLM additionally needs in % group_size == 0 and
-// Marlin in % 128, out % 64 (not checked: the file is still valid for GPTQModel's kernels).
+// group and per-channel (group_size -1); GPTQModel's dequantize_weight reads all of these.
+// Not checked (the file is valid, some kernels refuse it at load time with their own error):
+// vLLM's gptq needs in % group_size == 0, Marlin in % 128 and out % 64, and GPTQModel's own
+// packer only writes in and out multiples of 32.
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -78,45 +80,45 @@ inline nlohmann::json gptq_config_to_json(const GptqConfig& c) {
 /// Throws ptq::invalid_argument naming the field.
 inline GptqConfig gptq_config_from_json(const nlohmann::json& j) {
     const char* fn = "io::gptq_config_from_json";
-    if (!j.is_object()) detail::throw_invalid(fn, "config", "is not a JSON object");
+    if (!j.is_object()) ptq::detail::throw_invalid(fn, "config", "is not a JSON object");
     auto field = [&](const char* k) -> const nlohmann::json* {
         auto it = j.find(k);
         return it == j.end() ? nullptr : &*it;
     };
     auto req_int = [&](const char* k) {
         const nlohmann::json* v = field(k);
-        if (!v) detail::throw_invalid(fn, k, "is missing");
-        if (!v->is_number_integer()) detail::throw_invalid(fn, k, "is not an integer");
+        if (!v) ptq::detail::throw_invalid(fn, k, "is missing");
+        if (!v->is_number_integer()) ptq::detail::throw_invalid(fn, k, "is not an integer");
         return v->get<std::int64_t>();
     };
     auto opt_bool = [&](const char* k, bool def) {
         const nlohmann::json* v = field(k);
         if (!v) return def;
-        if (!v->is_boolean()) detail::throw_invalid(fn, k, "is not a boolean");
+        if (!v->is_boolean()) ptq::detail::throw_invalid(fn, k, "is not a boolean");
         return v->get<bool>();
     };
     auto opt_str = [&](const char* k, const char* def) {
         const nlohmann::json* v = field(k);
         if (!v) return std::string(def);
-        if (!v->is_string()) detail::throw_invalid(fn, k, "is not a string");
+        if (!v->is_string()) ptq::detail::throw_invalid(fn, k, "is not a string");
         return v->get<std::string>();
     };
     GptqConfig c;
     const std::int64_t bits = req_int("bits");
     if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
-        detail::throw_invalid(fn, "bits", std::to_string(bits) + " is not 2, 3, 4 or 8");
+        ptq::detail::throw_invalid(fn, "bits", std::to_string(bits) + " is not 2, 3, 4 or 8");
     c.bits = int(bits);
     c.group_size = req_int("group_size");
     if (c.group_size != -1 && c.group_size < 1)
-        detail::throw_invalid(fn, "group_size", std::to_string(c.group_size) + " is neither -1 nor >= 1");
+        ptq::detail::throw_invalid(fn, "group_size", std::to_string(c.group_size) + " is neither -1 nor >= 1");
     c.desc_act = opt_bool("desc_act", false);
     c.sym = opt_bool("sym", true);
     const std::string fmt = opt_str("checkpoint_format", "gptq");
     if (fmt == "gptq") c.checkpoint_format = GptqCheckpointFormat::gptq;
     else if (fmt == "gptq_v2") c.checkpoint_format = GptqCheckpointFormat::gptq_v2;
-    else detail::throw_invalid(fn, "checkpoint_format", "'" + fmt + "' is not \"gptq\" or \"gptq_v2\"");
-    if (opt_str("quant_method", "gptq") != "gptq") detail::throw_invalid(fn, "quant_method", "is not \"gptq\"");
-    if (opt_str("pack_dtype", "int32") != "int32") detail::throw_invalid(fn, "pack_dtype", "is not \"int32\"");
+    else ptq::detail::throw_invalid(fn, "checkpoint_format", "'" + fmt + "' is not \"gptq\" or \"gptq_v2\"");
+    if (opt_str("quant_method", "gptq") != "gptq") ptq::detail::throw_invalid(fn, "quant_method", "is not \"gptq\"");
+    if (opt_str("pack_dtype", "int32") != "int32") ptq::detail::throw_invalid(fn, "pack_dtype", "is not \"int32\"");
     return c;
 }
 

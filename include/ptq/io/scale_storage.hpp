@@ -4,6 +4,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 
 #include <ptq/error.hpp>
@@ -21,14 +22,23 @@ namespace ptq::io {
 /// Either way a scale that is NaN, Inf, <= 0, or that rounds to 0 or Inf is refused.
 enum class ScaleRounding : std::uint8_t { exact, round_nearest };
 
+namespace detail {
+/// x with 9 significant digits (enough to tell every float apart), for error messages.
+inline std::string scale_text(float x) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.9g", double(x));
+    return buf;
+}
+}  // namespace detail
+
 /// The bit pattern of `x` in `dtype` (F16, BF16 or F32), after the checks of ScaleRounding.
 /// `tensor`, `row` and `group` only name the scale in error messages.
 inline std::uint32_t encode_scale(float x, DType dtype, ScaleRounding rounding, const std::string& tensor,
                                   std::size_t row, std::size_t group) {
     auto where = [&] { return "row " + std::to_string(row) + ", group " + std::to_string(group); };
     if (!std::isfinite(x) || !(x > 0.0f))
-        detail::throw_invalid("io::encode_scale", tensor,
-                              "scale " + std::to_string(x) + " at " + where() + " is not a finite positive number");
+        ptq::detail::throw_invalid("io::encode_scale", tensor,
+                              "scale " + detail::scale_text(x) + " at " + where() + " is not a finite positive number");
     std::uint32_t bits = 0;
     float stored = x;
     switch (dtype) {
@@ -44,20 +54,20 @@ inline std::uint32_t encode_scale(float x, DType dtype, ScaleRounding rounding, 
         bits = std::bit_cast<std::uint32_t>(x);
         break;
     default:
-        detail::throw_invalid("io::encode_scale", "dtype",
+        ptq::detail::throw_invalid("io::encode_scale", "dtype",
                               std::string(dtype_name(dtype)) + " is not a scale dtype (F16, BF16 or F32)");
     }
     if (stored != x) {
         if (rounding == ScaleRounding::exact)
-            detail::throw_invalid("io::encode_scale", tensor,
-                                  "scale " + std::to_string(x) + " at " + where() + " is not exactly representable in " +
+            ptq::detail::throw_invalid("io::encode_scale", tensor,
+                                  "scale " + detail::scale_text(x) + " at " + where() + " is not exactly representable in " +
                                       std::string(dtype_name(dtype)) +
                                       " (make the quantizer produce representable scales, or pass "
                                       "ScaleRounding::round_nearest)");
         if (!std::isfinite(stored) || !(stored > 0.0f))
-            detail::throw_invalid("io::encode_scale", tensor,
-                                  "scale " + std::to_string(x) + " at " + where() + " rounds to " +
-                                      std::to_string(stored) + " in " + std::string(dtype_name(dtype)));
+            ptq::detail::throw_invalid("io::encode_scale", tensor,
+                                  "scale " + detail::scale_text(x) + " at " + where() + " rounds to " +
+                                      detail::scale_text(stored) + " in " + std::string(dtype_name(dtype)));
     }
     return bits;
 }
@@ -69,7 +79,7 @@ inline float load_float(const LayerTensor& t, std::size_t i) {
     case DType::BF16: return bf16_bits_to_float(static_cast<std::uint16_t>(t.load_bits(i)));
     case DType::F32: return std::bit_cast<float>(static_cast<std::uint32_t>(t.load_bits(i)));
     default:
-        detail::throw_invalid("io::load_float", t.name,
+        ptq::detail::throw_invalid("io::load_float", t.name,
                               "has dtype " + std::string(dtype_name(t.dtype)) + ", expected F16, BF16 or F32");
     }
 }
