@@ -178,6 +178,28 @@ TEST_CASE("degenerate and extreme groups") {
     CHECK(F::name() == "int4-min");
 }
 
+TEST_CASE("MSE clipping search through IntMinFormat: never worse than min-max per group") {
+    const RM w = ptq_test::random_matrix(6, 96, Dist::heavy_tailed, 31);
+    ptq::QuantOptions mm, cs;
+    mm.scale_storage = cs.scale_storage = ScaleStorage::f16;
+    cs.range = ptq::RangeMethod::mse_search;
+    using F = ptq::IntMinFormat<4>;
+    const RM a = ptq::dequantize(ptq::Rtn<F, ptq::PerGroup<32>>(mm).quantize(w));
+    const auto qc = ptq::Rtn<F, ptq::PerGroup<32>>(cs).quantize(w);
+    const RM b = ptq::dequantize(qc);
+    int worse = 0, better = 0;
+    for (Eigen::Index r = 0; r < 6; ++r)
+        for (Eigen::Index g = 0; g < 3; ++g) {
+            const double ea = (w.block(r, 32 * g, 1, 32) - a.block(r, 32 * g, 1, 32)).squaredNorm();
+            const double eb = (w.block(r, 32 * g, 1, 32) - b.block(r, 32 * g, 1, 32)).squaredNorm();
+            worse += eb > ea;
+            better += eb < ea;
+        }
+    CHECK(worse == 0);
+    CHECK(better > 0);
+    for (const auto& p : qc.params()) CHECK((ptq::is_storable(p.scale, ScaleStorage::f16) && ptq::is_storable(p.min, ScaleStorage::f16)));
+}
+
 TEST_CASE("GPTQ with IntMinFormat<4> and fp16 storage beats RTN") {
     std::mt19937 rng(9);
     std::normal_distribution<float> nd(0.0f, 1.0f);
