@@ -34,7 +34,7 @@ int significant_bits(float s) {
 /// (fp16-rounded for f16 storage), scale = (hi - min) / levels in double, to float, fp16-
 /// rounded for f16, then nearest even on 24 - b significant bits (double arithmetic).
 template <int B>
-ptq::IntMinFormat<B>::Params oracle_params(float lo, float hi, ScaleStorage st) {
+typename ptq::IntMinFormat<B>::Params oracle_params(float lo, float hi, ScaleStorage st) {
     const float mn = st == ScaleStorage::f16 ? ptq::round_to_half(lo) : lo;
     float s = float((double(hi) - double(mn)) / double((1 << B) - 1));
     if (st == ScaleStorage::f16) s = ptq::round_to_half(s);
@@ -95,7 +95,8 @@ TEST_CASE_TEMPLATE("RTN properties: error bound, monotonicity, both ends reached
                    ptq::IntMinFormat<4>, ptq::IntMinFormat<8>) {
     std::uint32_t seed = 50;
     for (Dist d : ptq_test::all_dists) {
-        for (auto [rows, cols] : {std::pair<int, int>{5, 103}, {3, 172}, {1, 1}, {4, 64}}) {
+        for (const auto& shape : {std::pair<int, int>{5, 103}, {3, 172}, {1, 1}, {4, 64}}) {
+            const int rows = shape.first, cols = shape.second;  // (clang 14: no lambda capture of bindings)
             CAPTURE(int(d));
             CAPTURE(cols);
             const RM w = ptq_test::random_matrix(std::size_t(rows), std::size_t(cols), d, seed++);
