@@ -79,7 +79,8 @@ TEST_CASE_TEMPLATE("export -> ggml's dequantization == ptq::dequantize, export -
     constexpr GgmlType type = ptq::io::ggml_type_of<F>();
     std::uint32_t seed = 11;
     for (Dist d : {Dist::normal, Dist::heavy_tailed, Dist::outliers, Dist::positive}) {
-        for (auto [rows, cols] : {std::pair<int, int>{1, 32}, {1, 64}, {7, 64}, {3, 4096}, {16, 96}}) {
+        for (const auto& shape : {std::pair<int, int>{1, 32}, {1, 64}, {7, 64}, {3, 4096}, {16, 96}}) {
+            const int rows = shape.first, cols = shape.second;  // (clang 14: no lambda capture of bindings)
             CAPTURE(int(d));
             CAPTURE(rows);
             CAPTURE(cols);

@@ -34,7 +34,7 @@ int significant_bits(float s) {
 /// (fp16-rounded for f16 storage), scale = (hi - min) / levels in double, to float, fp16-
 /// rounded for f16, then nearest even on 24 - b significant bits (double arithmetic).
 template <int B>
-ptq::IntMinFormat<B>::Params oracle_params(float lo, float hi, ScaleStorage st) {
+typename ptq::IntMinFormat<B>::Params oracle_params(float lo, float hi, ScaleStorage st) {
     const float mn = st == ScaleStorage::f16 ? ptq::round_to_half(lo) : lo;
     float s = float((double(hi) - double(mn)) / double((1 << B) - 1));
     if (st == ScaleStorage::f16) s = ptq::round_to_half(s);
@@ -95,7 +95,8 @@ TEST_CASE_TEMPLATE("RTN properties: error bound, monotonicity, both ends reached
                    ptq::IntMinFormat<4>, ptq::IntMinFormat<8>) {
     std::uint32_t seed = 50;
     for (Dist d : ptq_test::all_dists) {
-        for (auto [rows, cols] : {std::pair<int, int>{5, 103}, {3, 172}, {1, 1}, {4, 64}}) {
+        for (const auto& shape : {std::pair<int, int>{5, 103}, {3, 172}, {1, 1}, {4, 64}}) {
+            const int rows = shape.first, cols = shape.second;  // (clang 14: no lambda capture of bindings)
             CAPTURE(int(d));
             CAPTURE(cols);
             const RM w = ptq_test::random_matrix(std::size_t(rows), std::size_t(cols), d, seed++);
@@ -176,6 +177,28 @@ TEST_CASE("degenerate and extreme groups") {
     // metadata counted like a zero point: 4 + 32/32 bits at group 32
     CHECK(ptq::effective_bits<F>(ptq::GroupLayout{1, 64, false, 32}) == 5.0);
     CHECK(F::name() == "int4-min");
+}
+
+TEST_CASE("MSE clipping search through IntMinFormat: never worse than min-max per group") {
+    const RM w = ptq_test::random_matrix(6, 96, Dist::heavy_tailed, 31);
+    ptq::QuantOptions mm, cs;
+    mm.scale_storage = cs.scale_storage = ScaleStorage::f16;
+    cs.range = ptq::RangeMethod::mse_search;
+    using F = ptq::IntMinFormat<4>;
+    const RM a = ptq::dequantize(ptq::Rtn<F, ptq::PerGroup<32>>(mm).quantize(w));
+    const auto qc = ptq::Rtn<F, ptq::PerGroup<32>>(cs).quantize(w);
+    const RM b = ptq::dequantize(qc);
+    int worse = 0, better = 0;
+    for (Eigen::Index r = 0; r < 6; ++r)
+        for (Eigen::Index g = 0; g < 3; ++g) {
+            const double ea = (w.block(r, 32 * g, 1, 32) - a.block(r, 32 * g, 1, 32)).squaredNorm();
+            const double eb = (w.block(r, 32 * g, 1, 32) - b.block(r, 32 * g, 1, 32)).squaredNorm();
+            worse += eb > ea;
+            better += eb < ea;
+        }
+    CHECK(worse == 0);
+    CHECK(better > 0);
+    for (const auto& p : qc.params()) CHECK((ptq::is_storable(p.scale, ScaleStorage::f16) && ptq::is_storable(p.min, ScaleStorage::f16)));
 }
 
 TEST_CASE("GPTQ with IntMinFormat<4> and fp16 storage beats RTN") {
