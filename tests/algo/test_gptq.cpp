@@ -12,6 +12,8 @@
 #include <Eigen/LU>
 
 #include <ptq/algo/gptq.hpp>
+#include <ptq/algo/gptq_naive.hpp>
+#include <ptq/metric/output_error.hpp>
 #include <ptq/algo/rtn.hpp>
 #include <ptq/calib/calibration_stats.hpp>
 #include <ptq/format/int_format.hpp>

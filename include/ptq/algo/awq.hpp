@@ -5,17 +5,22 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <span>
 #include <string>
 #include <vector>
 
 #include <Eigen/Core>
 
-#include <ptq/algo/encode.hpp>
 #include <ptq/algo/rtn.hpp>
-#include <ptq/algo/smooth_quant.hpp>  // detail::check_weights_group
+#include <ptq/detail/eigen.hpp>
 #include <ptq/error.hpp>
 #include <ptq/format/concepts.hpp>
+#include <ptq/format/options.hpp>
 #include <ptq/granularity/granularity.hpp>
+#include <ptq/kernel/kernels.hpp>
+#include <ptq/metric/output_error.hpp>
+#include <ptq/observe/clip_search.hpp>
+#include <ptq/quantize.hpp>
 #include <ptq/quantized_matrix.hpp>
 
 namespace ptq {
@@ -26,8 +31,10 @@ struct AwqOptions {
     bool duo_scaling = false;   ///< AutoAWQ's s = mean|X_j|^a / (w_mean_j^(1-a) + 1e-4)
     float min_scale = 1e-4f;    ///< s is clamped to >= min_scale before normalisation
     bool clip_search = true;    ///< per-(row, group) clipping search after the scale search
-    int clip_grid = 20;         ///< shrink factors p = 1 - i / clip_grid, i = 0 .. max_shrink*clip_grid
-    float clip_max_shrink = 0.5f;
+    /// Grid of the clipping search (p = 1 - i / grid, i = 0 .. max_shrink * grid), llm-awq's
+    /// clamp to [-p max|w|, p max|w|]; `norm` is not used (candidates are scored on the output).
+    ClipSearch clip{.grid = 20, .max_shrink = 0.5f, .norm = 2.0f, .separate_bounds = false,
+                    .bounds = ClipBounds::clamp_absmax};
     /// Quantizer options; AWQ does not widen [min, max] to contain 0 (llm-awq's convention).
     QuantOptions quant = [] {
         QuantOptions q;
@@ -62,11 +69,12 @@ struct AwqResult {
 ///    loss(alpha) = sum_k ||X W_k^T - X (Q(W_k diag(s)) diag(s)^-1)^T||^2 / (tokens * sum out_k).
 ///    The first alpha with the lowest loss wins; alpha = 0 gives s = 1, i.e. RTN, so the
 ///    search never does worse than RTN on the calibration loss.
-/// 2. Clipping (not for PerTensor): for every (row, group) of W diag(s) the range is clipped to
-///    [max(lo, -p amax), min(hi, p amax)] for p = 1, 1 - 1/clip_grid, ... and the p with the
-///    lowest group output error ||X_g' (w_g - Q_p(w_g))||^2 kept (X' = X diag(s)^-1, via the
-///    Gram matrix X_g'^T X_g'); the clipped result is kept only if the total loss does not
-///    increase (per-group errors ignore cross-group terms).
+/// 2. Clipping (not for PerTensor): for every (row, group) of W diag(s), clip_search (observe/
+///    clip_search.hpp) over the ranges [max(lo, -p amax), min(hi, p amax)], p = 1, 1 - 1/clip.grid,
+///    ... (ClipBounds::clamp_absmax), scored on the group output error ||X_g' (w_g - Q_p(w_g))||^2
+///    (X' = X diag(s)^-1, via the Gram matrix X_g'^T X_g', all rows of a column group at once);
+///    the clipped result is kept only if the total loss does not increase (per-group errors
+///    ignore cross-group terms).
 /// Cost: grid quantizations + grid GEMMs of tokens x in x out; clipping: (1 + steps) *
 /// out * in * group flops (a per-channel group is the whole row: expensive for large layers).
 template <QuantFormat F, class G = default_granularity_t<F>>
@@ -75,9 +83,7 @@ public:
     explicit Awq(const AwqOptions& o = {}, const G& g = {}) : opt_(o), gran_(g) {
         check_granularity<F, G>();
         if (o.grid < 1) detail::throw_invalid("Awq", "grid", "must be at least 1");
-        if (o.clip_grid < 1) detail::throw_invalid("Awq", "clip_grid", "must be at least 1");
-        if (!(o.clip_max_shrink >= 0.0f && o.clip_max_shrink < 1.0f))
-            detail::throw_invalid("Awq", "clip_max_shrink", "must be in [0, 1)");
+        detail::check_clip(o.clip, "Awq", "clip");
         if (!(o.min_scale > 0.0f)) detail::throw_invalid("Awq", "min_scale", "must be > 0");
     }
     const AwqOptions& options() const noexcept { return opt_; }
@@ -174,72 +180,46 @@ private:
             const RowMatrixXf& w = *weights[k];
             const RowMatrixXf d = given ? RowMatrixXf(w - dequantize((*given)[k]) * inv.asDiagonal())
                                         : scaled_residual(w, s, inv);
-            total += (x * d.transpose()).template cast<double>().squaredNorm();
+            total += output_squared_error(x, d);
         }
         return total;
     }
 
-    // W - RTN(W diag(s)) diag(s)^-1, fused row by row (no scaled copy, no packing): per group
-    // the same range / choose_params / quantize_group as Rtn, then F::dequantize. Equal to
-    // W - dequantize(Rtn<F, G>(quant).quantize(W diag(s))) diag(s)^-1 element for element.
+    // W - RTN(W diag(s)) diag(s)^-1.
     RowMatrixXf scaled_residual(const RowMatrixXf& w, const Eigen::VectorXf& s, const Eigen::VectorXf& inv) const {
-        const GroupLayout l = resolve_layout<F>(gran_, std::size_t(w.rows()), std::size_t(w.cols()));
-        if (l.whole_tensor) return w - dequantize(Rtn<F, G>(opt_.quant, gran_).quantize(w * s.asDiagonal())) * inv.asDiagonal();
-        const Eigen::Index cols = w.cols();
-        RowMatrixXf d(w.rows(), cols);
-        Eigen::VectorXf tmp(cols);
-        std::vector<std::uint8_t> codes(static_cast<std::size_t>(cols));
-        for (Eigen::Index r = 0; r < w.rows(); ++r) {
-            tmp = w.row(r).transpose().cwiseProduct(s);
-            for (std::size_t g = 0; g < l.col_groups(); ++g) {
-                const std::size_t b = l.group_begin(g), n = l.group_end(g) - b;
-                const RangeStats st = kernel::range(tmp.data() + b, n);
-                const auto p = choose_params<F>(tmp.data() + b, n, st, opt_.quant);
-                kernel::quantize_group<F>(tmp.data() + b, n, p, opt_.quant.rounding, codes.data() + b);
-                for (std::size_t c = b; c < b + n; ++c) tmp(Eigen::Index(c)) = F::dequantize(codes[c], p);
-            }
-            d.row(r) = w.row(r) - tmp.cwiseProduct(inv).transpose();
-        }
-        return d;
+        return w - fake_quantize<F>(w * s.asDiagonal(), gran_, opt_.quant) * inv.asDiagonal();
     }
 
-    // Per-(row, group) clipping search of w (already scaled) against activations xs (scaled).
+    // Per-(row, group) clipping search of w (already scaled) against activations xs (scaled):
+    // one clip_search per column group over all its rows, scored on the output error.
     QuantizedMatrix<F> clip(const RowMatrixXf& xs, const RowMatrixXf& w) const {
+        using Params = typename F::Params;
         const GroupLayout l = resolve_layout<F>(gran_, std::size_t(w.rows()), std::size_t(w.cols()));
-        const int steps = int(std::floor(double(opt_.clip_max_shrink) * opt_.clip_grid + 1e-9));
-        std::vector<typename F::Params> params(l.num_groups());
+        std::vector<Params> params(l.num_groups()), best(std::size_t(w.rows()));
+        std::vector<RangeStats> stats(std::size_t(w.rows()));
         const std::size_t ng = l.col_groups();
         for (std::size_t g = 0; g < ng; ++g) {
             const auto b = Eigen::Index(l.group_begin(g)), n = Eigen::Index(l.group_end(g)) - b;
             const Eigen::MatrixXf gram = xs.middleCols(b, n).transpose() * xs.middleCols(b, n);
             const RowMatrixXf wg = w.middleCols(b, n);
-            Eigen::VectorXd best_err = Eigen::VectorXd::Constant(w.rows(), std::numeric_limits<double>::infinity());
+            for (Eigen::Index r = 0; r < w.rows(); ++r) stats[std::size_t(r)] = range_of(wg.data() + r * n, std::size_t(n));
             RowMatrixXf d(w.rows(), n);
-            std::vector<typename F::Params> cand(std::size_t(w.rows()));
             std::vector<std::uint8_t> codes(static_cast<std::size_t>(n));
-            for (int i = 0; i <= steps; ++i) {
-                const float p = 1.0f - float(i) / float(opt_.clip_grid);
+            // errors[r] = d_r Gram d_r^T with d_r = w_r - Q(w_r) under candidates[r].
+            const auto output_error = [&](std::span<const Params> cand, std::span<double> errors) {
                 for (Eigen::Index r = 0; r < w.rows(); ++r) {
                     const float* row = wg.data() + r * n;
-                    RangeStats st = range_of(row, std::size_t(n));
-                    const float amax = p * st.absmax();
-                    if (i > 0) {
-                        st.lo = std::max(st.lo, -amax);
-                        st.hi = std::min(st.hi, amax);
-                    }
-                    const auto& pc = cand[std::size_t(r)] = F::make_params(st, opt_.quant);
+                    const Params& pc = cand[std::size_t(r)];
                     kernel::quantize_group<F>(row, std::size_t(n), pc, opt_.quant.rounding, codes.data());
                     for (Eigen::Index c = 0; c < n; ++c) d(r, c) = row[c] - F::dequantize(codes[std::size_t(c)], pc);
                 }
-                const Eigen::VectorXd err = ((d * gram).cwiseProduct(d)).rowwise().sum().template cast<double>();
-                for (Eigen::Index r = 0; r < w.rows(); ++r)
-                    if (err(r) < best_err(r)) {
-                        best_err(r) = err(r);
-                        params[std::size_t(r) * ng + g] = cand[std::size_t(r)];
-                    }
-            }
+                const Eigen::VectorXd e = ((d * gram).cwiseProduct(d)).rowwise().sum().template cast<double>();
+                for (Eigen::Index r = 0; r < w.rows(); ++r) errors[std::size_t(r)] = e(r);
+            };
+            clip_search<F>(stats, opt_.clip, opt_.quant, output_error, best);
+            for (std::size_t r = 0; r < best.size(); ++r) params[r * ng + g] = best[r];
         }
-        return encode_with_params<F>(w.data(), l, std::move(params), opt_.quant.rounding);
+        return encode_with_params<F>(w.data(), l, params, opt_.quant.rounding);
     }
 
     AwqOptions opt_;

@@ -10,20 +10,17 @@
 
 #include <Eigen/Core>
 
+#include <ptq/algo/activation.hpp>
 #include <ptq/algo/rtn.hpp>
 #include <ptq/algo/svd.hpp>
 #include <ptq/error.hpp>
 #include <ptq/format/concepts.hpp>
+#include <ptq/format/float32.hpp>
 #include <ptq/granularity/granularity.hpp>
 #include <ptq/metric/metrics.hpp>
 #include <ptq/quantized_matrix.hpp>
 
 namespace ptq {
-
-/// Tag "keep in float32": the low-rank factors (or activations) are not quantized.
-struct Float32 {
-    static std::string name() { return "fp32"; }
-};
 
 /// Options of Lqer. Defaults: rank 32, L²QER scaling on, exact SVD.
 struct LqerOptions {

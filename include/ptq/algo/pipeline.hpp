@@ -11,9 +11,12 @@
 #include <ptq/algo/gptq.hpp>
 #include <ptq/algo/rtn.hpp>
 #include <ptq/algo/smooth_quant.hpp>
+#include <ptq/detail/eigen.hpp>
 #include <ptq/error.hpp>
 #include <ptq/format/concepts.hpp>
 #include <ptq/granularity/granularity.hpp>
+#include <ptq/metric/output_error.hpp>
+#include <ptq/quantize.hpp>
 #include <ptq/quantized_matrix.hpp>
 
 namespace ptq {
@@ -52,13 +55,6 @@ struct PipelineResult {
     std::vector<double> loss;                     ///< per linear: ||X (W - W_eff)^T||^2 / (tokens*out)
     float awq_alpha = 0.0f;
 };
-
-namespace detail {
-inline double output_mse(const Eigen::Ref<const RowMatrixXf>& x, const RowMatrixXf& w, const RowMatrixXf& w_hat) {
-    const double n = double(x.rows()) * double(w.rows());
-    return n == 0.0 ? 0.0 : (x * (w - w_hat).transpose()).template cast<double>().squaredNorm() / n;
-}
-}  // namespace detail
 
 /// Quantizes a group of linears W_k [out_k x in] that read the calibration input X
 /// [tokens x in] with format F at granularity G:
@@ -111,8 +107,8 @@ PipelineResult<F> quantize_layer_group(const Eigen::MatrixBase<DX>& x_in, const 
             r.quantized.push_back(std::move(q));
         }
         r.effective.push_back(dq * inv.asDiagonal());
-        r.loss.push_back(detail::output_mse(x, w, r.effective.back()));
-        r.loss_rtn.push_back(detail::output_mse(x, w, fake_quantize<F>(w, gran, o.rtn)));
+        r.loss.push_back(output_mse(x, w, r.effective.back()));
+        r.loss_rtn.push_back(output_mse(x, w, fake_quantize<F>(w, gran, o.rtn)));
     }
     return r;
 }

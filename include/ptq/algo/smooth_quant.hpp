@@ -7,6 +7,7 @@
 
 #include <Eigen/Core>
 
+#include <ptq/detail/eigen.hpp>
 #include <ptq/error.hpp>
 #include <ptq/quantized_matrix.hpp>
 
@@ -28,16 +29,6 @@ struct SmoothQuantResult {
 };
 
 namespace detail {
-inline void check_weights_group(const char* fn, const std::vector<const RowMatrixXf*>& ws, Eigen::Index in) {
-    if (ws.empty()) throw_invalid(fn, "weights", "is empty: give at least one linear");
-    for (std::size_t k = 0; k < ws.size(); ++k) {
-        if (!ws[k]) throw_invalid(fn, "weights", "entry " + std::to_string(k) + " is null");
-        if (ws[k]->cols() != in)
-            throw_invalid(fn, "weights", "entry " + std::to_string(k) + " has " + std::to_string(ws[k]->cols()) +
-                                             " columns, the activations have " + std::to_string(in));
-        if (!ws[k]->allFinite()) throw_non_finite(fn, "weights", "entry " + std::to_string(k));
-    }
-}
 /// Column-wise max |W_:,j| over all the linears of a group.
 inline Eigen::VectorXf group_weight_absmax(const std::vector<const RowMatrixXf*>& ws) {
     Eigen::VectorXf m = Eigen::VectorXf::Zero(ws.front()->cols());
