@@ -78,12 +78,13 @@ QuantizedMatrix<F> encode_with_params(const float* x, const GroupLayout& layout,
 }
 
 namespace detail {
-/// Round-to-nearest of w (read as a row-major float matrix) at granularity gran: per group,
+/// Round-to-nearest of w (read as a row-major float matrix) at granularity gran (the argument
+/// order of every quantizer: data, options, granularity): per group,
 /// range = kernel::range (min/max of the finite values), NaN/Inf by QuantOptions::non_finite
 /// (error: ptq::non_finite_error naming `arg`, the row and the group), parameters =
 /// choose_params (min-max or the MSE clipping search of QuantOptions::range).
 template <QuantFormat F, class Arch, class G, class Derived>
-QuantizedMatrix<F> round_to_nearest(const Eigen::MatrixBase<Derived>& w, const G& gran, const QuantOptions& o,
+QuantizedMatrix<F> round_to_nearest(const Eigen::MatrixBase<Derived>& w, const QuantOptions& o, const G& gran,
                                     const char* arg) {
     RowMatrixXf storage;
     const auto x = as_row_major(w, storage);
@@ -104,8 +105,8 @@ QuantizedMatrix<F> round_to_nearest(const Eigen::MatrixBase<Derived>& w, const G
 /// MSE clipping search, QuantOptions::range), codes = F::quantize (formula, rounding and clamp
 /// range in the format's comment), packed canonically. NaN/Inf: QuantOptions::non_finite.
 template <QuantFormat F, class G = default_granularity_t<F>, class Arch = xsimd::default_arch, class Derived>
-QuantizedMatrix<F> quantize(const Eigen::MatrixBase<Derived>& w, const G& granularity = {}, const QuantOptions& o = {}) {
-    return detail::round_to_nearest<F, Arch>(w, granularity, o, "w");
+QuantizedMatrix<F> quantize(const Eigen::MatrixBase<Derived>& w, const QuantOptions& o = {}, const G& granularity = {}) {
+    return detail::round_to_nearest<F, Arch>(w, o, granularity, "w");
 }
 
 /// Dequantizes into `out` (resized to rows x cols), row by row with the SIMD kernel.
@@ -126,8 +127,8 @@ RowMatrixXf dequantize(const QuantizedMatrix<F>& q) {
 
 /// Quantize-dequantize in one call: the matrix the quantized weights stand for.
 template <QuantFormat F, class G = default_granularity_t<F>, class Arch = xsimd::default_arch, class Derived>
-RowMatrixXf fake_quantize(const Eigen::MatrixBase<Derived>& w, const G& granularity = {}, const QuantOptions& o = {}) {
-    return dequantize<F, Arch>(quantize<F, G, Arch>(w, granularity, o));
+RowMatrixXf fake_quantize(const Eigen::MatrixBase<Derived>& w, const QuantOptions& o = {}, const G& granularity = {}) {
+    return dequantize<F, Arch>(quantize<F, G, Arch>(w, o, granularity));
 }
 
 }  // namespace ptq

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <Eigen/Core>
+#include <ptq/kernel/xsimd.hpp>
 
 #include <ptq/algo/rtn.hpp>
 #include <ptq/detail/eigen.hpp>
@@ -50,10 +51,10 @@ struct AwqResult {
     /// be X diag(s)^-1 (fold 1/s into the previous op with fold_into_rmsnorm / fold_into_rows).
     Eigen::VectorXf scales;
     float alpha = 0.0f;                     ///< the chosen alpha
-    std::vector<double> loss_per_alpha;     ///< output MSE for alpha = i / grid (entry 0 = RTN)
-    double loss_rtn = 0.0;                  ///< output MSE of plain RTN (alpha = 0, no clipping)
-    double loss_scaled = 0.0;               ///< at the chosen alpha, before clipping
-    double loss = 0.0;                      ///< final (after clipping, if it helped)
+    std::vector<double> output_mse_per_alpha;  ///< output MSE (see Awq) for alpha = i / grid (entry 0 = RTN)
+    double output_mse_rtn = 0.0;               ///< output MSE of plain RTN (alpha = 0, no clipping)
+    double output_mse_scaled = 0.0;            ///< at the chosen alpha, before clipping
+    double output_mse = 0.0;                   ///< final (after clipping, if it helped)
     bool clipped = false;                   ///< whether the clipping result was kept
     std::vector<QuantizedMatrix<F>> quantized;  ///< Q(W_k diag(s)), in the order given
     /// Effective weights in the original basis, Q(W_k diag(s)) diag(s)^-1: X W_eff^T equals
@@ -77,20 +78,24 @@ struct AwqResult {
 ///    ignore cross-group terms).
 /// Cost: grid quantizations + grid GEMMs of tokens x in x out; clipping: (1 + steps) *
 /// out * in * group flops (a per-channel group is the whole row: expensive for large layers).
-template <QuantFormat F, class G = default_granularity_t<F>>
+template <QuantFormat F, class G = default_granularity_t<F>, class Arch = xsimd::default_arch>
 class Awq {
 public:
+    /// Throws ptq::invalid_argument naming the invalid option.
     explicit Awq(const AwqOptions& o = {}, const G& g = {}) : opt_(o), gran_(g) {
-        check_granularity<F, G>();
+        check_granularity<F>(g);
+        detail::check_quant_options(o.quant, "Awq", "quant");
         if (o.grid < 1) detail::throw_invalid("Awq", "grid", "must be at least 1");
         detail::check_clip(o.clip, "Awq", "clip");
         if (!(o.min_scale > 0.0f)) detail::throw_invalid("Awq", "min_scale", "must be > 0");
     }
     const AwqOptions& options() const noexcept { return opt_; }
+    const G& granularity() const noexcept { return gran_; }
 
-    /// x: calibration activations [tokens x in]; weights: the linears [out_k x in] reading x.
+    /// x: calibration activations [tokens x in] (any dense Eigen expression); weights: the
+    /// linears [out_k x in] reading x.
     template <class DX>
-    AwqResult<F> compute(const Eigen::MatrixBase<DX>& x_in, const std::vector<const RowMatrixXf*>& weights) const {
+    AwqResult<F> compute(const Eigen::MatrixBase<DX>& x_in, std::span<const RowMatrixRef> weights) const {
         RowMatrixXf xs;
         const auto x = detail::as_row_major(x_in, xs);
         detail::check_weights_group("Awq::compute", weights, x.cols());
@@ -98,47 +103,47 @@ public:
         if (x.rows() == 0) detail::throw_invalid("Awq::compute", "x", "has no tokens");
         const Eigen::Index in = x.cols();
         double denom = 0.0;
-        for (const auto* w : weights) denom += double(x.rows()) * double(w->rows());
+        for (const auto& w : weights) denom += double(x.rows()) * double(w.rows());
         if (denom == 0.0) denom = 1.0;
 
         const Eigen::ArrayXd x_mean = x.cwiseAbs().template cast<double>().colwise().mean().transpose().array();
         const Eigen::ArrayXd w_mean = opt_.duo_scaling ? weight_mean(weights, in) : Eigen::ArrayXd::Ones(in);
 
         AwqResult<F> res;
-        res.loss_per_alpha.resize(std::size_t(opt_.grid));
+        res.output_mse_per_alpha.resize(std::size_t(opt_.grid));
         double best = std::numeric_limits<double>::infinity();
         for (int i = 0; i < opt_.grid; ++i) {
             const double a = double(i) / double(opt_.grid);
             const Eigen::VectorXf s = scales_for(a, x_mean, w_mean);
             const double l = loss_of(x, weights, s, nullptr) / denom;
-            res.loss_per_alpha[std::size_t(i)] = l;
+            res.output_mse_per_alpha[std::size_t(i)] = l;
             if (l < best) {
                 best = l;
                 res.alpha = float(a);
                 res.scales = s;
             }
         }
-        res.loss_rtn = res.loss_per_alpha[0];
-        res.loss_scaled = best;
-        res.loss = best;
+        res.output_mse_rtn = res.output_mse_per_alpha[0];
+        res.output_mse_scaled = best;
+        res.output_mse = best;
 
         // Quantize W diag(s) with min-max (or QuantOptions::range) parameters, then clip.
         std::vector<RowMatrixXf> scaled;
-        for (const auto* w : weights) scaled.push_back(*w * res.scales.asDiagonal());
-        for (const auto& w : scaled) res.quantized.push_back(Rtn<F, G>(opt_.quant, gran_).quantize(w));
+        for (const auto& w : weights) scaled.push_back(w * res.scales.asDiagonal());
+        for (const auto& w : scaled) res.quantized.push_back(Rtn<F, G, Arch>(opt_.quant, gran_).quantize(w));
         if (opt_.clip_search && !std::is_same_v<G, PerTensor>) {
             const RowMatrixXf xsc = x * res.scales.cwiseInverse().asDiagonal();
             std::vector<QuantizedMatrix<F>> clipped;
             for (const auto& w : scaled) clipped.push_back(clip(xsc, w));
             const double l = loss_of(x, weights, res.scales, &clipped) / denom;
-            if (l <= res.loss) {
-                res.loss = l;
+            if (l <= res.output_mse) {
+                res.output_mse = l;
                 res.quantized = std::move(clipped);
                 res.clipped = true;
             }
         }
         const Eigen::VectorXf inv = res.scales.cwiseInverse();
-        for (const auto& q : res.quantized) res.effective.push_back(dequantize(q) * inv.asDiagonal());
+        for (const auto& q : res.quantized) res.effective.push_back(dequantize<F, Arch>(q) * inv.asDiagonal());
         return res;
     }
 
@@ -152,19 +157,19 @@ private:
     }
 
     // w_mean_j = mean over all rows of all linears of |W_ij| / max |W_i, group of j|.
-    Eigen::ArrayXd weight_mean(const std::vector<const RowMatrixXf*>& weights, Eigen::Index in) const {
+    Eigen::ArrayXd weight_mean(std::span<const RowMatrixRef> weights, Eigen::Index in) const {
         Eigen::ArrayXd acc = Eigen::ArrayXd::Zero(in);
         double rows = 0.0;
-        for (const auto* w : weights) {
-            const GroupLayout l = resolve_layout<F>(gran_, std::size_t(w->rows()), std::size_t(in));
-            for (Eigen::Index r = 0; r < w->rows(); ++r)
+        for (const auto& w : weights) {
+            const GroupLayout l = resolve_layout<F>(gran_, std::size_t(w.rows()), std::size_t(in));
+            for (Eigen::Index r = 0; r < w.rows(); ++r)
                 for (std::size_t g = 0; g < l.col_groups(); ++g) {
                     const auto b = Eigen::Index(l.group_begin(g)), n = Eigen::Index(l.group_end(g)) - b;
-                    const auto seg = w->row(r).segment(b, n).cwiseAbs();
+                    const auto seg = w.row(r).segment(b, n).cwiseAbs();
                     const double m = seg.maxCoeff();
                     if (m > 0.0) acc.segment(b, n) += seg.template cast<double>().array().transpose() / m;
                 }
-            rows += double(w->rows());
+            rows += double(w.rows());
         }
         return rows > 0.0 ? Eigen::ArrayXd(acc / rows) : Eigen::ArrayXd::Ones(in);
     }
@@ -172,13 +177,13 @@ private:
     // sum_k ||X (W_k - W_eff,k)^T||^2 with W_eff = Q(W diag(s)) diag(s)^-1 (quantized with
     // the RTN of opt_.quant unless `given` supplies the quantized matrices).
     template <class XM>
-    double loss_of(const XM& x, const std::vector<const RowMatrixXf*>& weights, const Eigen::VectorXf& s,
+    double loss_of(const XM& x, std::span<const RowMatrixRef> weights, const Eigen::VectorXf& s,
                    const std::vector<QuantizedMatrix<F>>* given) const {
         double total = 0.0;
         const Eigen::VectorXf inv = s.cwiseInverse();
         for (std::size_t k = 0; k < weights.size(); ++k) {
-            const RowMatrixXf& w = *weights[k];
-            const RowMatrixXf d = given ? RowMatrixXf(w - dequantize((*given)[k]) * inv.asDiagonal())
+            const RowMatrixRef& w = weights[k];
+            const RowMatrixXf d = given ? RowMatrixXf(w - dequantize<F, Arch>((*given)[k]) * inv.asDiagonal())
                                         : scaled_residual(w, s, inv);
             total += output_squared_error(x, d);
         }
@@ -186,8 +191,8 @@ private:
     }
 
     // W - RTN(W diag(s)) diag(s)^-1.
-    RowMatrixXf scaled_residual(const RowMatrixXf& w, const Eigen::VectorXf& s, const Eigen::VectorXf& inv) const {
-        return w - fake_quantize<F>(w * s.asDiagonal(), gran_, opt_.quant) * inv.asDiagonal();
+    RowMatrixXf scaled_residual(const RowMatrixRef& w, const Eigen::VectorXf& s, const Eigen::VectorXf& inv) const {
+        return w - fake_quantize<F, G, Arch>(w * s.asDiagonal(), opt_.quant, gran_) * inv.asDiagonal();
     }
 
     // Per-(row, group) clipping search of w (already scaled) against activations xs (scaled):
@@ -210,7 +215,7 @@ private:
                 for (Eigen::Index r = 0; r < w.rows(); ++r) {
                     const float* row = wg.data() + r * n;
                     const Params& pc = cand[std::size_t(r)];
-                    kernel::quantize_group<F>(row, std::size_t(n), pc, opt_.quant.rounding, codes.data());
+                    kernel::quantize_group<F, Arch>(row, std::size_t(n), pc, opt_.quant.rounding, codes.data());
                     for (Eigen::Index c = 0; c < n; ++c) d(r, c) = row[c] - F::dequantize(codes[std::size_t(c)], pc);
                 }
                 const Eigen::VectorXd e = ((d * gram).cwiseProduct(d)).rowwise().sum().template cast<double>();
@@ -219,7 +224,7 @@ private:
             clip_search<F>(stats, opt_.clip, opt_.quant, output_error, best);
             for (std::size_t r = 0; r < best.size(); ++r) params[r * ng + g] = best[r];
         }
-        return encode_with_params<F>(w.data(), l, params, opt_.quant.rounding);
+        return encode_with_params<F, Arch>(w.data(), l, params, opt_.quant.rounding);
     }
 
     AwqOptions opt_;

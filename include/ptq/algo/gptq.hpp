@@ -8,6 +8,7 @@
 #include <vector>
 
 #include <Eigen/Core>
+#include <ptq/kernel/xsimd.hpp>
 
 #include <ptq/algo/detail/gptq_state.hpp>
 #include <ptq/detail/eigen.hpp>
@@ -61,8 +62,8 @@ struct GptqDiagnostics {
     /// GPTQ: L = ||E||_F^2 exactly, E the matrix of scaled errors (W - W^ = E U, U^T U = Hd^-1),
     /// so it costs nothing. RTN (same format, granularity and QuantOptions; dead columns
     /// excluded): ||(W - W^_rtn) U^-1||_F^2 by one triangular solve; NaN if rtn_baseline is off.
-    double loss_rtn = std::numeric_limits<double>::quiet_NaN();
-    double loss_gptq = 0.0;
+    double damped_loss_rtn = std::numeric_limits<double>::quiet_NaN();
+    double damped_loss = 0.0;
 };
 
 /// Result of Gptq::quantize.
@@ -127,14 +128,14 @@ struct GptqResult {
 /// floats), the codes (rows*in bytes), the error block (rows*max(block, 512) floats), the result
 /// (packed codes + params + the dequantized matrix, rows*in floats, allocated after w0 is
 /// freed); the RTN baseline needs two more rows*in floats while the loop has not started.
-template <QuantFormat F, class G = default_granularity_t<F>>
+template <QuantFormat F, class G = default_granularity_t<F>, class Arch = xsimd::default_arch>
 class Gptq {
     static_assert(!std::is_same_v<G, PerToken>, "ptq::Gptq: PerToken is an activation granularity; use PerChannel for weights");
 
 public:
     /// Throws ptq::invalid_argument naming the option ('options.percdamp', ...) that is invalid.
     explicit Gptq(const GptqOptions& options = {}, const G& granularity = {}) : opt_(options), gran_(granularity) {
-        check_granularity<F, G>();
+        check_granularity<F>(granularity);
         detail::check_gptq_options<F>(opt_, "Gptq");
     }
     const GptqOptions& options() const noexcept { return opt_; }
@@ -144,7 +145,7 @@ public:
     template <class DW, class DH>
     GptqResult<F> quantize(const Eigen::MatrixBase<DW>& w, const Eigen::MatrixBase<DH>& h) const {
         using Index = Eigen::Index;
-        detail::GptqState<F, G, GptqOptions, GptqResult<F>> st(opt_, gran_, detail::GptqFactor::ldl);
+        detail::GptqState<F, G, GptqOptions, GptqResult<F>, Arch> st(opt_, gran_, detail::GptqFactor::ldl);
         st.prepare(w, h, "Gptq::quantize");
         const Index rows = st.rows(), n = st.cols(), m = st.unit(), bs = st.block();
         const Index sub = F::is_mx ? m : std::min<Index>(16, bs);  // eager sub-block

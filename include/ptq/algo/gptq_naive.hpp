@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include <Eigen/Core>
+#include <ptq/kernel/xsimd.hpp>
 
 #include <ptq/algo/detail/gptq_state.hpp>
 #include <ptq/algo/gptq.hpp>
@@ -16,13 +17,13 @@ namespace ptq {
 /// preparation, factor, units and parameter fitting), but every unit's error is propagated
 /// immediately to all later columns, w_R -= E_B U_{B,R}, with no blocks and no lazy batch.
 /// block_size is ignored. O(rows * in^2) memory traffic per column: small layers only.
-template <QuantFormat F, class G = default_granularity_t<F>, class DW, class DH>
+template <QuantFormat F, class G = default_granularity_t<F>, class Arch = xsimd::default_arch, class DW, class DH>
 GptqResult<F> gptq_naive(const Eigen::MatrixBase<DW>& w, const Eigen::MatrixBase<DH>& h, const GptqOptions& options = {},
                          const G& granularity = {}) {
     using Index = Eigen::Index;
-    check_granularity<F, G>();
+    check_granularity<F>(granularity);
     detail::check_gptq_options<F>(options, "gptq_naive");
-    detail::GptqState<F, G, GptqOptions, GptqResult<F>> st(options, granularity);
+    detail::GptqState<F, G, GptqOptions, GptqResult<F>, Arch> st(options, granularity);
     st.prepare(w, h, "gptq_naive");
     const Index rows = st.rows(), n = st.cols(), m = st.unit(), gs = st.group_size();
     Eigen::MatrixXf& W = st.W();

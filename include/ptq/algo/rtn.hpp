@@ -8,6 +8,7 @@
 #include <ptq/format/concepts.hpp>
 #include <ptq/format/options.hpp>
 #include <ptq/granularity/granularity.hpp>
+#include <ptq/observe/clip_search.hpp>
 #include <ptq/quantize.hpp>
 #include <ptq/quantized_matrix.hpp>
 
@@ -25,15 +26,18 @@ namespace ptq {
 template <QuantFormat F, class G = default_granularity_t<F>, class Arch = xsimd::default_arch>
 class Rtn {
 public:
+    /// Throws ptq::invalid_argument for an invalid option or granularity (the data are checked
+    /// by quantize()).
     explicit Rtn(const QuantOptions& options = {}, const G& granularity = {}) : opt_(options), gran_(granularity) {
-        check_granularity<F, G>();
+        check_granularity<F>(granularity);
+        detail::check_quant_options(options, "Rtn", "options");
     }
     const QuantOptions& options() const noexcept { return opt_; }
     const G& granularity() const noexcept { return gran_; }
 
     template <class Derived>
     QuantizedMatrix<F> quantize(const Eigen::MatrixBase<Derived>& w, const char* arg_name = "w") const {
-        return detail::round_to_nearest<F, Arch>(w, gran_, opt_, arg_name);
+        return detail::round_to_nearest<F, Arch>(w, opt_, gran_, arg_name);
     }
 
 private:

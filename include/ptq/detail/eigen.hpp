@@ -3,7 +3,9 @@
 // Eigen expression as one, column-major copies and in-place column permutations, and the
 // checks of a group of weight matrices that read the same input.
 #include <algorithm>
+#include <array>
 #include <cstddef>
+#include <span>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -16,6 +18,20 @@ namespace ptq {
 
 /// Row-major float matrix: the layout ptq's quantizers work in and return.
 using RowMatrixXf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+/// A read-only view of a row-major float matrix: the element type of the spans of weight
+/// matrices the algorithms take (a group of linears reading the same input). Any dense Eigen
+/// expression converts to it (evaluated into a temporary the view owns when it is not already
+/// a row-major float matrix).
+using RowMatrixRef = Eigen::Ref<const RowMatrixXf>;
+
+/// The argument for a group of linears: Awq(...).compute(x, linears(wq, wk, wv)). Row-major
+/// float matrices are viewed, any other expression is evaluated into the returned array (keep
+/// it alive while it is used; do not copy it).
+template <class... M>
+std::array<RowMatrixRef, sizeof...(M)> linears(const M&... m) {
+    return {RowMatrixRef(m)...};
+}
 
 namespace detail {
 
@@ -70,16 +86,14 @@ inline void permute_columns(Eigen::MatrixXf& m, const std::vector<std::size_t>& 
     }
 }
 
-/// A group of linears that read the same input: at least one, none null, each with `in`
-/// columns, finite.
-inline void check_weights_group(const char* fn, const std::vector<const RowMatrixXf*>& ws, Eigen::Index in) {
+/// A group of linears that read the same input: at least one, each with `in` columns, finite.
+inline void check_weights_group(const char* fn, std::span<const RowMatrixRef> ws, Eigen::Index in) {
     if (ws.empty()) throw_invalid(fn, "weights", "is empty: give at least one linear");
     for (std::size_t k = 0; k < ws.size(); ++k) {
-        if (!ws[k]) throw_invalid(fn, "weights", "entry " + std::to_string(k) + " is null");
-        if (ws[k]->cols() != in)
-            throw_invalid(fn, "weights", "entry " + std::to_string(k) + " has " + std::to_string(ws[k]->cols()) +
+        if (ws[k].cols() != in)
+            throw_invalid(fn, "weights", "entry " + std::to_string(k) + " has " + std::to_string(ws[k].cols()) +
                                              " columns, the activations have " + std::to_string(in));
-        if (!ws[k]->allFinite()) throw_non_finite(fn, "weights", "entry " + std::to_string(k));
+        if (!ws[k].allFinite()) throw_non_finite(fn, "weights", "entry " + std::to_string(k));
     }
 }
 

@@ -132,16 +132,22 @@ constexpr void check_granularity() {
     }
 }
 
-/// Resolves the layout and checks at run time what the types cannot (a runtime PerGroup
-/// size for an MX format must equal its block).
+/// check_granularity<F, P>() plus what the types cannot check: a runtime PerGroup size for an
+/// MX format must equal its block (ptq::invalid_argument naming 'granularity').
 template <class F, class P>
-GroupLayout resolve_layout(const P& policy, std::size_t rows, std::size_t cols) {
+void check_granularity(const P& policy) {
     check_granularity<F, P>();
     if constexpr (F::is_mx && is_per_group<P>::value) {
         if (policy.group_size() != F::block)
             detail::throw_invalid("quantize", "granularity",
                                   "an MX format's group must equal its block size " + std::to_string(F::block));
     }
+}
+
+/// Resolves the layout of a rows x cols matrix after check_granularity<F>(policy).
+template <class F, class P>
+GroupLayout resolve_layout(const P& policy, std::size_t rows, std::size_t cols) {
+    check_granularity<F>(policy);
     return policy.layout(rows, cols);
 }
 

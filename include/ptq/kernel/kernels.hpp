@@ -9,7 +9,6 @@
 //   quantize_group<F, Arch>(x, n, p, r, c) float -> one code per byte (F's exact numerics)
 //   pack_bits<Arch> / unpack_bits<Arch>    canonical LE bit stream <-> one code per byte
 //   dequantize_row<F, Arch>                fused unpack + dequantize of one packed row
-//   quantize_row<F, Arch>                  fused range + params + encode + pack of one row
 #include <bit>
 #include <cstddef>
 #include <cstdint>

@@ -22,6 +22,11 @@ inline void check_clip(const ClipSearch& c, const char* fn = "clip_search", cons
     if (!(c.max_shrink >= 0.0f && c.max_shrink < 1.0f)) throw_invalid(fn, a + ".max_shrink", "must be in [0, 1)");
     if (!(c.norm > 0.0f) || !std::isfinite(c.norm)) throw_invalid(fn, a + ".norm", "must be finite and > 0");
 }
+/// The checks of QuantOptions that do not depend on the data: the clip grid when the range
+/// method searches it (named '<arg>.clip.grid', ...).
+inline void check_quant_options(const QuantOptions& o, const char* fn, const char* arg) {
+    if (o.range == RangeMethod::mse_search) check_clip(o.clip, fn, (std::string(arg) + ".clip").c_str());
+}
 inline double error_power(double d, float norm) noexcept { return norm == 2.0f ? d * d : std::pow(d, double(norm)); }
 
 /// The range of candidate (p_lo, p_hi) for a group with range s (see ClipBounds); false when

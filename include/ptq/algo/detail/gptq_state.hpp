@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <Eigen/Core>
+#include <ptq/kernel/xsimd.hpp>
 
 #include <ptq/algo/detail/gptq_factor.hpp>
 #include <ptq/detail/eigen.hpp>
@@ -48,7 +49,7 @@ void check_gptq_options(const Options& o, const char* fn) {
             throw_invalid(fn, "options.mx_micro_block",
                           "must be a multiple of the MX block " + std::to_string(F::block) + " (or 0)");
     }
-    if (o.quant.range == RangeMethod::mse_search) check_clip(o.quant.clip, fn, "options.quant.clip");
+    check_quant_options(o.quant, fn, "options.quant");
 }
 
 /// The state shared by the blocked GPTQ (algo/gptq.hpp) and its naive oracle
@@ -56,8 +57,8 @@ void check_gptq_options(const Options& o, const char* fn) {
 /// so that the column loop reads contiguous memory), the factor (see GptqFactor), the
 /// parameters and the codes. Options = GptqOptions and Result = GptqResult<F> (template
 /// parameters so that this header does not depend on the public one); the options must
-/// have passed check_gptq_options.
-template <QuantFormat F, class G, class Options, class Result>
+/// have passed check_gptq_options. Arch: the SIMD architecture of the kernels.
+template <QuantFormat F, class G, class Options, class Result, class Arch>
 class GptqState {
 public:
     using Params = typename F::Params;
@@ -79,7 +80,7 @@ public:
         damp_and_factorise(h, diag, fn);
         codes_.resize(std::size_t(rows_ * n_));
         loss_ = 0.0;
-        if (opt_.rtn_baseline && rows_ > 0 && n_ > 0) diag_.loss_rtn = rtn_baseline_loss(w_in);
+        if (opt_.rtn_baseline && rows_ > 0 && n_ > 0) diag_.damped_loss_rtn = rtn_baseline_loss(w_in);
         if (factor_ == GptqFactor::ldl) to_ldl_updates();
     }
 
@@ -108,7 +109,7 @@ public:
         for_each_group(PerChannel{}.layout(std::size_t(rows_), std::size_t(cur.cols())),
                        [&](std::size_t r, std::size_t, std::size_t off, std::size_t n) {
                            const float* x = tmp_row_.data() + off;
-                           const RangeStats s = kernel::range(x, n);
+                           const RangeStats s = kernel::range<Arch>(x, n);
                            if (s.non_finite) throw_breakdown();
                            params_[r * ncg + cg] = choose_params<F>(x, n, s, opt_.quant);
                        });
@@ -204,7 +205,7 @@ public:
                 for (Index i = 0; i < rt; ++i) rowbuf[std::size_t(i) * std::size_t(n_) + k] = src[i];
             }
             for (Index i = 0; i < rt; ++i)
-                kernel::pack_bits(rowbuf.data() + std::size_t(i) * std::size_t(n_), std::size_t(n_), F::bits,
+                kernel::pack_bits<Arch>(rowbuf.data() + std::size_t(i) * std::size_t(n_), std::size_t(n_), F::bits,
                                   res.quantized.row_data(r0 + i));
         }
         std::vector<std::uint8_t>().swap(codes_);
@@ -217,7 +218,7 @@ public:
                 res.dequantized.block(r0, c0, rt, ct) = W_.block(r0, c0, rt, ct);
             }
         W_.resize(0, 0);
-        diag_.loss_gptq = loss_;
+        diag_.damped_loss = loss_;
         U_.resize(0, 0);
         res.diagnostics = diag_;
         return res;
@@ -286,7 +287,7 @@ private:
     void fit_static_params() {
         params_.assign(layout_.num_groups(), Params{});
         if (!dynamic_groups_ && rows_ > 0 && n_ > 0) {
-            const auto q = quantize<F, G>(W_, gran_, opt_.quant);
+            const auto q = quantize<F, G, Arch>(W_, opt_.quant, gran_);
             std::copy(q.params().begin(), q.params().end(), params_.begin());
         }
         if (opt_.act_order) permute_columns(W_, perm_);
@@ -354,7 +355,7 @@ private:
         Eigen::MatrixXf delta;
         {
             // (Rtn's own row-major copy of w is gone before delta exists: peak 2 rows x in.)
-            const RowMatrixXf rq = fake_quantize<F, G>(w_in, gran_, opt_.quant);
+            const RowMatrixXf rq = fake_quantize<F, G, Arch>(w_in, opt_.quant, gran_);
             to_col_major(w_in, delta);
             delta -= rq;
         }
