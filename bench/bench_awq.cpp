@@ -47,9 +47,9 @@ void awq_bench(benchmark::State& state, bool clip) {
     const ptq::Awq<ptq::IntFormat<4, false>, ptq::PerGroup<128>> awq(o);
     double loss = 0.0, rtn = 0.0;
     for (auto _ : state) {
-        const auto r = awq.compute(l.x, {&l.w});
-        loss = r.loss;
-        rtn = r.loss_rtn;
+        const auto r = awq.compute(l.x, ptq::linears(l.w));
+        loss = r.output_mse;
+        rtn = r.output_mse_rtn;
         benchmark::DoNotOptimize(r.scales.data());
     }
     const double flops = 2.0 * 512.0 * 4096.0 * 4096.0 * o.grid;
@@ -78,7 +78,7 @@ void BM_SmoothQuantScales(benchmark::State& state) {
     const RowMatrixXf wk = gaussian(4096, 4096, 3, 0.02f), wv = gaussian(4096, 4096, 4, 0.02f);
     const Eigen::VectorXf amax = l.x.cwiseAbs().colwise().maxCoeff().transpose();
     const ptq::SmoothQuant sq;
-    for (auto _ : state) benchmark::DoNotOptimize(sq.scales(amax, {&l.w, &wk, &wv}).data());
+    for (auto _ : state) benchmark::DoNotOptimize(sq.scales(amax, ptq::linears(l.w, wk, wv)).data());
     state.counters["weight GB/s"] = benchmark::Counter(3.0 * 4096 * 4096 * 4.0 * double(state.iterations()) / 1e9,
                                                        benchmark::Counter::kIsRate);
 }

@@ -27,7 +27,7 @@ const Eigen::MatrixXf& error_matrix(Eigen::Index n) {
     std::normal_distribution<float> d(0.0f, 0.02f);
     ptq::RowMatrixXf w(n, n);
     for (Eigen::Index i = 0; i < w.size(); ++i) w.data()[i] = d(g);
-    const Eigen::MatrixXf e = w - ptq::fake_quantize<ptq::IntFormat<4, false>>(w, ptq::PerGroup<128>{});
+    const Eigen::MatrixXf e = w - ptq::fake_quantize<ptq::IntFormat<4, false>>(w, {}, ptq::PerGroup<128>{});
     return cache.emplace(n, e).first->second;
 }
 

@@ -31,7 +31,7 @@ ptq::RowMatrixXf make_llm_like(std::size_t rows, std::size_t cols, unsigned seed
 template <class F, class G>
 void row(const ptq::RowMatrixXf& w, const G& g, const std::string& gran_name) {
     const auto t0 = std::chrono::steady_clock::now();
-    const auto q = ptq::quantize<F>(w, g);
+    const auto q = ptq::quantize<F>(w, {}, g);
     const double tq = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     ptq::RowMatrixXf d;
     ptq::dequantize_into(q, d);

@@ -13,7 +13,7 @@ TEST_CASE("readme: the tour, the algorithm sections and their stated numbers") {
     for (Eigen::Index i = 0; i < X.size(); ++i) X.data()[i] = 20.0f * nd(gen);
 
     // --- A short tour
-    ptq::QuantizedMatrix<ptq::IntFormat<4, false>> q = ptq::quantize<ptq::IntFormat<4, false>>(W, ptq::PerGroup<32>{});
+    ptq::QuantizedMatrix<ptq::IntFormat<4, false>> q = ptq::quantize<ptq::IntFormat<4, false>, ptq::PerGroup<32>>(W);
     ptq::RowMatrixXf W_hat = ptq::dequantize(q);
     CHECK(ptq::effective_bits(q) == 5.0);
     CHECK(ptq::sqnr_db(W, W_hat) > 15.0);
@@ -22,34 +22,38 @@ TEST_CASE("readme: the tour, the algorithm sections and their stated numbers") {
     o.widen_to_zero = false;
     o.range = ptq::RangeMethod::mse_search;
     o.clip = {.grid = 100, .max_shrink = 0.8f, .norm = 2.4f};
-    auto W_fq = ptq::fake_quantize<ptq::IntFormat<3, false>>(W, ptq::PerGroup<>{128}, o);
+    auto W_fq = ptq::fake_quantize<ptq::IntFormat<3, false>>(W, o, ptq::PerGroup<>{128});
     CHECK(W_fq.rows() == 64);
     auto mx = ptq::quantize<ptq::MxInt<8, 32>>(W);
     CHECK(ptq::effective_bits(mx) == 8.25);
     auto fp4 = ptq::fake_quantize<ptq::MxFp<2, 1, 32>>(W);
-    auto w8 = ptq::fake_quantize<ptq::Fp8<4, 3>>(W, ptq::PerChannel{});
+    auto w8 = ptq::fake_quantize<ptq::Fp8<4, 3>>(W, {}, ptq::PerChannel{});
     auto x8 = ptq::fake_quantize_activations<ptq::IntFormat<8, true>>(X);
     CHECK(ptq::sqnr_db(X, x8) > ptq::sqnr_db(W, fp4));
     CHECK(ptq::sqnr_db(W, w8) > 25.0);
     ptq::Rtn<ptq::IntFormat<4, true>, ptq::PerGroup<128>> rtn(o);
     auto q2 = rtn.quantize(W.block(0, 0, 32, 128));
     CHECK(q2.rows() == 32);
+    const Eigen::MatrixXd H = (2.0 / 128.0) * X.cast<double>().transpose() * X.cast<double>();
+    ptq::Gptq<ptq::IntFormat<4, true>, ptq::PerGroup<>> gptq({}, ptq::PerGroup<>{128});
+    auto g = gptq.quantize(W, H);
+    CHECK(g.diagnostics.damped_loss < g.diagnostics.damped_loss_rtn);
 
     // --- SmoothQuant / AWQ / pipeline
     ptq::CalibrationStats stats(256);
     stats.add(X);
     const ptq::RowMatrixXf wq = W, wk = W.topRows(32), wv = W.bottomRows(32), w1 = W, w3 = W.topRows(16);
     Eigen::VectorXf attn_norm_weight = Eigen::VectorXf::Ones(256);
-    auto sq = ptq::SmoothQuant({.alpha = 0.5f}).compute(stats.max_abs(), {&wq, &wk, &wv});
+    auto sq = ptq::SmoothQuant({.alpha = 0.5f}).compute(stats.max_abs(), ptq::linears(wq, wk, wv));
     ptq::fold_into_rmsnorm(attn_norm_weight, sq.scales);
     CHECK(sq.weights.size() == 3);
-    auto awq = ptq::Awq<ptq::IntFormat<4, false>, ptq::PerGroup<128>>().compute(X, {&w1, &w3});
-    CHECK(awq.loss <= awq.loss_rtn);
+    auto awq = ptq::Awq<ptq::IntFormat<4, false>, ptq::PerGroup<128>>().compute(X, ptq::linears(w1, w3));
+    CHECK(awq.output_mse <= awq.output_mse_rtn);
     ptq::PipelineOptions p;
     p.transform = ptq::Transform::awq;
     p.reconstruct = ptq::Reconstruct::gptq;
-    auto r = ptq::quantize_layer_group<ptq::MxInt<4, 32>>(X, {&wq, &wk, &wv}, p);
-    CHECK(r.loss[0] < r.loss_rtn[0]);
+    auto r = ptq::Pipeline<ptq::MxInt<4, 32>>(p).quantize(X, ptq::linears(wq, wk, wv));
+    CHECK(r.output_mse[0] < r.output_mse_rtn[0]);
 
     // --- LQER
     ptq::LqerOptions lo;

@@ -363,25 +363,25 @@ struct ModelQuantizer {
   void quantize_group(Model& m, int l, int g, const RowMatrix* X, const std::vector<std::size_t>& seq_lens) {
     Layer& L = m.layers[static_cast<std::size_t>(l)];
     const auto& members = kGroupMembers[static_cast<std::size_t>(g)];
-    std::vector<const RowMatrixXf*> ws;
-    for (int idx : members) ws.push_back(&L.linear(kLinearNames[idx]));
-    const Eigen::Index in = ws.front()->cols();
+    std::vector<RowMatrixRef> ws;
+    for (int idx : members) ws.emplace_back(L.linear(kLinearNames[idx]));
+    const Eigen::Index in = ws.front().cols();
     const G gran = granularity(in);
     Eigen::VectorXf s = Eigen::VectorXf::Ones(in);
     std::vector<QuantizedMatrix<F>> qs;
     if (r.transform == TransformKind::none && r.reconstruct == ReconstructKind::rtn) {
-      for (const auto* w : ws) qs.push_back(Rtn<F, G>(QuantOptions{}, gran).quantize(*w));
+      for (const auto& w : ws) qs.push_back(Rtn<F, G>(QuantOptions{}, gran).quantize(w));
     } else {
       PipelineOptions po;
       po.transform = r.transform == TransformKind::awq            ? Transform::awq
                      : r.transform == TransformKind::smooth_quant ? Transform::smooth_quant
                                                                   : Transform::none;
       po.reconstruct = r.reconstruct == ReconstructKind::gptq ? Reconstruct::gptq : Reconstruct::rtn;
-      auto res = quantize_layer_group<F, G>(*X, ws, po, gran);
+      auto res = Pipeline<F, G>(po, gran).quantize(*X, ws);
       s = res.scales;
       for (std::size_t k = 0; k < ws.size(); ++k) {
-        if (res.loss_rtn[k] > 0.0) {
-          ratio_sum += res.loss[k] / res.loss_rtn[k];
+        if (res.output_mse_rtn[k] > 0.0) {
+          ratio_sum += res.output_mse[k] / res.output_mse_rtn[k];
           ++ratio_count;
         }
         if (!res.gptq.empty()) {

@@ -5,6 +5,7 @@
 
 #include <ptq/format/concepts.hpp>
 #include <ptq/format/e8m0.hpp>
+#include <ptq/format/float32.hpp>
 #include <ptq/format/half.hpp>
 #include <ptq/format/int_format.hpp>
 #include <ptq/format/int_min_format.hpp>
@@ -24,11 +25,11 @@
 #include <ptq/kernel/packing.hpp>
 #include <ptq/kernel/reference.hpp>
 
+#include <ptq/quantize.hpp>
 #include <ptq/quantized_matrix.hpp>
 
 #include <ptq/algo/activation.hpp>
 #include <ptq/algo/awq.hpp>
-#include <ptq/algo/encode.hpp>
 #include <ptq/algo/lqer.hpp>
 #include <ptq/algo/pipeline.hpp>
 #include <ptq/algo/rtn.hpp>
@@ -36,6 +37,7 @@
 #include <ptq/algo/svd.hpp>
 
 #include <ptq/metric/metrics.hpp>
+#include <ptq/metric/output_error.hpp>
 
 #include <ptq/calib/calibration_stats.hpp>
 #include <ptq/algo/gptq.hpp>

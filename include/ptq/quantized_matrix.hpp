@@ -8,15 +8,13 @@
 
 #include <Eigen/Core>
 
+#include <ptq/detail/eigen.hpp>
 #include <ptq/error.hpp>
 #include <ptq/format/concepts.hpp>
 #include <ptq/granularity/granularity.hpp>
 #include <ptq/kernel/packing.hpp>
 
 namespace ptq {
-
-/// Row-major float matrix: the layout ptq's quantizers work in and return.
-using RowMatrixXf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 /// A quantized rows x cols matrix in format F.
 ///  - codes: the canonical packed layout of kernel/packing.hpp, row_stride() bytes per row;
@@ -50,12 +48,12 @@ public:
 
     std::span<const Params> params() const noexcept { return params_; }
     std::span<Params> params() noexcept { return params_; }
-    /// Parameters of the groups of row r (col_groups() entries; the single set for per-tensor).
+    /// Parameters of the groups of row r (col_groups() entries: those of its row group).
     const Params* row_params(std::size_t r) const noexcept {
-        return params_.data() + (layout_.whole_tensor ? 0 : r * layout_.col_groups());
+        return params_.data() + layout_.row_group(r) * layout_.col_groups();
     }
     Params* row_params(std::size_t r) noexcept {
-        return params_.data() + (layout_.whole_tensor ? 0 : r * layout_.col_groups());
+        return params_.data() + layout_.row_group(r) * layout_.col_groups();
     }
     const Params& params_at(std::size_t r, std::size_t c) const { return params_.at(layout_.group_index(r, c)); }
 

@@ -22,7 +22,7 @@ TEST_CASE("activations: static per-tensor INT8 equals per-tensor RTN on its cali
     q.observe(x.bottomRows(44));
     CHECK(q.range().lo == x.minCoeff());
     CHECK(q.range().hi == x.maxCoeff());
-    CHECK(q.apply(x) == ptq::fake_quantize<I8>(x, ptq::PerTensor{}));
+    CHECK(q.apply(x) == ptq::fake_quantize<I8>(x, {}, ptq::PerTensor{}));
 
     SUBCASE("values beyond the calibrated range clamp to the extreme codes") {
         ptq::RowMatrixXf y = x;

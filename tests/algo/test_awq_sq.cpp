@@ -30,7 +30,7 @@ double rel(const RowMatrixXf& a, const RowMatrixXf& b) { return (a - b).norm() /
 // Independent oracle of the AWQ / RTN calibration loss: mean over outputs of the squared error.
 template <class F, class G>
 double rtn_output_mse(const RowMatrixXf& x, const RowMatrixXf& w, const G& g, const ptq::QuantOptions& o) {
-    const RowMatrixXf q = ptq::fake_quantize<F>(w, g, o);
+    const RowMatrixXf q = ptq::fake_quantize<F>(w, o, g);
     return (x.cast<double>() * (w - q).cast<double>().transpose()).squaredNorm() / double(x.rows() * w.rows());
 }
 
@@ -53,7 +53,7 @@ TEST_CASE("smoothquant: the transform is exact and folds into an RMSNorm") {
     const RowMatrixXf x = outlier_x(64, 48, 1);
     const RowMatrixXf wq = gaussian(32, 48, 2, 0.05f), wk = gaussian(16, 48, 3, 0.05f);
     const Eigen::VectorXf amax = x.cwiseAbs().colwise().maxCoeff().transpose();
-    const auto r = ptq::SmoothQuant().compute(amax, {&wq, &wk});
+    const auto r = ptq::SmoothQuant().compute(amax, ptq::linears(wq, wk));
     REQUIRE(r.weights.size() == 2);
     const RowMatrixXf xs = ptq::smooth_activations(x, r.scales);
     CHECK(rel(xs * r.weights[0].transpose(), x * wq.transpose()) < 1e-5);
@@ -86,12 +86,12 @@ TEST_CASE("smoothquant: lowers the W8A8 output error on outlier activations") {
     const RowMatrixXf ref = x * w.transpose();
     using I8 = ptq::IntFormat<8, true>;
     auto w8a8 = [&](const RowMatrixXf& xa, const RowMatrixXf& wa) {
-        return (ptq::fake_quantize_activations<I8>(xa) * ptq::fake_quantize<I8>(wa, ptq::PerChannel{}).transpose() - ref)
+        return (ptq::fake_quantize_activations<I8>(xa) * ptq::fake_quantize<I8>(wa, {}, ptq::PerChannel{}).transpose() - ref)
             .norm();
     };
     const double plain = w8a8(x, w);
     const Eigen::VectorXf amax = x.cwiseAbs().colwise().maxCoeff().transpose();
-    const auto r = ptq::SmoothQuant().compute(amax, {&w});
+    const auto r = ptq::SmoothQuant().compute(amax, ptq::linears(w));
     const double smoothed = w8a8(ptq::smooth_activations(x, r.scales), r.weights[0]);
     CAPTURE(plain);
     CAPTURE(smoothed);
@@ -110,19 +110,19 @@ TEST_CASE("smoothquant: edges and bad input") {
     amax(1) = 0.0f;  // a dead channel: clamped to min_value, finite scale
     ptq::SmoothQuantOptions o;
     o.alpha = 0.0f;  // s = 1 / max|W_j|
-    auto s0 = ptq::SmoothQuant(o).scales(amax, {&w});
+    auto s0 = ptq::SmoothQuant(o).scales(amax, ptq::linears(w));
     CHECK(s0.allFinite());
     CHECK(s0(3) == doctest::Approx(1.0 / w.col(3).cwiseAbs().maxCoeff()));
     o.alpha = 1.0f;  // s = max|X_j|
-    auto s1 = ptq::SmoothQuant(o).scales(amax, {&w});
+    auto s1 = ptq::SmoothQuant(o).scales(amax, ptq::linears(w));
     CHECK(s1(0) == doctest::Approx(1.0));
     CHECK(s1(1) == doctest::Approx(1e-5));
     o.alpha = 1.5f;
     CHECK_THROWS_AS(ptq::SmoothQuant{o}, ptq::invalid_argument);
-    CHECK_THROWS_AS(ptq::SmoothQuant().scales(Eigen::VectorXf::Ones(5), {&w}), ptq::invalid_argument);
+    CHECK_THROWS_AS(ptq::SmoothQuant().scales(Eigen::VectorXf::Ones(5), ptq::linears(w)), ptq::invalid_argument);
     CHECK_THROWS_AS(ptq::SmoothQuant().scales(amax, {}), ptq::invalid_argument);
     amax(2) = std::numeric_limits<float>::quiet_NaN();
-    CHECK_THROWS_AS(ptq::SmoothQuant().scales(amax, {&w}), ptq::non_finite_error);
+    CHECK_THROWS_AS(ptq::SmoothQuant().scales(amax, ptq::linears(w)), ptq::non_finite_error);
 }
 
 TEST_CASE_TEMPLATE("awq: calibration loss never above RTN's, and alpha = 0 is RTN exactly", F, ptq::IntFormat<4, false>,
@@ -132,15 +132,15 @@ TEST_CASE_TEMPLATE("awq: calibration loss never above RTN's, and alpha = 0 is RT
     const RowMatrixXf w1 = gaussian(40, 96, 12, 0.05f), w2 = gaussian(24, 96, 13, 0.05f);
     using G = std::conditional_t<F::is_mx, ptq::default_granularity_t<F>, ptq::PerGroup<32>>;
     const ptq::AwqOptions o;
-    const auto r = ptq::Awq<F, G>(o).compute(x, {&w1, &w2});
+    const auto r = ptq::Awq<F, G>(o).compute(x, ptq::linears(w1, w2));
     const double rtn = (rtn_output_mse<F>(x, w1, G{}, o.quant) * 40 + rtn_output_mse<F>(x, w2, G{}, o.quant) * 24) / 64;
-    CHECK(r.loss_rtn == doctest::Approx(rtn).epsilon(1e-6));
-    CHECK(r.loss <= r.loss_scaled);
-    CHECK(r.loss_scaled <= r.loss_rtn);
-    CHECK(r.loss_per_alpha.size() == 20);
+    CHECK(r.output_mse_rtn == doctest::Approx(rtn).epsilon(1e-6));
+    CHECK(r.output_mse <= r.output_mse_scaled);
+    CHECK(r.output_mse_scaled <= r.output_mse_rtn);
+    CHECK(r.output_mse_per_alpha.size() == 20);
     // The reported loss is the loss of the returned effective weights.
     const double check = (output_sse(x, w1, r.effective[0]) + output_sse(x, w2, r.effective[1])) / double(128 * 64);
-    CHECK(r.loss == doctest::Approx(check).epsilon(1e-5));
+    CHECK(r.output_mse == doctest::Approx(check).epsilon(1e-5));
     // The quantized matrices are Q(W diag(s)): dequantize(q) diag(1/s) == effective.
     const RowMatrixXf eff = ptq::dequantize(r.quantized[0]) * r.scales.cwiseInverse().asDiagonal();
     CHECK((eff - r.effective[0]).norm() <= 1e-6 * eff.norm());
@@ -151,37 +151,37 @@ TEST_CASE("awq: helps 4-bit and 3-bit INT on outlier activations; duo scaling; e
     const RowMatrixXf w = gaussian(64, 128, 15, 0.05f);
     using F = ptq::IntFormat<3, false>;
     using A = ptq::Awq<F, ptq::PerGroup<32>>;
-    const auto r = A().compute(x, {&w});
+    const auto r = A().compute(x, ptq::linears(w));
     CAPTURE(r.alpha);
     CHECK(r.alpha > 0.0f);
-    CHECK(r.loss < 0.9 * r.loss_rtn);
+    CHECK(r.output_mse < 0.9 * r.output_mse_rtn);
     ptq::AwqOptions duo;
     duo.duo_scaling = true;
-    const auto d = A(duo).compute(x, {&w});
-    CHECK(d.loss <= d.loss_rtn);
+    const auto d = A(duo).compute(x, ptq::linears(w));
+    CHECK(d.output_mse <= d.output_mse_rtn);
 
     SUBCASE("grid = 1: only alpha = 0, i.e. RTN (plus clipping)") {
         ptq::AwqOptions o;
         o.grid = 1;
         o.clip_search = false;
-        const auto g1 = A(o).compute(x, {&w});
+        const auto g1 = A(o).compute(x, ptq::linears(w));
         CHECK(g1.alpha == 0.0f);
         CHECK(g1.scales == Eigen::VectorXf::Ones(128));
-        CHECK(ptq::dequantize(g1.quantized[0]) == ptq::fake_quantize<F>(w, ptq::PerGroup<32>{}, o.quant));
+        CHECK(ptq::dequantize(g1.quantized[0]) == ptq::fake_quantize<F>(w, o.quant, ptq::PerGroup<32>{}));
     }
     SUBCASE("zero and constant activation channels") {
         RowMatrixXf x2 = x;
         x2.col(5).setZero();
         x2.col(6).setConstant(3.0f);
-        const auto z = A().compute(x2, {&w});
+        const auto z = A().compute(x2, ptq::linears(w));
         CHECK(z.scales.allFinite());
-        CHECK(z.loss <= z.loss_rtn);
+        CHECK(z.output_mse <= z.output_mse_rtn);
     }
     SUBCASE("bad input") {
         RowMatrixXf bad = x;
         bad(3, 3) = std::numeric_limits<float>::quiet_NaN();
-        CHECK_THROWS_AS(A().compute(bad, {&w}), ptq::non_finite_error);
-        CHECK_THROWS_AS(A().compute(RowMatrixXf(4, 7), {&w}), ptq::invalid_argument);
+        CHECK_THROWS_AS(A().compute(bad, ptq::linears(w)), ptq::non_finite_error);
+        CHECK_THROWS_AS(A().compute(RowMatrixXf(4, 7), ptq::linears(w)), ptq::invalid_argument);
         ptq::AwqOptions o;
         o.grid = 0;
         CHECK_THROWS_AS(A{o}, ptq::invalid_argument);

@@ -12,6 +12,8 @@
 #include <Eigen/LU>
 
 #include <ptq/algo/gptq.hpp>
+#include <ptq/algo/gptq_naive.hpp>
+#include <ptq/metric/output_error.hpp>
 #include <ptq/algo/rtn.hpp>
 #include <ptq/calib/calibration_stats.hpp>
 #include <ptq/format/int_format.hpp>
@@ -92,7 +94,7 @@ void check_vs_naive(const G& gran, const ptq::GptqOptions& o, Eigen::Index rows,
     CHECK(mismatch * 100 <= std::size_t(rows * n));
     CHECK(a.dequantized.allFinite());
     const double rel = (a.dequantized - b.dequantized).norm() / b.dequantized.norm();
-    const double dloss = std::fabs(a.diagnostics.loss_gptq - b.diagnostics.loss_gptq) / b.diagnostics.loss_gptq;
+    const double dloss = std::fabs(a.diagnostics.damped_loss - b.diagnostics.damped_loss) / b.diagnostics.damped_loss;
     if (mismatch == 0) {
         CHECK(rel <= 1e-5);
         CHECK(dloss <= 1e-3);
@@ -169,7 +171,7 @@ void check_beats_rtn(const G& gran, const char* name) {
     const auto g = ptq::Gptq<F, G>(o, gran).quantize(w, h);
     const double e_gptq = output_error(x, w, g.dequantized);
     CHECK(e_gptq < e_rtn);
-    CHECK(g.diagnostics.loss_gptq < g.diagnostics.loss_rtn);
+    CHECK(g.diagnostics.damped_loss < g.diagnostics.damped_loss_rtn);
     o.act_order = true;
     const auto ga = ptq::Gptq<F, G>(o, gran).quantize(w, h);
     const double e_act = output_error(x, w, ga.dequantized);
@@ -191,16 +193,16 @@ TEST_CASE("Gptq beats RTN on correlated data with outlier channels") {
     check_beats_rtn<Fp8>(ptq::PerGroup<32>{}, "fp8 g32");
 }
 
-TEST_CASE("Gptq diagnostics: loss_gptq = tr((W - W^) Hd (W - W^)^T)") {
+TEST_CASE("Gptq diagnostics: damped_loss = tr((W - W^) Hd (W - W^)^T)") {
     const Eigen::MatrixXf w = make_weights(16, 64, 31);
     const Eigen::MatrixXd h = hessian_of(make_acts(200, 64, 32));
     const auto r = ptq::Gptq<Int4Asym, ptq::PerGroup<32>>().quantize(w, h);
     const Eigen::MatrixXd hd = h + r.diagnostics.damping * Eigen::MatrixXd::Identity(64, 64);
     CHECK(r.diagnostics.retries == 0);
     CHECK(r.diagnostics.damping == doctest::Approx(0.01 * h.diagonal().mean()));
-    CHECK(r.diagnostics.loss_gptq == doctest::Approx(ptq::output_error_proxy(w, r.dequantized, hd)).epsilon(1e-3));
+    CHECK(r.diagnostics.damped_loss == doctest::Approx(ptq::output_error_proxy(w, r.dequantized, hd)).epsilon(1e-3));
     const auto rtn = ptq::dequantize(ptq::Rtn<Int4Asym, ptq::PerGroup<32>>().quantize(w));
-    CHECK(r.diagnostics.loss_rtn == doctest::Approx(ptq::output_error_proxy(w, rtn, hd)).epsilon(1e-3));
+    CHECK(r.diagnostics.damped_loss_rtn == doctest::Approx(ptq::output_error_proxy(w, rtn, hd)).epsilon(1e-3));
 }
 
 TEST_CASE("Gptq act-order layout: permuted storage, g_idx rebuild, static groups") {
@@ -235,7 +237,7 @@ TEST_CASE("Gptq robustness") {
         const Eigen::MatrixXd h = hessian_of(make_acts(20, 96, 52));
         const auto r = ptq::Gptq<Int4Asym, ptq::PerGroup<32>>().quantize(w, h);
         CHECK(r.dequantized.allFinite());
-        CHECK(r.diagnostics.loss_gptq <= r.diagnostics.loss_rtn);
+        CHECK(r.diagnostics.damped_loss <= r.diagnostics.damped_loss_rtn);
     }
     SUBCASE("all-zero input channels and H = 0") {
         Eigen::MatrixXf x = make_acts(200, 64, 53);

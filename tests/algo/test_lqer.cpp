@@ -104,7 +104,7 @@ TEST_CASE("lqer: full rank reproduces W; rank k attains the Eckart-Young optimum
     CHECK(full.error_after <= 1e-5 * w.norm());
     CHECK(full.error_before > 0.01 * w.norm());
 
-    const ptq::RowMatrixXf e = w - ptq::fake_quantize<ptq::IntFormat<3, false>>(w, ptq::PerGroup<32>{});
+    const ptq::RowMatrixXf e = w - ptq::fake_quantize<ptq::IntFormat<3, false>>(w, {}, ptq::PerGroup<32>{});
     const Eigen::VectorXd sv = singular_values_d(e);
     for (Eigen::Index k : {1, 5, 20}) {
         o.rank = k;
@@ -121,7 +121,7 @@ TEST_CASE("lqer: L2QER beats LQER on outlier activations, both beat no correctio
     const Mat w = gaussian(out, in, 5) * 0.05f;
     const auto d = outlier_activations(1024, in, 6);
     using F = ptq::IntFormat<4, false>;
-    const ptq::RowMatrixXf qw = ptq::fake_quantize<F>(w, ptq::PerGroup<32>{});
+    const ptq::RowMatrixXf qw = ptq::fake_quantize<F>(w, {}, ptq::PerGroup<32>{});
     const double none = output_error(d.x, w, qw);
     double prev_plain = none, prev_l2 = none;
     for (Eigen::Index k : {2, 4, 8, 16, 32}) {

@@ -1,6 +1,8 @@
 // Composition: transformation (SmoothQuant / AWQ) -> reconstruction (RTN / GPTQ).
 #include <doctest/doctest.h>
 
+#include <span>
+
 #include <random>
 
 #include <ptq/algo/pipeline.hpp>
@@ -26,12 +28,12 @@ RowMatrixXf calib_x(Eigen::Index tokens, Eigen::Index in, unsigned seed) {
 }
 
 template <class F, class G>
-ptq::PipelineResult<F> run(const RowMatrixXf& x, const std::vector<const RowMatrixXf*>& ws, ptq::Transform t,
+ptq::PipelineResult<F> run(const RowMatrixXf& x, std::span<const ptq::RowMatrixRef> ws, ptq::Transform t,
                            ptq::Reconstruct rc) {
     ptq::PipelineOptions o;
     o.transform = t;
     o.reconstruct = rc;
-    return ptq::quantize_layer_group<F, G>(x, ws, o);
+    return ptq::Pipeline<F, G>(o).quantize(x, ws);
 }
 
 double total(const std::vector<double>& v) {
@@ -46,7 +48,7 @@ TEST_CASE_TEMPLATE("pipeline: every combination on INT, MXINT and FP8 targets", 
                    ptq::IntFormat<4, true>, ptq::MxInt<4, 32>, ptq::Fp8<4, 3>) {
     const RowMatrixXf x = calib_x(512, 96, 1);
     const RowMatrixXf w1 = gaussian(48, 96, 2, 0.05f), w2 = gaussian(32, 96, 3, 0.05f);
-    const std::vector<const RowMatrixXf*> ws{&w1, &w2};
+    const auto ws = ptq::linears(w1, w2);
     using G = std::conditional_t<F::is_mx, ptq::default_granularity_t<F>,
                                  std::conditional_t<(F::bits == 8), ptq::PerChannel, ptq::PerGroup<32>>>;
     using T = ptq::Transform;
@@ -58,21 +60,21 @@ TEST_CASE_TEMPLATE("pipeline: every combination on INT, MXINT and FP8 targets", 
     const auto sq_gptq = run<F, G>(x, ws, T::smooth_quant, R::gptq);
     const auto awq_gptq = run<F, G>(x, ws, T::awq, R::gptq);
     // Plain RTN through the pipeline is RTN.
-    CHECK(total(rtn.loss) == doctest::Approx(total(rtn.loss_rtn)));
-    CHECK(rtn.effective[0] == ptq::fake_quantize<F>(w1, G{}));
+    CHECK(total(rtn.output_mse) == doctest::Approx(total(rtn.output_mse_rtn)));
+    CHECK(rtn.effective[0] == ptq::fake_quantize<F>(w1, {}, G{}));
     for (const auto* r : {&gptq, &sq, &awq, &sq_gptq, &awq_gptq}) {
         REQUIRE(r->effective.size() == 2);
         CHECK(r->effective[0].allFinite());
         CHECK(r->effective[1].allFinite());
         CHECK(r->scales.allFinite());
     }
-    MESSAGE(F::name() << " output MSE: rtn " << total(rtn.loss) << "  gptq " << total(gptq.loss) << "  sq "
-                      << total(sq.loss) << "  awq " << total(awq.loss) << "  sq+gptq " << total(sq_gptq.loss)
-                      << "  awq+gptq " << total(awq_gptq.loss));
-    CHECK(total(gptq.loss) < total(rtn.loss));
-    CHECK(total(awq.loss) <= total(rtn.loss));
-    CHECK(total(awq_gptq.loss) < total(rtn.loss));
-    CHECK(total(sq_gptq.loss) < total(sq.loss));
+    MESSAGE(F::name() << " output MSE: rtn " << total(rtn.output_mse) << "  gptq " << total(gptq.output_mse) << "  sq "
+                      << total(sq.output_mse) << "  awq " << total(awq.output_mse) << "  sq+gptq " << total(sq_gptq.output_mse)
+                      << "  awq+gptq " << total(awq_gptq.output_mse));
+    CHECK(total(gptq.output_mse) < total(rtn.output_mse));
+    CHECK(total(awq.output_mse) <= total(rtn.output_mse));
+    CHECK(total(awq_gptq.output_mse) < total(rtn.output_mse));
+    CHECK(total(sq_gptq.output_mse) < total(sq.output_mse));
 }
 
 TEST_CASE("pipeline: AWQ+GPTQ is no worse than GPTQ alone at 3 bits on outlier activations") {
@@ -81,12 +83,12 @@ TEST_CASE("pipeline: AWQ+GPTQ is no worse than GPTQ alone at 3 bits on outlier a
         const RowMatrixXf w = gaussian(64, 128, seed + 5, 0.05f);
         using F = ptq::IntFormat<3, false>;
         using G = ptq::PerGroup<32>;
-        const auto g = run<F, G>(x, {&w}, ptq::Transform::none, ptq::Reconstruct::gptq);
-        const auto ag = run<F, G>(x, {&w}, ptq::Transform::awq, ptq::Reconstruct::gptq);
+        const auto g = run<F, G>(x, ptq::linears(w), ptq::Transform::none, ptq::Reconstruct::gptq);
+        const auto ag = run<F, G>(x, ptq::linears(w), ptq::Transform::awq, ptq::Reconstruct::gptq);
         CAPTURE(seed);
-        CAPTURE(g.loss[0]);
-        CAPTURE(ag.loss[0]);
-        CHECK(ag.loss[0] <= g.loss[0]);
+        CAPTURE(g.output_mse[0]);
+        CAPTURE(ag.output_mse[0]);
+        CHECK(ag.output_mse[0] <= g.output_mse[0]);
     }
 }
 
@@ -95,9 +97,9 @@ TEST_CASE("pipeline: the transformation comes first: SQ+GPTQ == GPTQ(W s, H of X
     const RowMatrixXf w = gaussian(24, 64, 41, 0.05f);
     using F = ptq::IntFormat<4, false>;
     using G = ptq::PerGroup<16>;
-    const auto r = run<F, G>(x, {&w}, ptq::Transform::smooth_quant, ptq::Reconstruct::gptq);
+    const auto r = run<F, G>(x, ptq::linears(w), ptq::Transform::smooth_quant, ptq::Reconstruct::gptq);
     // Independent composition from the parts.
-    const Eigen::VectorXf s = ptq::SmoothQuant().scales(x.cwiseAbs().colwise().maxCoeff().transpose(), {&w});
+    const Eigen::VectorXf s = ptq::SmoothQuant().scales(x.cwiseAbs().colwise().maxCoeff().transpose(), ptq::linears(w));
     CHECK(r.scales == s);
     const Eigen::MatrixXd xs = (x * s.cwiseInverse().asDiagonal()).cast<double>();
     const Eigen::MatrixXd h = 2.0 / double(x.rows()) * xs.transpose() * xs;
@@ -111,7 +113,7 @@ TEST_CASE("pipeline: bad input") {
     RowMatrixXf bad = x;
     bad(0, 0) = std::numeric_limits<float>::infinity();
     using F = ptq::IntFormat<4, false>;
-    CHECK_THROWS_AS((ptq::quantize_layer_group<F, ptq::PerGroup<8>>(bad, {&w})), ptq::non_finite_error);
+    CHECK_THROWS_AS((ptq::Pipeline<F, ptq::PerGroup<8>>().quantize(bad, ptq::linears(w))), ptq::non_finite_error);
     const RowMatrixXf w2 = gaussian(8, 47, 52);
-    CHECK_THROWS_AS((ptq::quantize_layer_group<F, ptq::PerGroup<8>>(x, {&w2})), ptq::invalid_argument);
+    CHECK_THROWS_AS((ptq::Pipeline<F, ptq::PerGroup<8>>().quantize(x, ptq::linears(w2))), ptq::invalid_argument);
 }

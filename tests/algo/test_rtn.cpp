@@ -19,7 +19,7 @@ TEST_SUITE("algo.rtn") {
 TEST_CASE("ragged last group: cols 172, group 32 (the real model's FFN)") {
     using F = IntFormat<4, false>;
     const RM x = random_matrix(3, 172, Dist::heavy_tailed, 3);
-    const auto q = quantize<F>(x, PerGroup<32>{});
+    const auto q = quantize<F>(x, {}, PerGroup<32>{});
     REQUIRE(q.params().size() == 3 * 6);  // ceil(172/32) = 6 groups per row, last has 12 columns
     CHECK(q.layout().col_groups() == 6);
     CHECK(q.layout().group_begin(5) == 160);
@@ -48,8 +48,8 @@ TEST_CASE("invalid runtime arguments") {
                     ptq::invalid_argument);
     CHECK_THROWS_WITH((Rtn<MX, PerGroup<dynamic_group>>({}, PerGroup<dynamic_group>{16}).quantize(x)),
                       doctest::Contains("granularity"));
-    CHECK_THROWS_AS((quantize<MxFp4>(x, PerGroup<dynamic_group>{33})), ptq::invalid_argument);
-    CHECK_NOTHROW((quantize<MX>(x, PerGroup<dynamic_group>{32})));
+    CHECK_THROWS_AS((quantize<MxFp4>(x, {}, PerGroup<dynamic_group>{33})), ptq::invalid_argument);
+    CHECK_NOTHROW((quantize<MX>(x, {}, PerGroup<dynamic_group>{32})));
 }
 
 TEST_CASE("any Eigen expression gives the same result as a row-major float copy") {
@@ -58,7 +58,7 @@ TEST_CASE("any Eigen expression gives the same result as a row-major float copy"
     const G gran{10};
     Eigen::MatrixXf big = random_matrix(20, 60, Dist::heavy_tailed, 21);  // column-major
     const RM ref_src = big.block(3, 5, 7, 33);                             // plain row-major copy
-    const auto ref = quantize<F>(ref_src, gran);
+    const auto ref = quantize<F>(ref_src, {}, gran);
     auto same = [&](const QuantizedMatrix<F>& q) {
         CHECK(q.rows() == ref.rows());
         CHECK(q.cols() == ref.cols());
@@ -67,37 +67,37 @@ TEST_CASE("any Eigen expression gives the same result as a row-major float copy"
     };
     SUBCASE("column-major matrix") {
         const Eigen::MatrixXf cm = ref_src;
-        same(quantize<F>(cm, gran));
+        same(quantize<F>(cm, {}, gran));
     }
-    SUBCASE("row-major matrix") { same(quantize<F>(ref_src, gran)); }
-    SUBCASE("Block of a bigger column-major matrix") { same(quantize<F>(big.block(3, 5, 7, 33), gran)); }
+    SUBCASE("row-major matrix") { same(quantize<F>(ref_src, {}, gran)); }
+    SUBCASE("Block of a bigger column-major matrix") { same(quantize<F>(big.block(3, 5, 7, 33), {}, gran)); }
     SUBCASE("Block of a bigger row-major matrix") {
         const RM bigr = big;
-        same(quantize<F>(bigr.block(3, 5, 7, 33), gran));
-        same(quantize<F>(bigr.middleRows(3, 7).middleCols(5, 33), gran));
+        same(quantize<F>(bigr.block(3, 5, 7, 33), {}, gran));
+        same(quantize<F>(bigr.middleRows(3, 7).middleCols(5, 33), {}, gran));
     }
     SUBCASE("double matrix (values exactly representable in float)") {
         const Eigen::MatrixXd d = ref_src.cast<double>();
-        same(quantize<F>(d, gran));
+        same(quantize<F>(d, {}, gran));
     }
     SUBCASE("Map with outer stride and with inner stride") {
         std::vector<float> buf(7 * 40, -99.0f);
         for (int r = 0; r < 7; ++r)
             for (int c = 0; c < 33; ++c) buf[std::size_t(r) * 40 + std::size_t(c)] = ref_src(r, c);
         Eigen::Map<const RM, 0, Eigen::OuterStride<>> mo(buf.data(), 7, 33, Eigen::OuterStride<>(40));
-        same(quantize<F>(mo, gran));
+        same(quantize<F>(mo, {}, gran));
         std::vector<float> buf2(7 * 33 * 2, -99.0f);
         for (int r = 0; r < 7; ++r)
             for (int c = 0; c < 33; ++c) buf2[(std::size_t(r) * 33 + std::size_t(c)) * 2] = ref_src(r, c);
         Eigen::Map<const RM, 0, Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>> mi(
             buf2.data(), 7, 33, Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>(66, 2));
-        same(quantize<F>(mi, gran));
+        same(quantize<F>(mi, {}, gran));
     }
     SUBCASE("transpose and arithmetic expressions") {
         const Eigen::MatrixXf t = ref_src.transpose();
-        same(quantize<F>(t.transpose(), gran));
-        same(quantize<F>(ref_src * 1.0f, gran));
-        same(quantize<F>(Eigen::Ref<const RM>(ref_src), gran));
+        same(quantize<F>(t.transpose(), {}, gran));
+        same(quantize<F>(ref_src * 1.0f, {}, gran));
+        same(quantize<F>(Eigen::Ref<const RM>(ref_src), {}, gran));
     }
 }
 

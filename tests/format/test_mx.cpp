@@ -154,7 +154,7 @@ TEST_CASE("MXINT8: the three MxScaleRule variants") {
         CAPTURE(int(c.rule));
         QuantOptions o;
         o.mx_scale_rule = c.rule;
-        const auto q = quantize<F>(m, PerGroup<4>{}, o);
+        const auto q = quantize<F>(m, o, PerGroup<4>{});
         CHECK(q.params()[0].scale_byte == c.byteA);
         CHECK(q.params()[1].scale_byte == c.byteB);
         for (int j = 0; j < 4; ++j) {

@@ -82,7 +82,7 @@ TEST_CASE("row stride, padding and QuantizedMatrix::code") {
         7, 7, 7, 7, 7,   //
         0, 0, 0, 0, 0;
     // per-tensor: lo = 0, hi = 7 -> scale 1, zero 0, codes = values
-    const auto q = quantize<IntFormat<3, false>>(m, PerTensor{});
+    const auto q = quantize<IntFormat<3, false>>(m, {}, PerTensor{});
     REQUIRE(q.params()[0].scale == 1.0f);
     CHECK(q.row_stride() == 2);
     REQUIRE(q.packed().size() == 6);
@@ -108,7 +108,7 @@ TEST_CASE("QuantizedMatrix::code agrees with the layout for every width (random 
         using F = decltype(fmt);
         CAPTURE(F::bits);
         const RM x = ptq_test::random_matrix(4, 37, ptq_test::Dist::normal, 9);
-        const auto q = quantize<F>(x, PerGroup<dynamic_group>{8});
+        const auto q = quantize<F>(x, {}, PerGroup<dynamic_group>{8});
         CHECK(q.row_stride() == (37 * std::size_t(F::bits) + 7) / 8);
         for (std::size_t r = 0; r < 4; ++r) {
             const std::uint8_t* row = q.row_data(r);

@@ -262,7 +262,7 @@ void check_on_grid_exact(std::size_t rows, std::size_t cols, const G& gran, std:
                 const std::size_t gi = eg.index(r, c);
                 x(r, c) = grid_value<F>(g, count[gi]++, scale[gi], zero[gi]);
             }
-        const RM xh = fake_quantize<F>(x, gran);
+        const RM xh = fake_quantize<F>(x, {}, gran);
         int inexact = 0;
         for (Eigen::Index r = 0; r < x.rows(); ++r)
             for (Eigen::Index c = 0; c < x.cols(); ++c)
@@ -361,21 +361,21 @@ void run_edges() {
         for_each_granularity<F>([&](const auto& gran) {
             using GG = std::decay_t<decltype(gran)>;
             if constexpr (!std::is_same_v<GG, PerTensor>) {
-                const RM xh = fake_quantize<F>(x, gran);
+                const RM xh = fake_quantize<F>(x, {}, gran);
                 CHECK(xh == x);
             }
         });
         RM z = RM::Zero(3, 50);
         z(1, 3) = -0.0f;
         z(2, 49) = -0.0f;
-        const RM zh = fake_quantize<F>(z, G{});
+        const RM zh = fake_quantize<F>(z, {}, G{});
         CHECK(zh == z);  // == treats -0 and +0 as equal
     }
     SUBCASE("one element") {
         RM x(1, 1);
         for (float v : {0.3f, -7.0f, 1e-3f, 2.0f}) {
             x(0, 0) = v;
-            const auto q = quantize<F>(x, G{});
+            const auto q = quantize<F>(x, {}, G{});
             const float vh = dequantize(q)(0, 0);
             if constexpr (F::is_mx) CHECK(std::fabs(vh - v) <= error_bound<F>(v, q.params()[0]));
             else CHECK(vh == v);  // a one-element group is a constant group
@@ -406,7 +406,7 @@ void run_edges() {
         x(2, 8) = 1e38f;
         for_each_granularity<F>([&](const auto& gran) {
             CAPTURE(std::string(gran.name()));
-            const RM xh = fake_quantize<F>(x, gran);
+            const RM xh = fake_quantize<F>(x, {}, gran);
             CHECK(xh.allFinite());
             // the largest magnitudes come back with the right sign, and (for minifloats /
             // MXFP: saturation) with a magnitude near FLT_MAX. Not for 1-bit asymmetric INT:
@@ -431,7 +431,7 @@ void run_edges() {
                 CHECK_THROWS_AS(rtn.quantize(x), non_finite_error);
                 CHECK_THROWS_AS(rtn.quantize(x), ptq::invalid_argument);
                 CHECK_THROWS_WITH(rtn.quantize(x, "activations"), doctest::Contains("'activations'"));
-                CHECK_THROWS_WITH(quantize<F>(x, gran), doctest::Contains("'w'"));
+                CHECK_THROWS_WITH(quantize<F>(x, {}, gran), doctest::Contains("'w'"));
             });
         }
     }

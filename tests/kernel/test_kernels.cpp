@@ -277,8 +277,8 @@ TEST_CASE_TEMPLATE("dequantize_row == reference (groups, ragged, unaligned group
             const std::size_t groups[] = {32, 10, W, 7, 1, 64, 0 /*per-channel*/, 999 /*per-tensor*/};
             for (std::size_t gs : groups) {
                 GroupLayout L;
-                if (gs == 999) L = GroupLayout{1, n, true, n};
-                else L = GroupLayout{1, n, false, gs == 0 ? n : gs};
+                if (gs == 999) L = GroupLayout{1, n, 1, n};
+                else L = GroupLayout{1, n, 1, gs == 0 ? n : gs};
                 if (gs == 0 && n == 0) continue;
                 const std::size_t ng = L.col_groups();
                 std::vector<typename F::Params> params(ng ? ng : 1);

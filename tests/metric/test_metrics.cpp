@@ -65,7 +65,7 @@ TEST_CASE("effective bits per weight") {
     SUBCASE("4-bit asymmetric, group 32, fp16 scale + zero = 5 bits exactly (the papers' N+1)") {
         CHECK(effective_bits<IntFormat<4, false>>(PerGroup<32>{}.layout(8, 256)) == 5.0);
         const RM x = ptq_test::random_matrix(8, 256, ptq_test::Dist::normal, 1);
-        CHECK(effective_bits(quantize<IntFormat<4, false>>(x, PerGroup<32>{})) == 5.0);
+        CHECK(effective_bits(quantize<IntFormat<4, false>>(x, {}, PerGroup<32>{})) == 5.0);
         CHECK(effective_bits<IntFormat<4, false>>(PerGroup<128>{}.layout(8, 256)) == 4.25);
     }
     SUBCASE("symmetric per-channel: scale only") {
@@ -94,7 +94,7 @@ TEST_CASE("effective bits per weight") {
 
 TEST_CASE("metrics of a real quantization agree with a naive loop") {
     const RM x = ptq_test::random_matrix(6, 100, ptq_test::Dist::heavy_tailed, 5);
-    const RM xh = fake_quantize<IntFormat<3, true>>(x, PerGroup<32>{});
+    const RM xh = fake_quantize<IntFormat<3, true>>(x, {}, PerGroup<32>{});
     double sse = 0, sig = 0, mx = 0;
     for (Eigen::Index i = 0; i < x.rows(); ++i)
         for (Eigen::Index j = 0; j < x.cols(); ++j) {

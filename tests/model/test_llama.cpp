@@ -744,7 +744,7 @@ TEST_CASE("real model: ptq RTN int4 asym g32 (widened to 0, half-to-even) mean N
   int visited = 0;
   m.for_each_linear([&](int, std::string_view, RowMatrix& w) {
     const RowMatrix before = w;
-    w = ptq::fake_quantize<ptq::IntFormat<4, false>>(w, ptq::PerGroup<32>{});
+    w = ptq::fake_quantize<ptq::IntFormat<4, false>>(w, {}, ptq::PerGroup<32>{});
     CHECK(w != before);  // quantization changed something
     ++visited;
   });
@@ -876,7 +876,7 @@ TEST_CASE("synthetic model: every algorithm chain runs, sequential and not, and 
   QuantReport rep;
   const Model q = quantize_model(m, parse_recipe("w=int4-asym:g8"), nullptr, true, &rep);
   CHECK(rep.effective_bits == doctest::Approx(4.0 + 32.0 / 8.0));
-  CHECK(q.layers[1].w2 == ptq::fake_quantize<ptq::IntFormat<4, false>>(m.layers[1].w2, ptq::PerGroup<8>{}));
+  CHECK(q.layers[1].w2 == ptq::fake_quantize<ptq::IntFormat<4, false>>(m.layers[1].w2, {}, ptq::PerGroup<8>{}));
   CHECK_THROWS_AS(quantize_model(m, parse_recipe("w=int4-asym:g8,algo=gptq"), nullptr, true, nullptr),
                   std::invalid_argument);
 }
@@ -914,7 +914,7 @@ TEST_CASE("real model: the recipe engine's RTN is the reference RTN; GPTQ and AW
     for (int l = 0; l < d.model.config.n_layers; ++l)
       for (auto name : kLinearNames)
         CHECK(q.layers[static_cast<std::size_t>(l)].linear(name) ==
-              ptq::fake_quantize<ptq::IntFormat<4, false>>(d.model.layers[static_cast<std::size_t>(l)].linear(name),
+              ptq::fake_quantize<ptq::IntFormat<4, false>>(d.model.layers[static_cast<std::size_t>(l)].linear(name), {},
                                                           ptq::PerGroup<32>{}));
   }
   CalibData calib = load_calibration("tinystories", data_dir(), d.tok, d.model.config.seq_len, 8192);

@@ -4,9 +4,11 @@
 // written here from the documented grid), invalid options are rejected by name.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
+#include <span>
 #include <vector>
 
 #include "../format/support.hpp"
@@ -122,8 +124,8 @@ TEST_CASE("through Rtn: mse_search per-group error <= min-max per-group error") 
     const RM x = ptq_test::random_matrix(6, 100, ptq_test::Dist::heavy_tailed, 3);
     QuantOptions o;
     o.range = RangeMethod::mse_search;
-    const RM a = fake_quantize<IntFormat<3, false>>(x, PerGroup<32>{}, o);
-    const RM b = fake_quantize<IntFormat<3, false>>(x, PerGroup<32>{});
+    const RM a = fake_quantize<IntFormat<3, false>>(x, o, PerGroup<32>{});
+    const RM b = fake_quantize<IntFormat<3, false>>(x, {}, PerGroup<32>{});
     for (Eigen::Index r = 0; r < x.rows(); ++r)
         for (Eigen::Index g0 = 0; g0 < 100; g0 += 32) {
             const Eigen::Index n = std::min<Eigen::Index>(32, 100 - g0);
@@ -209,9 +211,9 @@ TEST_CASE("degenerate groups: constant and all-zero groups stay exact") {
     x.row(0).setConstant(2.5f);
     x.row(1).setZero();
     x.row(2).setConstant(-0.75f);
-    CHECK(fake_quantize<IntFormat<4, false>>(x, PerChannel{}, o) == x);
-    CHECK(fake_quantize<Fp8E4M3>(x, PerChannel{}, o) == x);
-    CHECK(fake_quantize<IntFormat<4, true>>(x, PerChannel{}, o) == x);
+    CHECK(fake_quantize<IntFormat<4, false>>(x, o, PerChannel{}) == x);
+    CHECK(fake_quantize<Fp8E4M3>(x, o, PerChannel{}) == x);
+    CHECK(fake_quantize<IntFormat<4, true>>(x, o, PerChannel{}) == x);
 }
 
 TEST_CASE("non-finite groups with mse_search: error by default, NaN group with propagate") {
@@ -219,9 +221,9 @@ TEST_CASE("non-finite groups with mse_search: error by default, NaN group with p
     o.range = RangeMethod::mse_search;
     RM x = ptq_test::random_matrix(2, 32, ptq_test::Dist::normal, 1);
     x(1, 4) = std::numeric_limits<float>::infinity();
-    CHECK_THROWS_AS((fake_quantize<IntFormat<4, false>>(x, PerChannel{}, o)), non_finite_error);
+    CHECK_THROWS_AS((fake_quantize<IntFormat<4, false>>(x, o, PerChannel{})), non_finite_error);
     o.non_finite = NonFinite::propagate;
-    const RM xh = fake_quantize<IntFormat<4, false>>(x, PerChannel{}, o);
+    const RM xh = fake_quantize<IntFormat<4, false>>(x, o, PerChannel{});
     CHECK(xh.row(0).allFinite());
     CHECK(xh.row(1).array().isNaN().all());
 }
@@ -255,7 +257,90 @@ TEST_CASE("invalid options throw invalid_argument naming the argument") {
     QuantOptions o;
     o.range = RangeMethod::mse_search;
     o.clip.grid = 0;
-    CHECK_THROWS_AS((quantize<IntFormat<4, false>>(RM::Ones(2, 8), PerChannel{}, o)), ptq::invalid_argument);
+    CHECK_THROWS_AS((quantize<IntFormat<4, false>>(RM::Ones(2, 8), o, PerChannel{})), ptq::invalid_argument);
+}
+
+TEST_CASE("clip_search: a batch scored at once equals one search per group") {
+    std::mt19937 g(13);
+    using F = IntFormat<3, false>;
+    QuantOptions o;
+    o.range = RangeMethod::mse_search;
+    for (bool separate : {false, true}) {
+        o.clip.separate_bounds = separate;
+        std::vector<std::vector<float>> groups;
+        std::vector<RangeStats> stats;
+        for (int k = 0; k < 9; ++k) {
+            groups.push_back(random_group(k % 2 ? 32 : 11, k % 4, g));
+            stats.push_back(range_of(groups.back().data(), groups.back().size()));
+        }
+        groups.push_back(std::vector<float>(8, 0.25f));  // a constant group: every candidate skipped
+        stats.push_back(range_of(groups.back().data(), groups.back().size()));
+        std::vector<F::Params> best(groups.size());
+        int calls = 0;
+        clip_search<F>(stats, o.clip, o,
+                       [&](std::span<const F::Params> cand, std::span<double> err) {
+                           ++calls;
+                           REQUIRE(cand.size() == groups.size());
+                           for (std::size_t k = 0; k < groups.size(); ++k)
+                               err[k] = group_error<F>(groups[k].data(), groups[k].size(), cand[k], o.rounding, 2.0f);
+                       },
+                       std::span<F::Params>(best));
+        CHECK(calls > 1);
+        for (std::size_t k = 0; k < groups.size(); ++k) {
+            CAPTURE(k);
+            CHECK(best[k] == clip_search_params<F>(groups[k].data(), groups[k].size(), stats[k], o));
+        }
+        CHECK(best.back() == F::make_params(stats.back(), o));
+    }
+}
+
+TEST_CASE("clip_search: ClipBounds::clamp_absmax agrees with a brute-force clamp search (llm-awq's ranges)") {
+    // Independent oracle: candidates p = 1 - i/grid, range [max(lo, -p a), min(hi, p a)] with
+    // a = max|x|, skipped unless lo < hi (p = 1 always kept); asymmetric 4-bit without widening
+    // to 0: scale = (hi - lo)/15 (double, rounded once), zero = clamp(rne(-lo/scale), 0, 15);
+    // squared error; first strict minimum wins.
+    std::mt19937 g(17);
+    using F = IntFormat<4, false>;
+    QuantOptions o;
+    o.widen_to_zero = false;
+    ClipSearch c;
+    c.bounds = ClipBounds::clamp_absmax;
+    int clipped = 0;
+    for (int t = 0; t < 60; ++t) {
+        const auto x = random_group(t % 2 ? 32 : 17, t % 4, g);
+        const RangeStats s = range_of(x.data(), x.size());
+        const float a = s.absmax();
+        double best_e = std::numeric_limits<double>::infinity();
+        std::pair<float, int> arg{0.0f, 0};
+        for (int i = 0; i <= 10; ++i) {
+            const float p = 1.0f - float(i) / 20.0f;
+            const float l = std::max(s.lo, -p * a), h = std::min(s.hi, p * a);
+            if (i > 0 && !(l < h)) continue;
+            const float scale = static_cast<float>((double(h) - double(l)) / 15.0);
+            const int zero = int(std::clamp(std::nearbyint(-l / scale), 0.0f, 15.0f));
+            double e = 0;
+            for (float v : x) {
+                const float q = std::clamp(std::nearbyint(v * (1.0f / scale)) + float(zero), 0.0f, 15.0f);
+                const double d = double(v) - double(scale * (q - float(zero)));
+                e += d * d;
+            }
+            if (e < best_e) {
+                best_e = e;
+                arg = {scale, zero};
+            }
+        }
+        F::Params best;
+        clip_search<F>(std::span<const RangeStats>(&s, 1), c, o,
+                       [&](std::span<const F::Params> cand, std::span<double> err) {
+                           err[0] = group_error<F>(x.data(), x.size(), cand[0], o.rounding, 2.0f);
+                       },
+                       std::span<F::Params>(&best, 1));
+        CAPTURE(t);
+        CHECK(best.scale == arg.first);
+        CHECK(best.zero == arg.second);
+        if (!(best == F::make_params(s, o))) ++clipped;
+    }
+    CHECK(clipped > 0);
 }
 
 }  // TEST_SUITE

@@ -6,7 +6,7 @@
 
 int main() {
     Eigen::MatrixXf w = Eigen::MatrixXf::Random(16, 100);
-    const auto q = ptq::quantize<ptq::IntFormat<4, false>>(w, ptq::PerGroup<32>{});
+    const auto q = ptq::quantize<ptq::IntFormat<4, false>>(w, {}, ptq::PerGroup<32>{});
     const auto d = ptq::dequantize(q);
     // Every element is within half a step of its group's scale.
     for (Eigen::Index r = 0; r < w.rows(); ++r)

@@ -1,23 +1,33 @@
 #pragma once
 // Activation quantizers for weight-and-activation settings (W8A8, W4A8, ...).
-//  - dynamic per token:  fake_quantize_activations<F>(X)  (algo/rtn.hpp; per row, or per MX
-//    block for MX formats) — parameters computed from each batch at run time;
+//  - dynamic per token:  fake_quantize_activations<F>(X)  (per row, or per MX block for MX
+//    formats) — parameters computed from each batch at run time;
 //  - static per tensor:  StaticActivationQuantizer<F> below — parameters fixed from
 //    calibration data and applied unchanged to every later batch.
+#include <span>
 #include <string>
 
 #include <Eigen/Core>
+#include <ptq/kernel/xsimd.hpp>
 
-#include <ptq/algo/encode.hpp>
-#include <ptq/algo/rtn.hpp>
+#include <ptq/detail/eigen.hpp>
 #include <ptq/error.hpp>
 #include <ptq/format/concepts.hpp>
 #include <ptq/format/options.hpp>
 #include <ptq/format/range.hpp>
+#include <ptq/granularity/granularity.hpp>
 #include <ptq/kernel/kernels.hpp>
-#include <ptq/quantized_matrix.hpp>
+#include <ptq/quantize.hpp>
 
 namespace ptq {
+
+/// Dynamic per-token fake quantization of activations X [tokens x in_features]: one set of
+/// parameters per row (PerToken), or per MX block of the row for MX formats.
+template <QuantFormat F, class Arch = xsimd::default_arch, class Derived>
+RowMatrixXf fake_quantize_activations(const Eigen::MatrixBase<Derived>& x, const QuantOptions& o = {}) {
+    if constexpr (F::is_mx) return fake_quantize<F, default_granularity_t<F>, Arch>(x, o);
+    else return fake_quantize<F, PerToken, Arch>(x, o);
+}
 
 /// Static per-tensor activation quantizer: observe() calibration batches (their min/max over
 /// all elements is accumulated; order and split do not matter), then apply() quantizes any
@@ -25,7 +35,7 @@ namespace ptq {
 /// the calibrated range clamp to the extreme codes. NaN/Inf: observe() and apply() follow
 /// QuantOptions::non_finite (error by default; propagate leaves observe's range unchanged and
 /// makes apply() output NaN for the whole batch).
-template <QuantFormat F>
+template <QuantFormat F, class Arch = xsimd::default_arch>
 class StaticActivationQuantizer {
     static_assert(!F::is_mx, "ptq::StaticActivationQuantizer: MX formats scale each block dynamically; "
                              "use fake_quantize_activations<MxFormat>");
@@ -37,7 +47,7 @@ public:
     void observe(const Eigen::MatrixBase<Derived>& x) {
         RowMatrixXf s;
         const auto xr = detail::as_row_major(x, s);
-        RangeStats st = kernel::range(xr.data(), std::size_t(xr.size()));
+        RangeStats st = kernel::range<Arch>(xr.data(), std::size_t(xr.size()));
         if (st.non_finite && opt_.non_finite == NonFinite::error)
             detail::throw_non_finite("StaticActivationQuantizer::observe", "x", "calibration batch");
         st.non_finite = false;
@@ -62,7 +72,8 @@ public:
             if (opt_.non_finite == NonFinite::error) detail::throw_non_finite("StaticActivationQuantizer::apply", "x", "batch");
             p = F::nan_params();
         }
-        return dequantize(encode_with_params<F>(xr.data(), layout, {p}, opt_.rounding));
+        return dequantize<F, Arch>(
+            encode_with_params<F, Arch>(xr.data(), layout, std::span<const typename F::Params>(&p, 1), opt_.rounding));
     }
 
 private:

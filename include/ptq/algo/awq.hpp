@@ -5,17 +5,23 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <span>
 #include <string>
 #include <vector>
 
 #include <Eigen/Core>
+#include <ptq/kernel/xsimd.hpp>
 
-#include <ptq/algo/encode.hpp>
 #include <ptq/algo/rtn.hpp>
-#include <ptq/algo/smooth_quant.hpp>  // detail::check_weights_group
+#include <ptq/detail/eigen.hpp>
 #include <ptq/error.hpp>
 #include <ptq/format/concepts.hpp>
+#include <ptq/format/options.hpp>
 #include <ptq/granularity/granularity.hpp>
+#include <ptq/kernel/kernels.hpp>
+#include <ptq/metric/output_error.hpp>
+#include <ptq/observe/clip_search.hpp>
+#include <ptq/quantize.hpp>
 #include <ptq/quantized_matrix.hpp>
 
 namespace ptq {
@@ -26,8 +32,10 @@ struct AwqOptions {
     bool duo_scaling = false;   ///< AutoAWQ's s = mean|X_j|^a / (w_mean_j^(1-a) + 1e-4)
     float min_scale = 1e-4f;    ///< s is clamped to >= min_scale before normalisation
     bool clip_search = true;    ///< per-(row, group) clipping search after the scale search
-    int clip_grid = 20;         ///< shrink factors p = 1 - i / clip_grid, i = 0 .. max_shrink*clip_grid
-    float clip_max_shrink = 0.5f;
+    /// Grid of the clipping search (p = 1 - i / grid, i = 0 .. max_shrink * grid), llm-awq's
+    /// clamp to [-p max|w|, p max|w|]; `norm` is not used (candidates are scored on the output).
+    ClipSearch clip{.grid = 20, .max_shrink = 0.5f, .norm = 2.0f, .separate_bounds = false,
+                    .bounds = ClipBounds::clamp_absmax};
     /// Quantizer options; AWQ does not widen [min, max] to contain 0 (llm-awq's convention).
     QuantOptions quant = [] {
         QuantOptions q;
@@ -43,10 +51,10 @@ struct AwqResult {
     /// be X diag(s)^-1 (fold 1/s into the previous op with fold_into_rmsnorm / fold_into_rows).
     Eigen::VectorXf scales;
     float alpha = 0.0f;                     ///< the chosen alpha
-    std::vector<double> loss_per_alpha;     ///< output MSE for alpha = i / grid (entry 0 = RTN)
-    double loss_rtn = 0.0;                  ///< output MSE of plain RTN (alpha = 0, no clipping)
-    double loss_scaled = 0.0;               ///< at the chosen alpha, before clipping
-    double loss = 0.0;                      ///< final (after clipping, if it helped)
+    std::vector<double> output_mse_per_alpha;  ///< output MSE (see Awq) for alpha = i / grid (entry 0 = RTN)
+    double output_mse_rtn = 0.0;               ///< output MSE of plain RTN (alpha = 0, no clipping)
+    double output_mse_scaled = 0.0;            ///< at the chosen alpha, before clipping
+    double output_mse = 0.0;                   ///< final (after clipping, if it helped)
     bool clipped = false;                   ///< whether the clipping result was kept
     std::vector<QuantizedMatrix<F>> quantized;  ///< Q(W_k diag(s)), in the order given
     /// Effective weights in the original basis, Q(W_k diag(s)) diag(s)^-1: X W_eff^T equals
@@ -62,29 +70,32 @@ struct AwqResult {
 ///    loss(alpha) = sum_k ||X W_k^T - X (Q(W_k diag(s)) diag(s)^-1)^T||^2 / (tokens * sum out_k).
 ///    The first alpha with the lowest loss wins; alpha = 0 gives s = 1, i.e. RTN, so the
 ///    search never does worse than RTN on the calibration loss.
-/// 2. Clipping (not for PerTensor): for every (row, group) of W diag(s) the range is clipped to
-///    [max(lo, -p amax), min(hi, p amax)] for p = 1, 1 - 1/clip_grid, ... and the p with the
-///    lowest group output error ||X_g' (w_g - Q_p(w_g))||^2 kept (X' = X diag(s)^-1, via the
-///    Gram matrix X_g'^T X_g'); the clipped result is kept only if the total loss does not
-///    increase (per-group errors ignore cross-group terms).
+/// 2. Clipping (not for PerTensor): for every (row, group) of W diag(s), clip_search (observe/
+///    clip_search.hpp) over the ranges [max(lo, -p amax), min(hi, p amax)], p = 1, 1 - 1/clip.grid,
+///    ... (ClipBounds::clamp_absmax), scored on the group output error ||X_g' (w_g - Q_p(w_g))||^2
+///    (X' = X diag(s)^-1, via the Gram matrix X_g'^T X_g', all rows of a column group at once);
+///    the clipped result is kept only if the total loss does not increase (per-group errors
+///    ignore cross-group terms).
 /// Cost: grid quantizations + grid GEMMs of tokens x in x out; clipping: (1 + steps) *
 /// out * in * group flops (a per-channel group is the whole row: expensive for large layers).
-template <QuantFormat F, class G = default_granularity_t<F>>
+template <QuantFormat F, class G = default_granularity_t<F>, class Arch = xsimd::default_arch>
 class Awq {
 public:
+    /// Throws ptq::invalid_argument naming the invalid option.
     explicit Awq(const AwqOptions& o = {}, const G& g = {}) : opt_(o), gran_(g) {
-        check_granularity<F, G>();
+        check_granularity<F>(g);
+        detail::check_quant_options(o.quant, "Awq", "quant");
         if (o.grid < 1) detail::throw_invalid("Awq", "grid", "must be at least 1");
-        if (o.clip_grid < 1) detail::throw_invalid("Awq", "clip_grid", "must be at least 1");
-        if (!(o.clip_max_shrink >= 0.0f && o.clip_max_shrink < 1.0f))
-            detail::throw_invalid("Awq", "clip_max_shrink", "must be in [0, 1)");
+        detail::check_clip(o.clip, "Awq", "clip");
         if (!(o.min_scale > 0.0f)) detail::throw_invalid("Awq", "min_scale", "must be > 0");
     }
     const AwqOptions& options() const noexcept { return opt_; }
+    const G& granularity() const noexcept { return gran_; }
 
-    /// x: calibration activations [tokens x in]; weights: the linears [out_k x in] reading x.
+    /// x: calibration activations [tokens x in] (any dense Eigen expression); weights: the
+    /// linears [out_k x in] reading x.
     template <class DX>
-    AwqResult<F> compute(const Eigen::MatrixBase<DX>& x_in, const std::vector<const RowMatrixXf*>& weights) const {
+    AwqResult<F> compute(const Eigen::MatrixBase<DX>& x_in, std::span<const RowMatrixRef> weights) const {
         RowMatrixXf xs;
         const auto x = detail::as_row_major(x_in, xs);
         detail::check_weights_group("Awq::compute", weights, x.cols());
@@ -92,47 +103,47 @@ public:
         if (x.rows() == 0) detail::throw_invalid("Awq::compute", "x", "has no tokens");
         const Eigen::Index in = x.cols();
         double denom = 0.0;
-        for (const auto* w : weights) denom += double(x.rows()) * double(w->rows());
+        for (const auto& w : weights) denom += double(x.rows()) * double(w.rows());
         if (denom == 0.0) denom = 1.0;
 
         const Eigen::ArrayXd x_mean = x.cwiseAbs().template cast<double>().colwise().mean().transpose().array();
         const Eigen::ArrayXd w_mean = opt_.duo_scaling ? weight_mean(weights, in) : Eigen::ArrayXd::Ones(in);
 
         AwqResult<F> res;
-        res.loss_per_alpha.resize(std::size_t(opt_.grid));
+        res.output_mse_per_alpha.resize(std::size_t(opt_.grid));
         double best = std::numeric_limits<double>::infinity();
         for (int i = 0; i < opt_.grid; ++i) {
             const double a = double(i) / double(opt_.grid);
             const Eigen::VectorXf s = scales_for(a, x_mean, w_mean);
             const double l = loss_of(x, weights, s, nullptr) / denom;
-            res.loss_per_alpha[std::size_t(i)] = l;
+            res.output_mse_per_alpha[std::size_t(i)] = l;
             if (l < best) {
                 best = l;
                 res.alpha = float(a);
                 res.scales = s;
             }
         }
-        res.loss_rtn = res.loss_per_alpha[0];
-        res.loss_scaled = best;
-        res.loss = best;
+        res.output_mse_rtn = res.output_mse_per_alpha[0];
+        res.output_mse_scaled = best;
+        res.output_mse = best;
 
         // Quantize W diag(s) with min-max (or QuantOptions::range) parameters, then clip.
         std::vector<RowMatrixXf> scaled;
-        for (const auto* w : weights) scaled.push_back(*w * res.scales.asDiagonal());
-        for (const auto& w : scaled) res.quantized.push_back(Rtn<F, G>(opt_.quant, gran_).quantize(w));
+        for (const auto& w : weights) scaled.push_back(w * res.scales.asDiagonal());
+        for (const auto& w : scaled) res.quantized.push_back(Rtn<F, G, Arch>(opt_.quant, gran_).quantize(w));
         if (opt_.clip_search && !std::is_same_v<G, PerTensor>) {
             const RowMatrixXf xsc = x * res.scales.cwiseInverse().asDiagonal();
             std::vector<QuantizedMatrix<F>> clipped;
             for (const auto& w : scaled) clipped.push_back(clip(xsc, w));
             const double l = loss_of(x, weights, res.scales, &clipped) / denom;
-            if (l <= res.loss) {
-                res.loss = l;
+            if (l <= res.output_mse) {
+                res.output_mse = l;
                 res.quantized = std::move(clipped);
                 res.clipped = true;
             }
         }
         const Eigen::VectorXf inv = res.scales.cwiseInverse();
-        for (const auto& q : res.quantized) res.effective.push_back(dequantize(q) * inv.asDiagonal());
+        for (const auto& q : res.quantized) res.effective.push_back(dequantize<F, Arch>(q) * inv.asDiagonal());
         return res;
     }
 
@@ -146,19 +157,19 @@ private:
     }
 
     // w_mean_j = mean over all rows of all linears of |W_ij| / max |W_i, group of j|.
-    Eigen::ArrayXd weight_mean(const std::vector<const RowMatrixXf*>& weights, Eigen::Index in) const {
+    Eigen::ArrayXd weight_mean(std::span<const RowMatrixRef> weights, Eigen::Index in) const {
         Eigen::ArrayXd acc = Eigen::ArrayXd::Zero(in);
         double rows = 0.0;
-        for (const auto* w : weights) {
-            const GroupLayout l = resolve_layout<F>(gran_, std::size_t(w->rows()), std::size_t(in));
-            for (Eigen::Index r = 0; r < w->rows(); ++r)
+        for (const auto& w : weights) {
+            const GroupLayout l = resolve_layout<F>(gran_, std::size_t(w.rows()), std::size_t(in));
+            for (Eigen::Index r = 0; r < w.rows(); ++r)
                 for (std::size_t g = 0; g < l.col_groups(); ++g) {
                     const auto b = Eigen::Index(l.group_begin(g)), n = Eigen::Index(l.group_end(g)) - b;
-                    const auto seg = w->row(r).segment(b, n).cwiseAbs();
+                    const auto seg = w.row(r).segment(b, n).cwiseAbs();
                     const double m = seg.maxCoeff();
                     if (m > 0.0) acc.segment(b, n) += seg.template cast<double>().array().transpose() / m;
                 }
-            rows += double(w->rows());
+            rows += double(w.rows());
         }
         return rows > 0.0 ? Eigen::ArrayXd(acc / rows) : Eigen::ArrayXd::Ones(in);
     }
@@ -166,80 +177,54 @@ private:
     // sum_k ||X (W_k - W_eff,k)^T||^2 with W_eff = Q(W diag(s)) diag(s)^-1 (quantized with
     // the RTN of opt_.quant unless `given` supplies the quantized matrices).
     template <class XM>
-    double loss_of(const XM& x, const std::vector<const RowMatrixXf*>& weights, const Eigen::VectorXf& s,
+    double loss_of(const XM& x, std::span<const RowMatrixRef> weights, const Eigen::VectorXf& s,
                    const std::vector<QuantizedMatrix<F>>* given) const {
         double total = 0.0;
         const Eigen::VectorXf inv = s.cwiseInverse();
         for (std::size_t k = 0; k < weights.size(); ++k) {
-            const RowMatrixXf& w = *weights[k];
-            const RowMatrixXf d = given ? RowMatrixXf(w - dequantize((*given)[k]) * inv.asDiagonal())
+            const RowMatrixRef& w = weights[k];
+            const RowMatrixXf d = given ? RowMatrixXf(w - dequantize<F, Arch>((*given)[k]) * inv.asDiagonal())
                                         : scaled_residual(w, s, inv);
-            total += (x * d.transpose()).template cast<double>().squaredNorm();
+            total += output_squared_error(x, d);
         }
         return total;
     }
 
-    // W - RTN(W diag(s)) diag(s)^-1, fused row by row (no scaled copy, no packing): per group
-    // the same range / choose_params / quantize_group as Rtn, then F::dequantize. Equal to
-    // W - dequantize(Rtn<F, G>(quant).quantize(W diag(s))) diag(s)^-1 element for element.
-    RowMatrixXf scaled_residual(const RowMatrixXf& w, const Eigen::VectorXf& s, const Eigen::VectorXf& inv) const {
-        const GroupLayout l = resolve_layout<F>(gran_, std::size_t(w.rows()), std::size_t(w.cols()));
-        if (l.whole_tensor) return w - dequantize(Rtn<F, G>(opt_.quant, gran_).quantize(w * s.asDiagonal())) * inv.asDiagonal();
-        const Eigen::Index cols = w.cols();
-        RowMatrixXf d(w.rows(), cols);
-        Eigen::VectorXf tmp(cols);
-        std::vector<std::uint8_t> codes(static_cast<std::size_t>(cols));
-        for (Eigen::Index r = 0; r < w.rows(); ++r) {
-            tmp = w.row(r).transpose().cwiseProduct(s);
-            for (std::size_t g = 0; g < l.col_groups(); ++g) {
-                const std::size_t b = l.group_begin(g), n = l.group_end(g) - b;
-                const RangeStats st = kernel::range(tmp.data() + b, n);
-                const auto p = choose_params<F>(tmp.data() + b, n, st, opt_.quant);
-                kernel::quantize_group<F>(tmp.data() + b, n, p, opt_.quant.rounding, codes.data() + b);
-                for (std::size_t c = b; c < b + n; ++c) tmp(Eigen::Index(c)) = F::dequantize(codes[c], p);
-            }
-            d.row(r) = w.row(r) - tmp.cwiseProduct(inv).transpose();
-        }
-        return d;
+    // W - RTN(W diag(s)) diag(s)^-1.
+    RowMatrixXf scaled_residual(const RowMatrixRef& w, const Eigen::VectorXf& s, const Eigen::VectorXf& inv) const {
+        return w - fake_quantize<F, G, Arch>(w * s.asDiagonal(), opt_.quant, gran_) * inv.asDiagonal();
     }
 
-    // Per-(row, group) clipping search of w (already scaled) against activations xs (scaled).
+    // Per-(row, group) clipping search of w (already scaled) against activations xs (scaled):
+    // one clip_search per column group over all its rows, scored on the output error.
     QuantizedMatrix<F> clip(const RowMatrixXf& xs, const RowMatrixXf& w) const {
+        using Params = typename F::Params;
         const GroupLayout l = resolve_layout<F>(gran_, std::size_t(w.rows()), std::size_t(w.cols()));
-        const int steps = int(std::floor(double(opt_.clip_max_shrink) * opt_.clip_grid + 1e-9));
-        std::vector<typename F::Params> params(l.num_groups());
+        std::vector<Params> params(l.num_groups()), best(std::size_t(w.rows()));
+        std::vector<RangeStats> stats(std::size_t(w.rows()));
         const std::size_t ng = l.col_groups();
         for (std::size_t g = 0; g < ng; ++g) {
             const auto b = Eigen::Index(l.group_begin(g)), n = Eigen::Index(l.group_end(g)) - b;
             const Eigen::MatrixXf gram = xs.middleCols(b, n).transpose() * xs.middleCols(b, n);
             const RowMatrixXf wg = w.middleCols(b, n);
-            Eigen::VectorXd best_err = Eigen::VectorXd::Constant(w.rows(), std::numeric_limits<double>::infinity());
+            for (Eigen::Index r = 0; r < w.rows(); ++r) stats[std::size_t(r)] = range_of(wg.data() + r * n, std::size_t(n));
             RowMatrixXf d(w.rows(), n);
-            std::vector<typename F::Params> cand(std::size_t(w.rows()));
             std::vector<std::uint8_t> codes(static_cast<std::size_t>(n));
-            for (int i = 0; i <= steps; ++i) {
-                const float p = 1.0f - float(i) / float(opt_.clip_grid);
+            // errors[r] = d_r Gram d_r^T with d_r = w_r - Q(w_r) under candidates[r].
+            const auto output_error = [&](std::span<const Params> cand, std::span<double> errors) {
                 for (Eigen::Index r = 0; r < w.rows(); ++r) {
                     const float* row = wg.data() + r * n;
-                    RangeStats st = range_of(row, std::size_t(n));
-                    const float amax = p * st.absmax();
-                    if (i > 0) {
-                        st.lo = std::max(st.lo, -amax);
-                        st.hi = std::min(st.hi, amax);
-                    }
-                    const auto& pc = cand[std::size_t(r)] = F::make_params(st, opt_.quant);
-                    kernel::quantize_group<F>(row, std::size_t(n), pc, opt_.quant.rounding, codes.data());
+                    const Params& pc = cand[std::size_t(r)];
+                    kernel::quantize_group<F, Arch>(row, std::size_t(n), pc, opt_.quant.rounding, codes.data());
                     for (Eigen::Index c = 0; c < n; ++c) d(r, c) = row[c] - F::dequantize(codes[std::size_t(c)], pc);
                 }
-                const Eigen::VectorXd err = ((d * gram).cwiseProduct(d)).rowwise().sum().template cast<double>();
-                for (Eigen::Index r = 0; r < w.rows(); ++r)
-                    if (err(r) < best_err(r)) {
-                        best_err(r) = err(r);
-                        params[std::size_t(r) * ng + g] = cand[std::size_t(r)];
-                    }
-            }
+                const Eigen::VectorXd e = ((d * gram).cwiseProduct(d)).rowwise().sum().template cast<double>();
+                for (Eigen::Index r = 0; r < w.rows(); ++r) errors[std::size_t(r)] = e(r);
+            };
+            clip_search<F>(stats, opt_.clip, opt_.quant, output_error, best);
+            for (std::size_t r = 0; r < best.size(); ++r) params[r * ng + g] = best[r];
         }
-        return encode_with_params<F>(w.data(), l, std::move(params), opt_.quant.rounding);
+        return encode_with_params<F, Arch>(w.data(), l, params, opt_.quant.rounding);
     }
 
     AwqOptions opt_;

@@ -2,25 +2,19 @@
 // GPTQ: post-training quantization of a linear layer by sequential error compensation with
 // the inverse Hessian of its calibration inputs, for every ptq format and granularity.
 #include <algorithm>
-#include <cmath>
 #include <cstddef>
-#include <cstdint>
 #include <limits>
-#include <numeric>
-#include <string>
 #include <type_traits>
 #include <vector>
 
 #include <Eigen/Core>
+#include <ptq/kernel/xsimd.hpp>
 
-#include <ptq/algo/detail/gptq_factor.hpp>
-#include <ptq/algo/rtn.hpp>
-#include <ptq/error.hpp>
+#include <ptq/algo/detail/gptq_state.hpp>
+#include <ptq/detail/eigen.hpp>
 #include <ptq/format/concepts.hpp>
 #include <ptq/format/options.hpp>
 #include <ptq/granularity/granularity.hpp>
-#include <ptq/kernel/kernels.hpp>
-#include <ptq/observe/clip_search.hpp>
 #include <ptq/quantized_matrix.hpp>
 
 namespace ptq {
@@ -68,8 +62,8 @@ struct GptqDiagnostics {
     /// GPTQ: L = ||E||_F^2 exactly, E the matrix of scaled errors (W - W^ = E U, U^T U = Hd^-1),
     /// so it costs nothing. RTN (same format, granularity and QuantOptions; dead columns
     /// excluded): ||(W - W^_rtn) U^-1||_F^2 by one triangular solve; NaN if rtn_baseline is off.
-    double loss_rtn = std::numeric_limits<double>::quiet_NaN();
-    double loss_gptq = 0.0;
+    double damped_loss_rtn = std::numeric_limits<double>::quiet_NaN();
+    double damped_loss = 0.0;
 };
 
 /// Result of Gptq::quantize.
@@ -91,420 +85,6 @@ struct GptqResult {
     std::vector<std::size_t> g_idx;         ///< per original column: its group index (column group of quantized.layout())
     GptqDiagnostics diagnostics;
 };
-
-/// Layer-output loss tr((W - W^) H (W - W^)^T) in double (= 2/n ||X (W - W^)^T||^2 for
-/// H = 2/n X^T X). Costs rows * in^2 flops.
-template <class DW, class DQ, class DH>
-double output_error_proxy(const Eigen::MatrixBase<DW>& w, const Eigen::MatrixBase<DQ>& w_hat,
-                          const Eigen::MatrixBase<DH>& h) {
-    if (w.rows() != w_hat.rows() || w.cols() != w_hat.cols())
-        detail::throw_invalid("output_error_proxy", "w_hat", "shape differs from w");
-    if (h.rows() != w.cols() || h.cols() != w.cols())
-        detail::throw_invalid("output_error_proxy", "h", "must be in_features x in_features");
-    const Eigen::MatrixXd d = w.template cast<double>() - w_hat.template cast<double>();
-    return (d * h.template cast<double>()).cwiseProduct(d).sum();
-}
-
-namespace detail {
-
-/// out = float(m), column-major. Row-major sources are copied in 64 x 64 tiles (a cache-blocked
-/// transposition); column-major ones column by column.
-template <class D>
-void to_col_major(const Eigen::MatrixBase<D>& m, Eigen::MatrixXf& out) {
-    out.resize(m.rows(), m.cols());
-    if constexpr (bool(D::Flags & Eigen::RowMajorBit)) {
-        constexpr Eigen::Index T = 64;
-        for (Eigen::Index c0 = 0; c0 < m.cols(); c0 += T)
-            for (Eigen::Index r0 = 0; r0 < m.rows(); r0 += T) {
-                const Eigen::Index rt = std::min(T, m.rows() - r0), ct = std::min(T, m.cols() - c0);
-                out.block(r0, c0, rt, ct) = m.block(r0, c0, rt, ct).template cast<float>();
-            }
-    } else {
-        out = m.template cast<float>();
-    }
-}
-
-/// In place: column k of the result = column src[k] of the input (src a permutation), by
-/// following cycles with one column of scratch.
-inline void permute_columns(Eigen::MatrixXf& m, const std::vector<std::size_t>& src) {
-    std::vector<unsigned char> done(src.size(), 0);
-    Eigen::VectorXf tmp;
-    for (std::size_t k = 0; k < src.size(); ++k) {
-        if (done[k] || src[k] == k) continue;
-        tmp = m.col(Eigen::Index(k));
-        std::size_t j = k;
-        while (true) {
-            done[j] = 1;
-            const std::size_t from = src[j];
-            if (from == k) {
-                m.col(Eigen::Index(j)) = tmp;
-                break;
-            }
-            m.col(Eigen::Index(j)) = m.col(Eigen::Index(from));
-            j = from;
-        }
-    }
-}
-
-/// Which factor of the damped Hessian Hd (in processing order) GptqState computes.
-///  - inverse: U upper with U^T U = Hd^-1 (the textbook form, as in the reference code; the
-///    naive oracle uses it): E_B = (w_B - q_B) U_BB^-1, w_R -= E_B U_{B,R}.
-///  - ldl: V = U^-1 (upper, V V^T = Hd: one Cholesky, no triangular inverse), stored as
-///    Vt = V BD(V)^-1 off the diagonal unit blocks and V_BB on them (BD: the block diagonal of
-///    the units). The same updates read w~_R = w_R + sum_{B<R} D_B Vt_{B,R} with D_B = w_B - q_B
-///    the *unscaled* error against the original weights: since W - W^ = E U, E = (W - W^) V and
-///    E (U - BD(U)) = (W - W^)(I - V BD(V)^-1) (the LDL form of GPTQ, "LDLQ" in QuIP).
-enum class GptqFactor : std::uint8_t { inverse, ldl };
-
-/// The state shared by the blocked GPTQ and its naive oracle: the working copy of W
-/// (column-major, columns in processing order, so that the column loop reads contiguous
-/// memory), the factor (see GptqFactor), the parameters and the codes.
-template <QuantFormat F, class G>
-class GptqState {
-public:
-    using Params = typename F::Params;
-    using Index = Eigen::Index;
-
-    GptqState(const GptqOptions& o, const G& gran, GptqFactor factor = GptqFactor::inverse)
-        : opt_(o), gran_(gran), factor_(factor) {}
-
-    /// Validates inputs, zeroes dead columns, permutes, factorises (with retries), fits static
-    /// parameters. `fn` names the calling function in error messages.
-    template <class DW, class DH>
-    void prepare(const Eigen::MatrixBase<DW>& w_in, const Eigen::MatrixBase<DH>& h_in, const char* fn) {
-        check_options(fn);
-        rows_ = w_in.rows();
-        n_ = w_in.cols();
-        if (h_in.rows() != n_ || h_in.cols() != n_)
-            throw_invalid(fn, "h", "is " + std::to_string(h_in.rows()) + "x" + std::to_string(h_in.cols()) +
-                                       ", expected in_features x in_features = " + std::to_string(n_) + "x" +
-                                       std::to_string(n_));
-        const auto& h = h_in.derived().eval();  // no copy for a plain matrix
-        to_col_major(w_in, W_);  // the working copy: column-major
-        if (!W_.allFinite())
-            for (Index c = 0; c < n_; ++c)
-                for (Index r = 0; r < rows_; ++r)
-                    if (!std::isfinite(W_(r, c)))
-                        throw_non_finite(fn, "w", "row " + std::to_string(r) + ", column " + std::to_string(c));
-        for (Index j = 0; j < n_; ++j)
-            for (Index i = 0; i < n_; ++i)
-                if (!std::isfinite(double(h(i, j))))
-                    throw_non_finite(fn, "h", "entry (" + std::to_string(i) + ", " + std::to_string(j) + ")");
-
-        layout_ = resolve_layout<F>(gran_, std::size_t(rows_), std::size_t(n_));
-        grouped_ = is_per_group<G>::value;  // PerGroup<g>, and every MX format
-        dynamic_groups_ = grouped_ && !opt_.static_groups;
-        unit_ = 1;
-        if constexpr (F::is_mx) unit_ = Index(opt_.mx_micro_block == 0 ? F::block : opt_.mx_micro_block);
-        block_ = Index((opt_.block_size + std::size_t(unit_) - 1) / std::size_t(unit_)) * unit_;
-
-        // Dead channels: H_ii = 0 -> H_ii = 1 and W[:, i] = 0.
-        std::vector<double> diag(static_cast<std::size_t>(n_));
-        dead_.assign(std::size_t(n_), 0);
-        diag_.dead_columns.clear();
-        for (Index i = 0; i < n_; ++i) {
-            diag[std::size_t(i)] = double(h(i, i));
-            if (diag[std::size_t(i)] == 0.0) {
-                diag[std::size_t(i)] = 1.0;
-                dead_[std::size_t(i)] = 1;
-                diag_.dead_columns.push_back(std::size_t(i));
-            }
-        }
-        // Processing order: identity, or descending diag(H) (stable: ties keep column order).
-        perm_.resize(std::size_t(n_));
-        std::iota(perm_.begin(), perm_.end(), std::size_t{0});
-        if (opt_.act_order)
-            std::stable_sort(perm_.begin(), perm_.end(),
-                             [&](std::size_t a, std::size_t b) { return diag[a] > diag[b]; });
-        inv_perm_.resize(std::size_t(n_));
-        for (std::size_t k = 0; k < perm_.size(); ++k) inv_perm_[perm_[k]] = k;
-
-        // Working W: dead columns zeroed; static parameters (per-tensor, per-channel, static
-        // groups) are RTN's on these weights in the original column order; then the columns
-        // are put in processing order.
-        for (Index c = 0; c < n_; ++c)
-            if (dead_[std::size_t(c)]) W_.col(c).setZero();
-        params_.assign(layout_.num_groups(), Params{});
-        if (!dynamic_groups_ && rows_ > 0 && n_ > 0) {
-            const auto q = Rtn<F, G>(opt_.quant, gran_).quantize(W_, "w");
-            std::copy(q.params().begin(), q.params().end(), params_.begin());
-        }
-        if (opt_.act_order) permute_columns(W_, perm_);
-        col_params_.resize(std::size_t(rows_));
-        col_group_ = std::numeric_limits<std::size_t>::max();
-
-        // Damping with retries, then U (upper, U^T U = (P (H + lambda I) P^T)^-1).
-        double sum = 0.0, sum_abs = 0.0;
-        for (double d : diag) {
-            sum += d;
-            sum_abs += std::fabs(d);
-        }
-        const double nd = n_ > 0 ? double(n_) : 1.0;
-        diag_.mean_diag = sum / nd;
-        double scale = diag_.mean_diag;
-        if (!(scale > 0.0)) scale = sum_abs > 0.0 ? sum_abs / nd : 1.0;
-        double lambda = opt_.percdamp * scale;
-        diag_.retries = 0;
-        for (int attempt = 0;; ++attempt) {
-            U_.resize(n_, n_);
-            for (Index j = 0; j < n_; ++j) {
-                const auto cj = Index(perm_[std::size_t(j)]);
-                for (Index i = 0; i < n_; ++i) U_(i, j) = float(h(Index(perm_[std::size_t(i)]), cj));
-                U_(j, j) = float(diag[std::size_t(cj)] + lambda);
-            }
-            if (factor_ == GptqFactor::ldl ? upper_cholesky_factor(U_) : upper_cholesky_of_inverse(U_)) break;
-            if (attempt >= opt_.max_damping_retries)
-                throw error(std::string("ptq::") + fn + ": argument 'h': H + lambda I is not positive definite even with lambda = " +
-                            std::to_string(lambda) + " after " + std::to_string(attempt) + " damping retries");
-            ++diag_.retries;
-            lambda = (lambda > 0.0 ? lambda : 1e-6 * scale) * opt_.damping_growth;
-        }
-        diag_.damping = lambda;
-        codes_.resize(std::size_t(rows_ * n_));
-        loss_ = 0.0;
-        if (opt_.rtn_baseline && rows_ > 0 && n_ > 0) diag_.loss_rtn = rtn_baseline_loss(w_in);
-        if (factor_ == GptqFactor::ldl) {
-            W0_ = W_;
-            // Vt = V BD(V)^-1 above the diagonal unit blocks (which keep V_BB).
-            for (Index u0 = unit_; u0 < n_; u0 += unit_) {
-                const Index m = std::min(unit_, n_ - u0);
-                auto above = U_.block(0, u0, u0, m);
-                if (m == 1) above /= U_(u0, u0);
-                else U_.block(u0, u0, m, m).template triangularView<Eigen::Upper>().template solveInPlace<Eigen::OnTheRight>(above);
-            }
-        }
-    }
-
-    Index rows() const noexcept { return rows_; }
-    Index cols() const noexcept { return n_; }
-    Index unit() const noexcept { return unit_; }
-    Index block() const noexcept { return block_; }
-    bool dynamic_groups() const noexcept { return dynamic_groups_; }
-    Index group_size() const noexcept { return Index(layout_.group_cols); }
-    Eigen::MatrixXf& W() noexcept { return W_; }
-    /// The factor: U (GptqFactor::inverse) or Vt (GptqFactor::ldl).
-    const Eigen::MatrixXf& factor() const noexcept { return U_; }
-
-    /// Column group (in the storage layout) of processed column j.
-    std::size_t group_of(Index j) const noexcept {
-        if (layout_.whole_tensor || !grouped_) return 0;
-        const std::size_t c = dynamic_groups_ ? std::size_t(j) : perm_[std::size_t(j)];
-        return c / layout_.group_cols;
-    }
-
-    /// Fits the parameters of the dynamic group cg from its current weights `cur`
-    /// (rows x group length, column-major), row by row with the RTN range + choose_params.
-    void fit_group(const Eigen::Ref<const Eigen::MatrixXf>& cur, std::size_t cg) {
-        const auto len = std::size_t(cur.cols());
-        const std::size_t ncg = layout_.col_groups();
-        if (opt_.quant.range == RangeMethod::min_max) {
-            // Range of each row's group, swept column by column (vectorised over rows) with the
-            // comparisons of RangeStats::add, in the same element order: identical to
-            // kernel::range on the row. The weights are finite here (checked on entry).
-            lo_ = cur.col(0);
-            hi_ = lo_;
-            for (Index k = 1; k < cur.cols(); ++k) {
-                const auto x = cur.col(k).array();
-                lo_ = (x < lo_.array()).select(x, lo_.array());
-                hi_ = (x > hi_.array()).select(x, hi_.array());
-            }
-            if (!lo_.allFinite() || !hi_.allFinite()) throw_breakdown();
-            for (Index r = 0; r < rows_; ++r) {
-                RangeStats s;
-                s.lo = lo_[r];
-                s.hi = hi_[r];
-                params_[std::size_t(r) * ncg + cg] = F::make_params(s, opt_.quant);
-            }
-        } else {
-            tmp_row_ = cur;  // row-major copy: each row's group contiguous, as Rtn reads it
-            for (Index r = 0; r < rows_; ++r) {
-                const float* x = tmp_row_.data() + std::size_t(r) * len;
-                const RangeStats s = kernel::range(x, len);
-                if (s.non_finite) throw_breakdown();
-                params_[std::size_t(r) * ncg + cg] = choose_params<F>(x, len, s, opt_.quant);
-            }
-        }
-        col_group_ = std::numeric_limits<std::size_t>::max();  // refresh col_params_
-    }
-
-    /// Quantizes processed columns [u0, u1) in place (W_ then holds W^ there) and writes
-    /// D = W_before - W^ (rows x (u1 - u0)).
-    void quantize_unit(Index u0, Index u1, Eigen::Ref<Eigen::MatrixXf> d) {
-        const std::size_t ncg = layout_.whole_tensor ? 0 : layout_.col_groups();
-        const Rounding rnd = opt_.quant.rounding;
-        for (Index j = u0; j < u1; ++j) {
-            const std::size_t cg = group_of(j);
-            if (cg != col_group_) {  // gather this column group's parameters, one per row
-                for (Index r = 0; r < rows_; ++r)
-                    col_params_[std::size_t(r)] = params_[layout_.whole_tensor ? 0 : std::size_t(r) * ncg + cg];
-                col_group_ = cg;
-            }
-            float* w = W_.col(j).data();
-            std::uint8_t* c = codes_.data() + std::size_t(j) * std::size_t(rows_);
-            float* dj = d.col(j - u0).data();
-            for (Index r = 0; r < rows_; ++r) {
-                const Params& p = col_params_[std::size_t(r)];
-                const std::uint8_t code = F::quantize(w[r], p, rnd);
-                const float q = F::dequantize(code, p);
-                c[r] = code;
-                dj[r] = w[r] - q;
-                w[r] = q;
-            }
-        }
-    }
-
-    /// E_unit = D * U[u0:u1, u0:u1]^-1 in place (D / U_jj for a single column); adds ||E||^2
-    /// to the GPTQ loss.
-    void scale_errors(Index u0, Index u1, Eigen::Ref<Eigen::MatrixXf> d) {
-        if (u1 - u0 == 1) d.col(0) /= U_(u0, u0);
-        else U_.block(u0, u0, u1 - u0, u1 - u0).triangularView<Eigen::Upper>().template solveInPlace<Eigen::OnTheRight>(d);
-        loss_ += double(d.squaredNorm());
-    }
-
-    /// GptqFactor::ldl: on entry D = w~_B - q_B (from quantize_unit); adds ||E_B||^2 to the
-    /// loss, E_B = D V_BB (the scaled errors of the inverse form); on exit D = w_B - q_B, the
-    /// error against the original weights that the ldl updates propagate.
-    void unscaled_errors(Index u0, Index u1, Eigen::Ref<Eigen::MatrixXf> d) {
-        if (u1 - u0 == 1) loss_ += double((d.col(0) * U_(u0, u0)).squaredNorm());
-        else loss_ += double((d * U_.block(u0, u0, u1 - u0, u1 - u0).triangularView<Eigen::Upper>()).squaredNorm());
-        d = W0_.middleCols(u0, u1 - u0) - W_.middleCols(u0, u1 - u0);
-    }
-
-    /// GptqFactor::ldl with single-column units: turns `cur`, the weights of the group that
-    /// starts at processed column g0 in their LDL form (every update of the columns before g0
-    /// applied), W0_G + D_P V_PG diag(V_GG)^-1, into the weights the textbook U form holds at
-    /// that point, W0_G + D_P V_PG V_GG^-1 (P = the columns before g0; both are the OBS-optimal
-    /// W0_G + D_P Hd_PG Hd_GG^-1 only in the U form), by one triangular solve:
-    ///   cur = W0_G + (cur - W0_G) Vt_GG^-1,   Vt_GG = V_GG diag(V_GG)^-1 (unit upper).
-    /// The two forms agree on every column when it is quantized, but not on the later columns
-    /// of a group when its parameters are fitted. (MX units contain their groups: nothing to
-    /// do there.) Cost rows * len^2 flops per group.
-    void ldl_group_state(Index g0, Eigen::MatrixXf& cur) const {
-        const Index len = cur.cols();
-        cur -= W0_.middleCols(g0, len);
-        U_.block(g0, g0, len, len).template triangularView<Eigen::UnitUpper>().template solveInPlace<Eigen::OnTheRight>(cur);
-        cur += W0_.middleCols(g0, len);
-    }
-
-    /// Packs the result (codes, params, dequantized matrix, permutation, diagnostics).
-    GptqResult<F> finish() {
-        GptqResult<F> res;
-        if (!W_.allFinite()) throw_breakdown();
-        W0_.resize(0, 0);
-        res.permuted_storage = dynamic_groups_ && opt_.act_order;
-        res.perm = perm_;
-        res.storage_perm.resize(std::size_t(n_));
-        if (res.permuted_storage) res.storage_perm = perm_;
-        else std::iota(res.storage_perm.begin(), res.storage_perm.end(), std::size_t{0});
-        res.g_idx.resize(std::size_t(n_));
-        for (std::size_t c = 0; c < std::size_t(n_); ++c) {
-            std::size_t g = 0;
-            if (grouped_) g = (res.permuted_storage ? inv_perm_[c] : c) / layout_.group_cols;
-            res.g_idx[c] = g;
-        }
-        // Codes: processing order column-major -> storage order, packed row by row.
-        res.quantized = QuantizedMatrix<F>(layout_);
-        std::copy(params_.begin(), params_.end(), res.quantized.params().begin());
-        // 64 rows at a time: one 64-byte run of each processed column, packed per row.
-        constexpr Index T = 64;
-        std::vector<std::uint8_t> rowbuf(std::size_t(T) * std::size_t(n_));
-        for (Index r0 = 0; r0 < rows_; r0 += T) {
-            const Index rt = std::min(T, rows_ - r0);
-            for (std::size_t k = 0; k < std::size_t(n_); ++k) {
-                const std::size_t j = res.permuted_storage ? k : inv_perm_[k];  // processed column of storage column k
-                const std::uint8_t* src = codes_.data() + j * std::size_t(rows_) + std::size_t(r0);
-                for (Index i = 0; i < rt; ++i) rowbuf[std::size_t(i) * std::size_t(n_) + k] = src[i];
-            }
-            for (Index i = 0; i < rt; ++i)
-                kernel::pack_bits(rowbuf.data() + std::size_t(i) * std::size_t(n_), std::size_t(n_), F::bits,
-                                  res.quantized.row_data(r0 + i));
-        }
-        std::vector<std::uint8_t>().swap(codes_);
-        // Dequantized matrix in the original order (W_ holds W^ in processing order).
-        if (opt_.act_order) permute_columns(W_, inv_perm_);
-        res.dequantized.resize(rows_, n_);
-        for (Index r0 = 0; r0 < rows_; r0 += T)
-            for (Index c0 = 0; c0 < n_; c0 += T) {
-                const Index rt = std::min(T, rows_ - r0), ct = std::min(T, n_ - c0);
-                res.dequantized.block(r0, c0, rt, ct) = W_.block(r0, c0, rt, ct);
-            }
-        W_.resize(0, 0);
-        diag_.loss_gptq = loss_;
-        U_.resize(0, 0);
-        res.diagnostics = diag_;
-        return res;
-    }
-
-private:
-    /// The damped loss of RTN (same format, granularity and options; dead columns excluded),
-    /// computed right after the factorisation: with Delta = W - W^_rtn in processing order,
-    /// ||Delta U^-1||^2 (GptqFactor::inverse: a triangular solve) or ||Delta V||^2
-    /// (GptqFactor::ldl, before U_ is turned into Vt: a triangular product), 256 rows at a time.
-    template <class DW>
-    double rtn_baseline_loss(const Eigen::MatrixBase<DW>& w_in) const {
-        Eigen::MatrixXf delta;
-        {
-            // (Rtn's own row-major copy of w is gone before delta exists: peak 2 rows x in.)
-            const RowMatrixXf rq = dequantize(Rtn<F, G>(opt_.quant, gran_).quantize(w_in, "w"));
-            to_col_major(w_in, delta);
-            delta -= rq;
-        }
-        for (Index c = 0; c < n_; ++c)
-            if (dead_[std::size_t(c)]) delta.col(c).setZero();
-        if (opt_.act_order) permute_columns(delta, perm_);
-        Eigen::MatrixXf t;
-        double loss = 0.0;
-        for (Index r0 = 0; r0 < rows_; r0 += 256) {
-            const auto rows = delta.middleRows(r0, std::min<Index>(256, rows_ - r0));
-            if (factor_ == GptqFactor::ldl) {
-                t.noalias() = rows * U_.triangularView<Eigen::Upper>();
-            } else {
-                t = rows;
-                U_.triangularView<Eigen::Upper>().template solveInPlace<Eigen::OnTheRight>(t);
-            }
-            loss += t.cast<double>().squaredNorm();
-        }
-        return loss;
-    }
-
-    void check_options(const char* fn) const {
-        if (!(opt_.percdamp >= 0.0) || !std::isfinite(opt_.percdamp))
-            throw_invalid(fn, "options.percdamp", "must be finite and >= 0");
-        if (opt_.block_size == 0) throw_invalid(fn, "options.block_size", "must be >= 1");
-        if (opt_.max_damping_retries < 0) throw_invalid(fn, "options.max_damping_retries", "must be >= 0");
-        if (!(opt_.damping_growth > 1.0) || !std::isfinite(opt_.damping_growth))
-            throw_invalid(fn, "options.damping_growth", "must be finite and > 1");
-        if constexpr (F::is_mx) {
-            if (opt_.mx_micro_block % F::block != 0)
-                throw_invalid(fn, "options.mx_micro_block",
-                              "must be a multiple of the MX block " + std::to_string(F::block) + " (or 0)");
-        }
-        if (opt_.quant.range == RangeMethod::mse_search) check_clip(opt_.quant.clip);
-    }
-    [[noreturn]] static void throw_breakdown() {
-        throw error("ptq::Gptq::quantize: numerical breakdown (non-finite weights during error propagation)");
-    }
-
-    GptqOptions opt_;
-    G gran_;
-    GptqFactor factor_ = GptqFactor::inverse;
-    Index rows_ = 0, n_ = 0, unit_ = 1, block_ = 128;
-    GroupLayout layout_{};
-    bool grouped_ = false, dynamic_groups_ = false;
-    std::vector<unsigned char> dead_;
-    std::vector<std::size_t> perm_, inv_perm_;
-    Eigen::MatrixXf W_, U_;
-    Eigen::MatrixXf W0_;  // GptqFactor::ldl: the weights before quantization (processing order)
-    RowMatrixXf tmp_row_;
-    Eigen::VectorXf lo_, hi_;
-    std::vector<Params> params_, col_params_;  // col_params_: parameters of column group col_group_, per row
-    std::size_t col_group_ = 0;
-    std::vector<std::uint8_t> codes_;  // column-major, processing order
-    double loss_ = 0.0;
-    GptqDiagnostics diag_;
-};
-
-}  // namespace detail
 
 /// GPTQ quantizer of format F at granularity G (Eigen-decomposition style: options in the
 /// constructor, quantize(W, H) to run). G is PerTensor, PerChannel or PerGroup<g> (MX formats:
@@ -548,13 +128,15 @@ private:
 /// floats), the codes (rows*in bytes), the error block (rows*max(block, 512) floats), the result
 /// (packed codes + params + the dequantized matrix, rows*in floats, allocated after w0 is
 /// freed); the RTN baseline needs two more rows*in floats while the loop has not started.
-template <QuantFormat F, class G = default_granularity_t<F>>
+template <QuantFormat F, class G = default_granularity_t<F>, class Arch = xsimd::default_arch>
 class Gptq {
     static_assert(!std::is_same_v<G, PerToken>, "ptq::Gptq: PerToken is an activation granularity; use PerChannel for weights");
 
 public:
+    /// Throws ptq::invalid_argument naming the option ('options.percdamp', ...) that is invalid.
     explicit Gptq(const GptqOptions& options = {}, const G& granularity = {}) : opt_(options), gran_(granularity) {
-        check_granularity<F, G>();
+        check_granularity<F>(granularity);
+        detail::check_gptq_options<F>(opt_, "Gptq");
     }
     const GptqOptions& options() const noexcept { return opt_; }
     const G& granularity() const noexcept { return gran_; }
@@ -563,7 +145,7 @@ public:
     template <class DW, class DH>
     GptqResult<F> quantize(const Eigen::MatrixBase<DW>& w, const Eigen::MatrixBase<DH>& h) const {
         using Index = Eigen::Index;
-        detail::GptqState<F, G> st(opt_, gran_, detail::GptqFactor::ldl);
+        detail::GptqState<F, G, GptqOptions, GptqResult<F>, Arch> st(opt_, gran_, detail::GptqFactor::ldl);
         st.prepare(w, h, "Gptq::quantize");
         const Index rows = st.rows(), n = st.cols(), m = st.unit(), bs = st.block();
         const Index sub = F::is_mx ? m : std::min<Index>(16, bs);  // eager sub-block
@@ -623,34 +205,5 @@ private:
     GptqOptions opt_;
     G gran_;
 };
-
-/// The naive column-by-column GPTQ (the test oracle): the same maths as Gptq (same
-/// preparation, factor, units and parameter fitting), but every unit's error is propagated
-/// immediately to all later columns, w_R -= E_B U_{B,R}, with no blocks and no lazy batch.
-/// block_size is ignored. O(rows * in^2) memory traffic per column: small layers only.
-template <QuantFormat F, class G = default_granularity_t<F>, class DW, class DH>
-GptqResult<F> gptq_naive(const Eigen::MatrixBase<DW>& w, const Eigen::MatrixBase<DH>& h, const GptqOptions& options = {},
-                         const G& granularity = {}) {
-    using Index = Eigen::Index;
-    check_granularity<F, G>();
-    detail::GptqState<F, G> st(options, granularity);
-    st.prepare(w, h, "gptq_naive");
-    const Index rows = st.rows(), n = st.cols(), m = st.unit(), gs = st.group_size();
-    Eigen::MatrixXf& W = st.W();
-    const Eigen::MatrixXf& U = st.factor();
-    Eigen::MatrixXf d(rows, m);
-    for (Index u0 = 0; u0 < n; u0 += m) {
-        const Index u1 = std::min(u0 + m, n);
-        if (st.dynamic_groups())
-            for (Index g0 = ((u0 + gs - 1) / gs) * gs; g0 < u1; g0 += gs)
-                st.fit_group(W.middleCols(g0, std::min(g0 + gs, n) - g0), st.group_of(g0));
-        auto du = d.leftCols(u1 - u0);
-        st.quantize_unit(u0, u1, du);
-        st.scale_errors(u0, u1, du);
-        for (Index j = u1; j < n; ++j)  // textbook update, one later column at a time
-            for (Index b = 0; b < u1 - u0; ++b) W.col(j) -= du.col(b) * U(u0 + b, j);
-    }
-    return st.finish();
-}
 
 }  // namespace ptq

@@ -9,21 +9,20 @@
 #include <type_traits>
 
 #include <Eigen/Core>
+#include <ptq/kernel/xsimd.hpp>
 
+#include <ptq/algo/activation.hpp>
 #include <ptq/algo/rtn.hpp>
 #include <ptq/algo/svd.hpp>
 #include <ptq/error.hpp>
 #include <ptq/format/concepts.hpp>
+#include <ptq/format/float32.hpp>
 #include <ptq/granularity/granularity.hpp>
 #include <ptq/metric/metrics.hpp>
+#include <ptq/observe/clip_search.hpp>
 #include <ptq/quantized_matrix.hpp>
 
 namespace ptq {
-
-/// Tag "keep in float32": the low-rank factors (or activations) are not quantized.
-struct Float32 {
-    static std::string name() { return "fp32"; }
-};
 
 /// Options of Lqer. Defaults: rank 32, L²QER scaling on, exact SVD.
 struct LqerOptions {
@@ -80,15 +79,27 @@ inline Eigen::VectorXf l2qer_scale(const Eigen::VectorXf& s_in, float floor_rel)
 ///   then A and B are quantized with RTN in LF (groups along their in_features: k for A,
 ///   in for B) unless LF is Float32.
 template <QuantFormat WF, class WG = default_granularity_t<WF>, class LF = Float32,
-          class LG = std::conditional_t<std::is_same_v<LF, Float32>, PerChannel, default_granularity_t<LF>>>
+          class LG = std::conditional_t<std::is_same_v<LF, Float32>, PerChannel, default_granularity_t<LF>>,
+          class Arch = xsimd::default_arch>
 class Lqer {
 public:
+    /// Throws ptq::invalid_argument naming the invalid option or granularity.
     explicit Lqer(const LqerOptions& o = {}, const WG& wg = {}, const LG& lg = {}) : opt_(o), wg_(wg), lg_(lg) {
         if (o.rank < 0) detail::throw_invalid("Lqer", "rank", "must be >= 0");
         if (!(o.scale_floor > 0.0f && o.scale_floor <= 1.0f))
             detail::throw_invalid("Lqer", "scale_floor", "must be in (0, 1]");
+        check_granularity<WF>(wg);
+        detail::check_quant_options(o.weight_quant, "Lqer", "weight_quant");
+        if constexpr (!std::is_same_v<LF, Float32>) {
+            check_granularity<LF>(lg);
+            detail::check_quant_options(o.factor_quant, "Lqer", "factor_quant");
+        }
     }
     const LqerOptions& options() const noexcept { return opt_; }
+    /// Granularity of Q(W).
+    const WG& granularity() const noexcept { return wg_; }
+    /// Granularity of the quantized factors (when LF is a format).
+    const LG& factor_granularity() const noexcept { return lg_; }
 
     /// Quantizes W with RTN (WF, WG) and computes the correction. act_scale (size in_features,
     /// e.g. CalibrationStats' max over samples of per-sample mean|x_j|) is required when scaled.
@@ -96,7 +107,7 @@ public:
     LqerResult<WF, LF> compute(const Eigen::MatrixBase<Derived>& w, const Eigen::VectorXf* act_scale = nullptr) const {
         RowMatrixXf storage;
         const auto x = detail::as_row_major(w, storage);
-        return compute(x, Rtn<WF, WG>(opt_.weight_quant, wg_).quantize(x), act_scale);
+        return compute(x, Rtn<WF, WG, Arch>(opt_.weight_quant, wg_).quantize(x), act_scale);
     }
 
     /// Correction of an already quantized Q(W) (from RTN, GPTQ, AWQ, ...).
@@ -109,7 +120,7 @@ public:
         if (!wf.allFinite()) detail::throw_non_finite("Lqer::compute", "w", "weights");
         detail::check_rank("Lqer::compute", opt_.rank, wf.rows(), wf.cols());
         LqerResult<WF, LF> r;
-        r.weight_dequantized = dequantize(qw);
+        r.weight_dequantized = dequantize<WF, Arch>(qw);
         r.weight = std::move(qw);
         const Eigen::MatrixXf e = wf - Eigen::MatrixXf(r.weight_dequantized);
         if (!e.allFinite()) detail::throw_non_finite("Lqer::compute", "qw", "Q(W) dequantizes to NaN/Inf");
@@ -128,10 +139,10 @@ public:
         RowMatrixXf a = svd.U;
         RowMatrixXf b = (svd.V * svd.S.asDiagonal()).transpose() * r.scale.cwiseInverse().asDiagonal();
         if constexpr (!std::is_same_v<LF, Float32>) {
-            r.A_q = Rtn<LF, LG>(opt_.factor_quant, lg_).quantize(a, "A");
-            r.B_q = Rtn<LF, LG>(opt_.factor_quant, lg_).quantize(b, "B");
-            a = dequantize(*r.A_q);
-            b = dequantize(*r.B_q);
+            r.A_q = Rtn<LF, LG, Arch>(opt_.factor_quant, lg_).quantize(a, "A");
+            r.B_q = Rtn<LF, LG, Arch>(opt_.factor_quant, lg_).quantize(b, "B");
+            a = dequantize<LF, Arch>(*r.A_q);
+            b = dequantize<LF, Arch>(*r.B_q);
         }
         r.A = std::move(a);
         r.B = std::move(b);
@@ -158,15 +169,15 @@ private:
 /// activation format AF (e.g. MxInt<8, 16>, or IntFormat<8, true> per token) the inputs X and
 /// the intermediate X B^T are fake-quantized with fake_quantize_activations<AF>, as in the
 /// LQER paper's W/A setting; AF = Float32 keeps them in float.
-template <class AF = Float32, QuantFormat WF, class LF, class Derived>
+template <class AF = Float32, class Arch = xsimd::default_arch, QuantFormat WF, class LF, class Derived>
 RowMatrixXf lqer_forward(const Eigen::MatrixBase<Derived>& x, const LqerResult<WF, LF>& r, const QuantOptions& act = {}) {
     if (x.cols() != r.weight_dequantized.cols())
         detail::throw_invalid("lqer_forward", "x", "has " + std::to_string(x.cols()) + " columns, expected in_features " +
                                                        std::to_string(r.weight_dequantized.cols()));
     RowMatrixXf xq = x.template cast<float>();
-    if constexpr (!std::is_same_v<AF, Float32>) xq = fake_quantize_activations<AF>(xq, act);
+    if constexpr (!std::is_same_v<AF, Float32>) xq = fake_quantize_activations<AF, Arch>(xq, act);
     RowMatrixXf xb = xq * r.B.transpose();
-    if constexpr (!std::is_same_v<AF, Float32>) xb = fake_quantize_activations<AF>(xb, act);
+    if constexpr (!std::is_same_v<AF, Float32>) xb = fake_quantize_activations<AF, Arch>(xb, act);
     RowMatrixXf y = xq * r.weight_dequantized.transpose();
     if (r.rank() > 0) y.noalias() += xb * r.A.transpose();
     return y;

@@ -2,18 +2,23 @@
 // Composition of the separable PTQ techniques on one group of linears that read the same
 // input (q/k/v, gate/up, or a single linear):  transformation -> clipping -> reconstruction.
 #include <cstddef>
+#include <span>
 #include <string>
 #include <vector>
 
 #include <Eigen/Core>
+#include <ptq/kernel/xsimd.hpp>
 
 #include <ptq/algo/awq.hpp>
 #include <ptq/algo/gptq.hpp>
 #include <ptq/algo/rtn.hpp>
 #include <ptq/algo/smooth_quant.hpp>
+#include <ptq/detail/eigen.hpp>
 #include <ptq/error.hpp>
 #include <ptq/format/concepts.hpp>
 #include <ptq/granularity/granularity.hpp>
+#include <ptq/metric/output_error.hpp>
+#include <ptq/quantize.hpp>
 #include <ptq/quantized_matrix.hpp>
 
 namespace ptq {
@@ -36,7 +41,7 @@ struct PipelineOptions {
     QuantOptions rtn{};     ///< RTN's options when there is no AWQ
 };
 
-/// Result for a group of linears.
+/// Result of Pipeline::quantize for a group of linears.
 template <QuantFormat F>
 struct PipelineResult {
     /// Per-input-channel scales s (all ones without a transformation): the quantized weights
@@ -48,73 +53,87 @@ struct PipelineResult {
     /// X W_eff^T = (X diag(s)^-1) Q(W diag(s))^T: drop-in for fake-quantized evaluation.
     std::vector<RowMatrixXf> effective;
     std::vector<GptqResult<F>> gptq;              ///< per linear, when reconstruct == gptq
-    std::vector<double> loss_rtn;                 ///< per linear: ||X (W - RTN(W))^T||^2 / (tokens*out)
-    std::vector<double> loss;                     ///< per linear: ||X (W - W_eff)^T||^2 / (tokens*out)
+    std::vector<double> output_mse_rtn;           ///< per linear: ||X (W - RTN(W))^T||^2 / (tokens*out)
+    std::vector<double> output_mse;               ///< per linear: ||X (W - W_eff)^T||^2 / (tokens*out)
     float awq_alpha = 0.0f;
 };
 
-namespace detail {
-inline double output_mse(const Eigen::Ref<const RowMatrixXf>& x, const RowMatrixXf& w, const RowMatrixXf& w_hat) {
-    const double n = double(x.rows()) * double(w.rows());
-    return n == 0.0 ? 0.0 : (x * (w - w_hat).transpose()).template cast<double>().squaredNorm() / n;
-}
-}  // namespace detail
-
-/// Quantizes a group of linears W_k [out_k x in] that read the calibration input X
+/// Quantizes groups of linears W_k [out_k x in] that read the calibration input X
 /// [tokens x in] with format F at granularity G:
 ///   1. transformation: SmoothQuant (s from max|X_j| and the group's max|W_:,j|) or AWQ (s from
 ///      its grid search; AWQ's per-group clipping is kept when reconstructing with RTN);
 ///   2. reconstruction: RTN, or GPTQ on W diag(s) with H' = 2/n (X diag(s)^-1)^T (X diag(s)^-1)
 ///      (per-group clipping then comes from GPTQ's own QuantOptions::range).
-template <QuantFormat F, class G = default_granularity_t<F>, class DX>
-PipelineResult<F> quantize_layer_group(const Eigen::MatrixBase<DX>& x_in, const std::vector<const RowMatrixXf*>& weights,
-                                       const PipelineOptions& o = {}, const G& gran = {}) {
-    RowMatrixXf xs;
-    const auto x = detail::as_row_major(x_in, xs);
-    detail::check_weights_group("quantize_layer_group", weights, x.cols());
-    if (!x.allFinite()) detail::throw_non_finite("quantize_layer_group", "x", "calibration activations");
-    PipelineResult<F> r;
-    r.scales = Eigen::VectorXf::Ones(x.cols());
-    std::vector<QuantizedMatrix<F>> awq_q;
-    if (o.transform == Transform::smooth_quant) {
-        r.scales = SmoothQuant(o.smooth_quant).scales(x.cwiseAbs().colwise().maxCoeff().transpose(), weights);
-    } else if (o.transform == Transform::awq) {
-        auto a = Awq<F, G>(o.awq, gran).compute(x, weights);
-        r.scales = a.scales;
-        r.awq_alpha = a.alpha;
-        awq_q = std::move(a.quantized);
-    }
-    const Eigen::VectorXf inv = r.scales.cwiseInverse();
-    Eigen::MatrixXd h;
-    if (o.reconstruct == Reconstruct::gptq) {
-        // H' = 2/n X'^T X' with X' = X diag(s)^-1, accumulated in double.
-        const Eigen::MatrixXd xt = (x * inv.asDiagonal()).template cast<double>();
-        h = Eigen::MatrixXd::Zero(x.cols(), x.cols());
-        h.selfadjointView<Eigen::Lower>().rankUpdate(xt.transpose(), x.rows() ? 2.0 / double(x.rows()) : 0.0);
-        h = h.selfadjointView<Eigen::Lower>();
-    }
-    for (std::size_t k = 0; k < weights.size(); ++k) {
-        const RowMatrixXf& w = *weights[k];
-        const RowMatrixXf wt = w * r.scales.asDiagonal();
-        RowMatrixXf dq;
-        if (o.reconstruct == Reconstruct::gptq) {
-            auto g = Gptq<F, G>(o.gptq, gran).quantize(wt, h);
-            dq = g.dequantized;
-            r.quantized.push_back(g.quantized);
-            r.gptq.push_back(std::move(g));
+/// Every step's options are validated at construction.
+template <QuantFormat F, class G = default_granularity_t<F>, class Arch = xsimd::default_arch>
+class Pipeline {
+public:
+    explicit Pipeline(const PipelineOptions& o = {}, const G& granularity = {})
+        : opt_(o), gran_(granularity), smooth_quant_(o.smooth_quant), awq_(o.awq, granularity),
+          gptq_(o.gptq, granularity), rtn_(o.rtn, granularity) {}
+    const PipelineOptions& options() const noexcept { return opt_; }
+    const G& granularity() const noexcept { return gran_; }
+
+    /// x: calibration activations [tokens x in] (any dense Eigen expression); weights: the
+    /// linears [out_k x in] reading x.
+    template <class DX>
+    PipelineResult<F> quantize(const Eigen::MatrixBase<DX>& x_in, std::span<const RowMatrixRef> weights) const {
+        const PipelineOptions& o = opt_;
+        RowMatrixXf xs;
+        const auto x = detail::as_row_major(x_in, xs);
+        detail::check_weights_group("Pipeline::quantize", weights, x.cols());
+        if (!x.allFinite()) detail::throw_non_finite("Pipeline::quantize", "x", "calibration activations");
+        PipelineResult<F> r;
+        r.scales = Eigen::VectorXf::Ones(x.cols());
+        std::vector<QuantizedMatrix<F>> awq_q;
+        if (o.transform == Transform::smooth_quant) {
+            r.scales = smooth_quant_.scales(x.cwiseAbs().colwise().maxCoeff().transpose(), weights);
         } else if (o.transform == Transform::awq) {
-            dq = dequantize(awq_q[k]);
-            r.quantized.push_back(std::move(awq_q[k]));
-        } else {
-            auto q = Rtn<F, G>(o.rtn, gran).quantize(wt);
-            dq = dequantize(q);
-            r.quantized.push_back(std::move(q));
+            auto a = awq_.compute(x, weights);
+            r.scales = a.scales;
+            r.awq_alpha = a.alpha;
+            awq_q = std::move(a.quantized);
         }
-        r.effective.push_back(dq * inv.asDiagonal());
-        r.loss.push_back(detail::output_mse(x, w, r.effective.back()));
-        r.loss_rtn.push_back(detail::output_mse(x, w, fake_quantize<F>(w, gran, o.rtn)));
+        const Eigen::VectorXf inv = r.scales.cwiseInverse();
+        Eigen::MatrixXd h;
+        if (o.reconstruct == Reconstruct::gptq) {
+            // H' = 2/n X'^T X' with X' = X diag(s)^-1, accumulated in double.
+            const Eigen::MatrixXd xt = (x * inv.asDiagonal()).template cast<double>();
+            h = Eigen::MatrixXd::Zero(x.cols(), x.cols());
+            h.selfadjointView<Eigen::Lower>().rankUpdate(xt.transpose(), x.rows() ? 2.0 / double(x.rows()) : 0.0);
+            h = h.selfadjointView<Eigen::Lower>();
+        }
+        for (std::size_t k = 0; k < weights.size(); ++k) {
+            const RowMatrixXf w = weights[k];
+            const RowMatrixXf wt = w * r.scales.asDiagonal();
+            RowMatrixXf dq;
+            if (o.reconstruct == Reconstruct::gptq) {
+                auto g = gptq_.quantize(wt, h);
+                dq = g.dequantized;
+                r.quantized.push_back(g.quantized);
+                r.gptq.push_back(std::move(g));
+            } else if (o.transform == Transform::awq) {
+                dq = dequantize<F, Arch>(awq_q[k]);
+                r.quantized.push_back(std::move(awq_q[k]));
+            } else {
+                auto q = rtn_.quantize(wt);
+                dq = dequantize<F, Arch>(q);
+                r.quantized.push_back(std::move(q));
+            }
+            r.effective.push_back(dq * inv.asDiagonal());
+            r.output_mse.push_back(output_mse(x, w, r.effective.back()));
+            r.output_mse_rtn.push_back(output_mse(x, w, fake_quantize<F, G, Arch>(w, o.rtn, gran_)));
+        }
+        return r;
     }
-    return r;
-}
+
+private:
+    PipelineOptions opt_;
+    G gran_;
+    SmoothQuant smooth_quant_;
+    Awq<F, G, Arch> awq_;
+    Gptq<F, G, Arch> gptq_;
+    Rtn<F, G, Arch> rtn_;
+};
 
 }  // namespace ptq

@@ -2,11 +2,13 @@
 // SmoothQuant: migrate activation outliers into the weights with a per-input-channel scale.
 #include <cmath>
 #include <cstddef>
+#include <span>
 #include <string>
 #include <vector>
 
 #include <Eigen/Core>
 
+#include <ptq/detail/eigen.hpp>
 #include <ptq/error.hpp>
 #include <ptq/quantized_matrix.hpp>
 
@@ -28,26 +30,17 @@ struct SmoothQuantResult {
 };
 
 namespace detail {
-inline void check_weights_group(const char* fn, const std::vector<const RowMatrixXf*>& ws, Eigen::Index in) {
-    if (ws.empty()) throw_invalid(fn, "weights", "is empty: give at least one linear");
-    for (std::size_t k = 0; k < ws.size(); ++k) {
-        if (!ws[k]) throw_invalid(fn, "weights", "entry " + std::to_string(k) + " is null");
-        if (ws[k]->cols() != in)
-            throw_invalid(fn, "weights", "entry " + std::to_string(k) + " has " + std::to_string(ws[k]->cols()) +
-                                             " columns, the activations have " + std::to_string(in));
-        if (!ws[k]->allFinite()) throw_non_finite(fn, "weights", "entry " + std::to_string(k));
-    }
-}
 /// Column-wise max |W_:,j| over all the linears of a group.
-inline Eigen::VectorXf group_weight_absmax(const std::vector<const RowMatrixXf*>& ws) {
-    Eigen::VectorXf m = Eigen::VectorXf::Zero(ws.front()->cols());
-    for (const auto* w : ws)
-        if (w->rows() > 0) m = m.cwiseMax(w->cwiseAbs().colwise().maxCoeff().transpose());
+inline Eigen::VectorXf group_weight_absmax(std::span<const RowMatrixRef> ws) {
+    Eigen::VectorXf m = Eigen::VectorXf::Zero(ws.front().cols());
+    for (const auto& w : ws)
+        if (w.rows() > 0) m = m.cwiseMax(w.cwiseAbs().colwise().maxCoeff().transpose());
     return m;
 }
 }  // namespace detail
 
-/// SmoothQuant on a group of linears sharing one input (q/k/v, or gate/up).
+/// SmoothQuant on a group of linears sharing one input (q/k/v, or gate/up). It computes
+/// scales and quantizes nothing: no format, granularity or SIMD architecture parameter.
 class SmoothQuant {
 public:
     explicit SmoothQuant(const SmoothQuantOptions& o = {}) : opt_(o) {
@@ -59,7 +52,7 @@ public:
     /// s_j = max(a_j, m)^alpha / max(w_j, m)^(1 - alpha), a_j = act_absmax_j (per-channel
     /// max|X_j| over calibration tokens, e.g. CalibrationStats), w_j = max over the group's
     /// linears of max_i |W_ij|, m = min_value. Computed in double, stored as float.
-    Eigen::VectorXf scales(const Eigen::VectorXf& act_absmax, const std::vector<const RowMatrixXf*>& weights) const {
+    Eigen::VectorXf scales(const Eigen::VectorXf& act_absmax, std::span<const RowMatrixRef> weights) const {
         detail::check_weights_group("SmoothQuant::scales", weights, act_absmax.size());
         if (!act_absmax.allFinite()) detail::throw_non_finite("SmoothQuant::scales", "act_absmax", "activation maxima");
         if ((act_absmax.array() < 0.0f).any())
@@ -74,10 +67,10 @@ public:
     }
 
     /// Scales and the transformed weights W_k diag(s).
-    SmoothQuantResult compute(const Eigen::VectorXf& act_absmax, const std::vector<const RowMatrixXf*>& weights) const {
+    SmoothQuantResult compute(const Eigen::VectorXf& act_absmax, std::span<const RowMatrixRef> weights) const {
         SmoothQuantResult r;
         r.scales = scales(act_absmax, weights);
-        for (const auto* w : weights) r.weights.push_back(*w * r.scales.asDiagonal());
+        for (const auto& w : weights) r.weights.push_back(w * r.scales.asDiagonal());
         return r;
     }
 

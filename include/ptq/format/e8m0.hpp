@@ -27,6 +27,13 @@ struct E8M0 {
     }
 };
 
+/// Parameters of an MX block (MxInt, MxFp): the E8M0 byte of its shared scale
+/// X = 2^(scale_byte - 127); byte 255 is NaN (NonFinite::propagate).
+struct MxParams {
+    std::uint8_t scale_byte = 0;
+    friend bool operator==(const MxParams&, const MxParams&) = default;
+};
+
 namespace detail {
 /// floor(log2(a)) for finite a > 0, exact (frexp: a = m * 2^k with m in [0.5, 1)).
 inline int floor_log2(float a) noexcept {

@@ -67,7 +67,6 @@ struct IntFormat {
     /// Range of signed levels q = c - zero for symmetric formats.
     static constexpr std::int32_t q_min = code_min - symmetric_zero;
     static constexpr std::int32_t q_max = code_max - symmetric_zero;
-    static constexpr int scales_per_group = 1;
     static constexpr bool has_zero_point = !Symmetric;
 
     static std::string name() {

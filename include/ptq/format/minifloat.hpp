@@ -141,7 +141,6 @@ struct Minifloat {
         float scale = 1.0f;
         friend bool operator==(const Params&, const Params&) = default;
     };
-    static constexpr int scales_per_group = 1;
     static constexpr bool has_zero_point = false;
 
     static Params nan_params() noexcept { return {std::numeric_limits<float>::quiet_NaN()}; }

@@ -29,22 +29,14 @@ struct MxFp {
     static constexpr FormatKind kind = FormatKind::mx_minifloat;
     static constexpr bool is_mx = true;
     static constexpr int emax_elem = element::emax;
-    static constexpr int scales_per_group = 1;
     static constexpr bool has_zero_point = false;
 
     static std::string name() { return "mx" + element::name() + "-b" + std::to_string(Block); }
 
-    struct Params {
-        std::uint8_t scale_byte = 0;
-        friend bool operator==(const Params&, const Params&) = default;
-    };
+    using Params = MxParams;
     static Params nan_params() noexcept { return {E8M0::nan_byte}; }
     static bool is_nan(const Params& p) noexcept { return E8M0::is_nan(p.scale_byte); }
 
-    /// Shared exponent for max|x| = amax > 0; the ceil rule is ceil(log2 amax) - emax_elem.
-    static int shared_exponent(float amax, MxScaleRule rule) noexcept {
-        return detail::mx_shared_exponent(amax, rule, emax_elem, emax_elem, element::max_normal);
-    }
     static Params make_params(const RangeStats& s, const QuantOptions& o = {}) noexcept {
         return {detail::mx_scale_byte(s, o.mx_scale_rule, emax_elem, emax_elem, element::max_normal)};
     }

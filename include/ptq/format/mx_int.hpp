@@ -42,22 +42,13 @@ struct MxInt {
     /// Largest element magnitude relative to X: q_max / 2^(d-2).
     static constexpr double max_elem = double(q_max) / double(1 << (Bits - 2));
     static constexpr std::uint32_t code_mask = (1u << Bits) - 1u;
-    static constexpr int scales_per_group = 1;  // one E8M0 byte
     static constexpr bool has_zero_point = false;
 
     static std::string name() { return "mxint" + std::to_string(Bits) + "-b" + std::to_string(Block); }
 
-    struct Params {
-        std::uint8_t scale_byte = 0;  ///< E8M0: X = 2^(scale_byte - 127); 255 = NaN
-        friend bool operator==(const Params&, const Params&) = default;
-    };
+    using Params = MxParams;
     static Params nan_params() noexcept { return {E8M0::nan_byte}; }
     static bool is_nan(const Params& p) noexcept { return E8M0::is_nan(p.scale_byte); }
-
-    /// Shared exponent for max|x| = amax > 0; the ceil rule is ceil(log2 amax) - 1 (LQER code).
-    static int shared_exponent(float amax, MxScaleRule rule) noexcept {
-        return detail::mx_shared_exponent(amax, rule, emax_elem, 1, max_elem);
-    }
 
     static Params make_params(const RangeStats& s, const QuantOptions& o = {}) noexcept {
         return {detail::mx_scale_byte(s, o.mx_scale_rule, emax_elem, 1, max_elem)};

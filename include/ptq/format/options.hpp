@@ -39,18 +39,28 @@ enum class Overflow : std::uint8_t { saturate, non_saturating };
 ///                group, with the range [p_lo * lo, p_hi * hi] (see ClipSearch).
 enum class RangeMethod : std::uint8_t { min_max, mse_search };
 
-/// Grid of the MSE clipping search (observe/clip_search.hpp). Shrink factors are
+/// How a candidate shrink factor p clips a group's range [lo, hi] in the clipping search.
+///  - scale:        [p_lo * lo, p_hi * hi] (LLMC's clipping, GPTQ's MSE grid; default);
+///  - clamp_absmax: [max(lo, -p a), min(hi, p a)], a = max(|lo|, |hi|): the range of the
+///                  weights clamped to [-p a, p a] (llm-awq's clipping).
+/// The two agree for symmetric and MX formats (only max(|lo|, |hi|) matters there).
+enum class ClipBounds : std::uint8_t { scale, clamp_absmax };
+
+/// Grid of the clipping search (observe/clip_search.hpp). Shrink factors are
 /// p = 1 - i / grid for i = 0 .. floor(max_shrink * grid) (default: 1, 0.95, ..., 0.5 as in
 /// AWQ; GPTQ's reference uses grid 100, max_shrink 0.8, norm 2.4).
 ///  - separate_bounds = false: one factor for both ends (LLMC's CS-sym);
 ///  - separate_bounds = true: lower and upper factors searched independently over the grid
-///    (LLMC's CS-asym; (n+1)^2 candidates). Only meaningful for asymmetric INT formats;
-///    symmetric and MX formats always use one factor.
+///    (LLMC's CS-asym; (n+1)^2 candidates). Only meaningful for asymmetric INT formats with
+///    ClipBounds::scale; symmetric and MX formats always use one factor.
+///  - norm: the exponent of the weight error sum |x - Q(x)|^norm (RangeMethod::mse_search;
+///    AWQ scores its candidates on the layer output instead and ignores it).
 struct ClipSearch {
     int grid = 20;
     float max_shrink = 0.5f;
     float norm = 2.0f;
     bool separate_bounds = false;
+    ClipBounds bounds = ClipBounds::scale;
 };
 
 /// The type a model file stores a float group scale in (and an asymmetric format's float

@@ -16,27 +16,32 @@ namespace ptq {
 
 /// The resolved layout of groups for a rows x cols matrix: parameters are stored as a
 /// row-major [row_groups x col_groups] array; group (rg, cg) covers rows
-/// [rg*rows_per_group, ...) and columns [cg*group_cols, min(cols, (cg+1)*group_cols)).
+/// [rg*group_rows, min(rows, (rg+1)*group_rows)) and columns [cg*group_cols, min(cols, (cg+1)*group_cols)).
+/// Every policy has group_rows = 1 except PerTensor (group_rows = rows, group_cols = cols: one
+/// group, which is contiguous in a row-major matrix).
 struct GroupLayout {
     std::size_t rows = 0, cols = 0;
-    bool whole_tensor = false;    ///< one group for the whole matrix (PerTensor)
-    std::size_t group_cols = 0;   ///< columns per group along a row (cols for per-channel)
+    std::size_t group_rows = 1;   ///< rows per group (1; rows for PerTensor)
+    std::size_t group_cols = 0;   ///< columns per group along a row (cols for per-channel and per-tensor)
 
-    std::size_t row_groups() const noexcept { return whole_tensor ? (rows > 0 ? 1 : 0) : rows; }
-    std::size_t col_groups() const noexcept {
-        if (whole_tensor) return (rows > 0 && cols > 0) ? 1 : 0;
-        return group_cols == 0 ? 0 : (cols + group_cols - 1) / group_cols;
-    }
+    std::size_t row_groups() const noexcept { return group_rows == 0 ? 0 : (rows + group_rows - 1) / group_rows; }
+    std::size_t col_groups() const noexcept { return group_cols == 0 ? 0 : (cols + group_cols - 1) / group_cols; }
     std::size_t num_groups() const noexcept { return row_groups() * col_groups(); }
+    /// Row group of row r.
+    std::size_t row_group(std::size_t r) const noexcept { return r / group_rows; }
     /// Index into the parameter array of the group that holds element (r, c).
     std::size_t group_index(std::size_t r, std::size_t c) const noexcept {
-        return whole_tensor ? 0 : r * col_groups() + c / group_cols;
+        return row_group(r) * col_groups() + c / group_cols;
     }
-    std::size_t group_begin(std::size_t cg) const noexcept { return whole_tensor ? 0 : cg * group_cols; }
+    std::size_t group_begin(std::size_t cg) const noexcept { return cg * group_cols; }
     std::size_t group_end(std::size_t cg) const noexcept {
-        if (whole_tensor) return cols;
         const std::size_t e = (cg + 1) * group_cols;
         return e < cols ? e : cols;
+    }
+    std::size_t row_group_begin(std::size_t rg) const noexcept { return rg * group_rows; }
+    std::size_t row_group_end(std::size_t rg) const noexcept {
+        const std::size_t e = (rg + 1) * group_rows;
+        return e < rows ? e : rows;
     }
     friend bool operator==(const GroupLayout&, const GroupLayout&) = default;
 };
@@ -44,19 +49,19 @@ struct GroupLayout {
 /// One parameter set for the whole tensor.
 struct PerTensor {
     static constexpr const char* name() { return "per-tensor"; }
-    GroupLayout layout(std::size_t rows, std::size_t cols) const noexcept { return {rows, cols, true, cols}; }
+    GroupLayout layout(std::size_t rows, std::size_t cols) const noexcept { return {rows, cols, rows > 0 ? rows : 1, cols}; }
 };
 
 /// One parameter set per output channel: per row of W.
 struct PerChannel {
     static constexpr const char* name() { return "per-channel"; }
-    GroupLayout layout(std::size_t rows, std::size_t cols) const noexcept { return {rows, cols, false, cols}; }
+    GroupLayout layout(std::size_t rows, std::size_t cols) const noexcept { return {rows, cols, 1, cols}; }
 };
 
 /// One parameter set per token: per row of X (the activation twin of PerChannel).
 struct PerToken {
     static constexpr const char* name() { return "per-token"; }
-    GroupLayout layout(std::size_t rows, std::size_t cols) const noexcept { return {rows, cols, false, cols}; }
+    GroupLayout layout(std::size_t rows, std::size_t cols) const noexcept { return {rows, cols, 1, cols}; }
 };
 
 /// Marks a group size chosen at run time: PerGroup<dynamic_group>{g}.
@@ -78,7 +83,7 @@ struct PerGroup {
     constexpr std::size_t num_groups(std::size_t cols) const noexcept { return (cols + group_size() - 1) / group_size(); }
     constexpr std::size_t group_of(std::size_t col) const noexcept { return col / group_size(); }
     static constexpr const char* name() { return "per-group"; }
-    GroupLayout layout(std::size_t rows, std::size_t cols) const noexcept { return {rows, cols, false, group_size()}; }
+    GroupLayout layout(std::size_t rows, std::size_t cols) const noexcept { return {rows, cols, 1, group_size()}; }
 
 private:
     std::size_t size_ = G;
@@ -127,16 +132,22 @@ constexpr void check_granularity() {
     }
 }
 
-/// Resolves the layout and checks at run time what the types cannot (a runtime PerGroup
-/// size for an MX format must equal its block).
+/// check_granularity<F, P>() plus what the types cannot check: a runtime PerGroup size for an
+/// MX format must equal its block (ptq::invalid_argument naming 'granularity').
 template <class F, class P>
-GroupLayout resolve_layout(const P& policy, std::size_t rows, std::size_t cols) {
+void check_granularity(const P& policy) {
     check_granularity<F, P>();
     if constexpr (F::is_mx && is_per_group<P>::value) {
         if (policy.group_size() != F::block)
             detail::throw_invalid("quantize", "granularity",
                                   "an MX format's group must equal its block size " + std::to_string(F::block));
     }
+}
+
+/// Resolves the layout of a rows x cols matrix after check_granularity<F>(policy).
+template <class F, class P>
+GroupLayout resolve_layout(const P& policy, std::size_t rows, std::size_t cols) {
+    check_granularity<F>(policy);
     return policy.layout(rows, cols);
 }
 

@@ -9,7 +9,6 @@
 //   quantize_group<F, Arch>(x, n, p, r, c) float -> one code per byte (F's exact numerics)
 //   pack_bits<Arch> / unpack_bits<Arch>    canonical LE bit stream <-> one code per byte
 //   dequantize_row<F, Arch>                fused unpack + dequantize of one packed row
-//   quantize_row<F, Arch>                  fused range + params + encode + pack of one row
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -282,7 +281,7 @@ template <class F, class A>
     std::size_t ge = layout.group_end(g);
     for (std::size_t l = 0; l < W; ++l) {
         while (i0 + l >= ge && g + 1 < layout.col_groups()) ge = layout.group_end(++g);
-        const DequantConstants<F> kl(params[layout.whole_tensor ? 0 : g]);
+        const DequantConstants<F> kl(params[g]);
         a0[l] = kl.k0;
         a1[l] = kl.k1;
     }
@@ -377,7 +376,7 @@ void unpack_bits(const std::uint8_t* packed, std::size_t first, std::size_t n, i
 // =============================================================================================
 
 /// Dequantizes one packed row (layout.cols codes, starting at bit 0 of packed_row) whose groups
-/// use params[0 .. col_groups) (the single set for a per-tensor layout): out[c] =
+/// use params[0 .. col_groups) (QuantizedMatrix::row_params of the row): out[c] =
 /// F::dequantize(code c, params of c's group), formulas in detail::DequantConstants.
 /// The row is unpacked in units of 32*W codes straight from the bit stream (no byte-alignment
 /// of groups needed); a batch of W outputs inside one group uses broadcast constants (the fast
@@ -389,7 +388,6 @@ void dequantize_row(const std::uint8_t* packed_row, const GroupLayout& layout, c
     constexpr std::size_t W = Fb::size;
     const std::size_t n = layout.cols;
     if (n == 0 || layout.col_groups() == 0) return;
-    const bool whole = layout.whole_tensor;
     std::size_t g = 0, gend = layout.group_end(0);
     detail::DequantConstants<F> kc(params[0]);
     Fb k0(kc.k0), k1(kc.k1);
@@ -397,7 +395,7 @@ void dequantize_row(const std::uint8_t* packed_row, const GroupLayout& layout, c
         while (i0 >= gend) {  // next group
             ++g;
             gend = layout.group_end(g);
-            kc = detail::DequantConstants<F>(params[whole ? 0 : g]);
+            kc = detail::DequantConstants<F>(params[g]);
             k0 = Fb(kc.k0);
             k1 = Fb(kc.k1);
         }

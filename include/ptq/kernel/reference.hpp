@@ -36,14 +36,13 @@ void dequantize_group(const std::uint8_t* packed, std::size_t first, std::size_t
 }
 
 /// Dequantizes one packed row (layout.cols codes) whose groups use params[0 .. col_groups).
-/// For a per-tensor layout pass the single parameter set.
 template <QuantFormat F>
 void dequantize_row(const std::uint8_t* packed_row, const GroupLayout& layout, const typename F::Params* params,
                     float* out) noexcept {
     const std::size_t ng = layout.col_groups();
     for (std::size_t g = 0; g < ng; ++g) {
         const std::size_t b = layout.group_begin(g), e = layout.group_end(g);
-        dequantize_group<F>(packed_row, b, e - b, layout.whole_tensor ? params[0] : params[g], out + b);
+        dequantize_group<F>(packed_row, b, e - b, params[g], out + b);
     }
 }
 
