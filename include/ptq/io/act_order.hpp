@@ -48,7 +48,7 @@ ColumnMap column_map(const QuantizedMatrix<F>& q, std::span<const std::size_t> s
             if (c != k) m.permuted = true;
         }
     }
-    const std::size_t gc = q.layout().whole_tensor || q.layout().group_cols == 0 ? (n ? n : 1) : q.layout().group_cols;
+    const std::size_t gc = (q.layout().group_rows > 1) || q.layout().group_cols == 0 ? (n ? n : 1) : q.layout().group_cols;
     for (std::size_t c = 0; c < n; ++c) m.g_idx[c] = static_cast<std::int32_t>(m.storage_of[c] / gc);
     return m;
 }

@@ -100,7 +100,7 @@ LayerExport export_awq(const QuantizedMatrix<F>& q, std::string_view prefix,
     if (out % 8 != 0)
         ptq::detail::throw_invalid(fn, "q", "out_features = " + std::to_string(out) + " is not a multiple of 8");
     const GroupLayout& L = q.layout();
-    const std::size_t gcols = L.whole_tensor ? in : L.group_cols;
+    const std::size_t gcols = (L.group_rows > 1) ? in : L.group_cols;
     if (in % gcols != 0)
         ptq::detail::throw_invalid(fn, "q",
                                    "in_features = " + std::to_string(in) + " is not a multiple of the group size " +

@@ -77,7 +77,7 @@ template <class F>
 CtGrouping ct_grouping(const QuantizedMatrix<F>& q, const char* fn) {
     const GroupLayout& L = q.layout();
     const std::size_t in = q.cols();
-    if (L.whole_tensor) return {CtStrategy::tensor, in, 1};
+    if (L.group_rows > 1) return {CtStrategy::tensor, in, 1};
     if (L.group_cols >= in) return {CtStrategy::channel, in, 1};
     if (in % L.group_cols != 0)
         ptq::detail::throw_invalid(fn, "q",

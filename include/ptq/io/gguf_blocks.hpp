@@ -195,10 +195,10 @@ GgmlTensor to_ggml(const QuantizedMatrix<F>& q, std::string_view name, const Ggm
     constexpr std::size_t K = ggml_block_elements;
     const GroupLayout& L = q.layout();
     if (q.rows() == 0 || q.cols() == 0) detail::throw_tensor("to_ggml", name, "has no elements");
-    if (L.whole_tensor || L.group_cols != K)
+    if ((L.group_rows > 1) || L.group_cols != K)
         detail::throw_tensor("to_ggml", name,
                              std::string(ggml_type_name(type)) + " needs groups of 32 columns (PerGroup<32>), not " +
-                                 (L.whole_tensor ? std::string("per-tensor") : std::to_string(L.group_cols) + "-column groups"));
+                                 ((L.group_rows > 1) ? std::string("per-tensor") : std::to_string(L.group_cols) + "-column groups"));
     if (q.cols() % K != 0) {
         if (o.ragged_fallback) {
             detail::check_float_target("to_ggml", name, *o.ragged_fallback);

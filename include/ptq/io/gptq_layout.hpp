@@ -160,8 +160,8 @@ LayerExport export_gptq(const QuantizedMatrix<F>& q, std::string_view prefix,
                                        " for " + std::to_string(b) + "-bit GPTQ (int32 words of packed codes)");
     const ColumnMap m = column_map(q, storage_perm, fn);
     const GroupLayout& L = q.layout();
-    const std::size_t G = L.whole_tensor ? 1 : L.col_groups();
-    const std::int64_t group_size = (L.whole_tensor || L.group_cols >= in) ? -1 : std::int64_t(L.group_cols);
+    const std::size_t G = (L.group_rows > 1) ? 1 : L.col_groups();
+    const std::int64_t group_size = ((L.group_rows > 1) || L.group_cols >= in) ? -1 : std::int64_t(L.group_cols);
     const bool v1 = o.checkpoint_format == GptqCheckpointFormat::gptq;
 
     LayerExport e;
