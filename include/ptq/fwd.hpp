@@ -5,6 +5,7 @@
 namespace ptq {
 enum class Rounding : unsigned char;
 enum class IntRange : unsigned char;
+enum class ScaleStorage : unsigned char;
 struct QuantOptions;
 struct RangeStats;
 struct GroupLayout;
@@ -15,6 +16,8 @@ template <std::size_t G>
 struct PerGroup;
 template <int Bits, bool Symmetric, IntRange Range>
 struct IntFormat;
+template <int Bits>
+struct IntMinFormat;
 template <int Bits, std::size_t Block>
 struct MxInt;
 template <int E, int M>

@@ -7,12 +7,14 @@
 #include <ptq/format/e8m0.hpp>
 #include <ptq/format/half.hpp>
 #include <ptq/format/int_format.hpp>
+#include <ptq/format/int_min_format.hpp>
 #include <ptq/format/minifloat.hpp>
 #include <ptq/format/mx_fp.hpp>
 #include <ptq/format/mx_int.hpp>
 #include <ptq/format/options.hpp>
 #include <ptq/format/range.hpp>
 #include <ptq/format/rounding.hpp>
+#include <ptq/format/scale_storage.hpp>
 
 #include <ptq/granularity/granularity.hpp>
 

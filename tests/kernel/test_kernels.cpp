@@ -16,6 +16,7 @@
 #include <doctest/doctest.h>
 
 #include <ptq/format/int_format.hpp>
+#include <ptq/format/int_min_format.hpp>
 #include <ptq/format/minifloat.hpp>
 #include <ptq/format/mx_fp.hpp>
 #include <ptq/format/mx_int.hpp>
@@ -28,7 +29,7 @@ using namespace ptq;
 // The formats checked at every width: one or two per format family and storage width.
 #define PTQ_REPRESENTATIVE_FORMATS                                                                                 \
     IntFormat<1, false>, IntFormat<4, false>, IntFormat<3, true>, IntFormat<8, true, IntRange::full>, MxInt<2, 32>, \
-        MxInt<8, 16>, Fp8<4, 3>, Fp6<2, 3>, Fp4, MxFp<5, 2, 32>, MxFp<2, 1, 32>
+        MxInt<8, 16>, Fp8<4, 3>, Fp6<2, 3>, Fp4, MxFp<5, 2, 32>, MxFp<2, 1, 32>, IntMinFormat<4>
 template <class F, class... Fs>
 constexpr bool one_of = (std::is_same_v<F, Fs> || ...);
 template <class F>
@@ -92,6 +93,13 @@ typename F::Params some_params(std::mt19937& rng, const float* x, std::size_t n,
         p.scale = s[byte(rng) % 5];
         if constexpr (!F::symmetric) p.zero = byte(rng) % (F::levels + 1);
         if (which == 3) p = F::nan_params();
+    } else if constexpr (F::kind == FormatKind::integer_min) {
+        // scales of at most 24 - b significant bits, as make_params gives (the exact product)
+        const float s[] = {1.0f, 0.25f, 0.5f, 3.0f, 0x1.0Cp-10f};
+        const float m[] = {0.0f, -1.0f, 2.5f, -1e30f, -0.375f};
+        p.scale = s[byte(rng) % 5];
+        p.min = m[byte(rng) % 5];
+        if (which == 3) p = F::nan_params();
     } else if constexpr (F::kind == FormatKind::minifloat) {
         const float s[] = {1.0f, 0.25f, 1e-3f, 7.0f, 1e-30f};
         p.scale = s[byte(rng) % 5];
@@ -118,7 +126,8 @@ typename F::Params some_params(std::mt19937& rng, const float* x, std::size_t n,
         IntFormat<3, true, IntRange::full>, IntFormat<4, true, IntRange::full>, IntFormat<8, true, IntRange::full>, \
         MxInt<2, 32>, MxInt<3, 32>, MxInt<4, 32>, MxInt<5, 32>, MxInt<6, 32>, MxInt<7, 32>, MxInt<8, 32>,           \
         MxInt<8, 16>, Fp8<4, 3>, Fp8<5, 2>, Fp6<3, 2>, Fp6<2, 3>, Fp4, MxFp<4, 3, 32>, MxFp<5, 2, 32>,               \
-        MxFp<3, 2, 32>, MxFp<2, 3, 32>, MxFp<2, 1, 32>, MxFp<4, 3, 16>
+        MxFp<3, 2, 32>, MxFp<2, 3, 32>, MxFp<2, 1, 32>, MxFp<4, 3, 16>, IntMinFormat<1>, IntMinFormat<4>,          \
+        IntMinFormat<8>
 #endif
 
 TEST_SUITE("kernel") {
@@ -234,7 +243,8 @@ TEST_CASE_TEMPLATE("quantize: exact ties and specials", F, PTQ_ALL_FORMATS) {
     for_each_arch<F>([&]<class Arch>() {
         for (int which = 0; which < 6; ++which) {
             typename F::Params p{};
-            if constexpr (F::kind == FormatKind::integer || F::kind == FormatKind::minifloat) {
+            if constexpr (F::kind == FormatKind::integer || F::kind == FormatKind::minifloat ||
+                          F::kind == FormatKind::integer_min) {
                 p = F::make_params(ref::range(x.data(), x.size()), {});
                 if (which == 1) p.scale = 1.0f;
                 if (which == 2) p.scale = 0.25f;

@@ -9,8 +9,9 @@
 
 namespace ptq {
 
-/// Kind of a quantization format (selects the kernels).
-enum class FormatKind : std::uint8_t { integer, mx_integer, minifloat, mx_minifloat };
+/// Kind of a quantization format (selects the kernels). integer_min: integer codes with a
+/// float scale and a float minimum (IntMinFormat).
+enum class FormatKind : std::uint8_t { integer, mx_integer, minifloat, mx_minifloat, integer_min };
 
 /// A quantization format: a compile-time type with the code width, a per-group parameter
 /// struct, and the scalar reference numerics (make_params / quantize / dequantize).

@@ -9,6 +9,7 @@
 #include <ptq/format/options.hpp>
 #include <ptq/format/range.hpp>
 #include <ptq/format/rounding.hpp>
+#include <ptq/format/scale_storage.hpp>
 
 namespace ptq {
 
@@ -35,6 +36,12 @@ enum class IntRange : std::uint8_t { restricted, full };
 /// Symmetric (Symmetric = true): zero is fixed at 2^(b-1) (offset binary, so the stored code
 /// is q + 2^(b-1)); scale = absmax / (2^(b-1) - 1) (restricted) or absmax / (2^(b-1) - 1/2)
 /// (full), clamped likewise; c = clamp(round(x * (1/scale)) + 2^(b-1), code_min, code_max).
+///
+/// Storage-exact scales (QuantOptions::scale_storage = f16 / bf16): the scale above is then
+/// rounded to the storage type (RNE) and clamped to its positive finite range (fp16:
+/// [2^-24, 65504]; format/scale_storage.hpp) right after the FLT_MIN/FLT_MAX clamp, and the
+/// zero point and every code are computed with that rounded scale; a finite_scale cap, when it
+/// applies, is rounded down to the storage type. Default f32: no rounding.
 ///
 /// Rounding is `QuantOptions::rounding` (half-to-even by default). The quantizer multiplies
 /// by the float reciprocal 1/scale (computed once per group), it does not divide.
@@ -98,28 +105,37 @@ struct IntFormat {
         return cap;
     }
 
+    /// finite_scale for a scale already rounded to the storage type `st`: a cap is rounded down
+    /// to the storage type so that it stays storable and every code stays finite.
+    static float stored_finite_scale(float scale, std::int32_t zero, ScaleStorage st) noexcept {
+        const float f = finite_scale(scale, zero);
+        return f == scale ? f : stored_scale_below(f, st);
+    }
+
     /// Parameters of a group from its range (see the class comment for the formulas).
     static Params make_params(const RangeStats& s, const QuantOptions& o = {}) noexcept {
+        const ScaleStorage st = o.scale_storage;
         if (s.non_finite) return nan_params();
         if (s.empty()) return {1.0f, symmetric_zero};
-        if (s.lo == s.hi) {  // constant group (incl. all zero): exact
+        if (s.lo == s.hi) {  // constant group (incl. all zero): exact (if |c| is storable)
             const float c = s.lo;
             if (c == 0.0f) return {1.0f, symmetric_zero};
-            return {std::fabs(c), Symmetric ? symmetric_zero : (c < 0.0f ? 1 : 0)};
+            return {to_stored_scale(std::fabs(c), st), Symmetric ? symmetric_zero : (c < 0.0f ? 1 : 0)};
         }
         if constexpr (Symmetric) {
             const double qmax = Range == IntRange::restricted ? double(q_max) : double(q_max) + 0.5;
-            return {finite_scale(clamp_scale(double(s.absmax()) / qmax), symmetric_zero), symmetric_zero};
+            const float scale = to_stored_scale(clamp_scale(double(s.absmax()) / qmax), st);
+            return {stored_finite_scale(scale, symmetric_zero, st), symmetric_zero};
         } else {
             float lo = s.lo, hi = s.hi;
             if (o.widen_to_zero) {
                 lo = std::fmin(lo, 0.0f);
                 hi = std::fmax(hi, 0.0f);
             }
-            const float scale = clamp_scale((double(hi) - double(lo)) / double(levels));
+            const float scale = to_stored_scale(clamp_scale((double(hi) - double(lo)) / double(levels)), st);
             float z = round_integral(-lo / scale, o.rounding);
             z = std::fmin(std::fmax(z, 0.0f), float(levels));
-            return {finite_scale(scale, static_cast<std::int32_t>(z)), static_cast<std::int32_t>(z)};
+            return {stored_finite_scale(scale, static_cast<std::int32_t>(z), st), static_cast<std::int32_t>(z)};
         }
     }
 

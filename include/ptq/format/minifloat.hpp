@@ -12,6 +12,7 @@
 #include <ptq/format/options.hpp>
 #include <ptq/format/range.hpp>
 #include <ptq/format/rounding.hpp>
+#include <ptq/format/scale_storage.hpp>
 
 namespace ptq {
 
@@ -34,6 +35,10 @@ constexpr bool is_supported_minifloat = (E == 4 && M == 3) || (E == 5 && M == 2)
 ///   x^    = scale * decode(code)
 /// A group of equal values c != 0 gets scale |c| (codes +-1.0) so that it reconstructs
 /// exactly; an all-zero group gets scale 1.
+/// QuantOptions::scale_storage = f16 / bf16: the scale is rounded to the storage type (RNE)
+/// and clamped to its positive finite range (fp16: [2^-24, 65504]; format/scale_storage.hpp)
+/// before any code is computed; if scale * max_normal would then exceed FLT_MAX the scale is
+/// the largest storable value below FLT_MAX / max_normal. Default f32: no rounding.
 template <int E, int M>
 struct Minifloat {
     static_assert(detail::is_supported_minifloat<E, M>,
@@ -143,15 +148,22 @@ struct Minifloat {
     static bool is_nan(const Params& p) noexcept { return std::isnan(p.scale); }
 
     /// scale = absmax / max_normal (float division), clamped to [FLT_MIN, FLT_MAX];
-    /// constant group c: scale = |c|; all-zero group: scale = 1.
-    static Params make_params(const RangeStats& s, const QuantOptions& = {}) noexcept {
+    /// constant group c: scale = |c|; all-zero group: scale = 1; then rounded to
+    /// QuantOptions::scale_storage (see the class comment).
+    static Params make_params(const RangeStats& s, const QuantOptions& o = {}) noexcept {
+        const ScaleStorage st = o.scale_storage;
         if (s.non_finite) return nan_params();
         if (s.empty()) return {1.0f};
         const float amax = s.absmax();
         if (amax == 0.0f) return {1.0f};
-        if (s.lo == s.hi) return {amax};
+        if (s.lo == s.hi) return {to_stored_scale(amax, st)};
         float scale = amax / static_cast<float>(max_normal);
         if (!(scale >= std::numeric_limits<float>::min())) scale = std::numeric_limits<float>::min();
+        if (st != ScaleStorage::f32) {
+            scale = to_stored_scale(scale, st);
+            if (double(scale) * max_normal > double(std::numeric_limits<float>::max()))
+                scale = stored_scale_below(static_cast<float>(double(std::numeric_limits<float>::max()) / max_normal), st);
+        }
         return {scale};
     }
     /// code = encode(x * (1/scale)), saturating.

@@ -53,6 +53,17 @@ struct ClipSearch {
     bool separate_bounds = false;
 };
 
+/// The type a model file stores a float group scale in (and an asymmetric format's float
+/// minimum), so that ptq can compute every code with the value the consumer will read back:
+///  - f32:  no rounding (default; ptq's own storage);
+///  - f16:  IEEE binary16 (GPTQ, AWQ, GGUF's Q4_0 / Q4_1 / Q8_0 `d`);
+///  - bf16: bfloat16.
+/// With f16 / bf16 a format rounds its scale to the storage type (round to nearest, ties to
+/// even) and clamps it to the type's positive finite range (format/scale_storage.hpp) *before*
+/// it computes the zero point and the codes, so the stored file dequantizes to exactly the
+/// weights ptq evaluated. MX formats ignore it: their E8M0 scale is already exact.
+enum class ScaleStorage : std::uint8_t { f32, f16, bf16 };
+
 /// Options of every round-to-nearest quantizer. Plain struct; all defaults documented.
 struct QuantOptions {
     Rounding rounding = Rounding::half_even;  ///< rounding of x/scale (and of the zero point)
@@ -61,6 +72,7 @@ struct QuantOptions {
     NonFinite non_finite = NonFinite::error;  ///< NaN / Inf policy
     RangeMethod range = RangeMethod::min_max; ///< how each group's range is chosen
     ClipSearch clip{};                        ///< grid of RangeMethod::mse_search
+    ScaleStorage scale_storage = ScaleStorage::f32;  ///< storage type scales are rounded to
 };
 
 }  // namespace ptq

@@ -21,6 +21,7 @@
 #include <ptq/format/concepts.hpp>
 #include <ptq/format/e8m0.hpp>
 #include <ptq/format/int_format.hpp>
+#include <ptq/format/int_min_format.hpp>
 #include <ptq/format/minifloat.hpp>
 #include <ptq/format/mx_fp.hpp>
 #include <ptq/format/mx_int.hpp>
@@ -169,6 +170,20 @@ struct Encoder<IntFormat<Bits, Sym, Rg>, R, A> {
     }
 };
 
+/// IntMinFormat: c = clamp(round_R((x - min) * (1/scale)), 0, 2^b - 1) (float subtraction,
+/// multiplication by the float reciprocal, one rounding, clamp), as the reference.
+template <int Bits, Rounding R, class A>
+struct Encoder<IntMinFormat<Bits>, R, A> {
+    using F = IntMinFormat<Bits>;
+    fbatch<A> inv, mn, hi;
+    explicit Encoder(const typename F::Params& p) noexcept : inv(1.0f / p.scale), mn(p.min), hi(float(F::levels)) {}
+    ubatch<A> operator()(const fbatch<A>& x) const noexcept {
+        fbatch<A> t = round_integral<R, A>((x - mn) * inv);
+        t = xsimd::min(xsimd::max(t, fbatch<A>(0.0f)), hi);
+        return xsimd::bitwise_cast<ubatch<A>>(xsimd::batch_cast<std::int32_t>(t));
+    }
+};
+
 /// MxInt: q = clamp(round_R((x * 2^-e) * 2^(d-2)), -(2^(d-1)-1), 2^(d-1)-1), stored as its
 /// low d bits (two's complement). Two exact power-of-two multiplications, as the reference.
 template <int Bits, std::size_t Blk, Rounding R, class A>
@@ -210,6 +225,8 @@ struct Encoder<MxFp<E, M, Blk>, R, A> {
 /// Dequantization constants of one group as two floats (k0, k1); decode(c, k0, k1) works on
 /// broadcast or per-lane constants alike.
 ///   IntFormat: k0 = scale, k1 = float(zero);   x^ = k0 * (float(c) - k1)  (two roundings, no fma)
+///   IntMinFormat: k0 = scale, k1 = min;        x^ = k0 * float(c) + k1  (exact product: one rounding,
+///              fused or not)
 ///   MxInt:     k0 = 2^(e-(d-2)) (quiet NaN for byte 255);  x^ = float(sext(c)) * k0
 ///   Minifloat: k0 = scale;                      x^ = k0 * decode(c)
 ///   MxFp:      k0 = 2^e (quiet NaN for byte 255);          x^ = decode(c) * k0
@@ -221,6 +238,9 @@ struct DequantConstants {
         if constexpr (F::kind == FormatKind::integer) {
             k0 = p.scale;
             k1 = float(p.zero);
+        } else if constexpr (F::kind == FormatKind::integer_min) {
+            k0 = p.scale;
+            k1 = p.min;
         } else if constexpr (F::kind == FormatKind::mx_integer) {
             k0 = E8M0::is_nan(p.scale_byte) ? std::numeric_limits<float>::quiet_NaN()
                                             : pow2(E8M0::exponent(p.scale_byte) - F::fraction_bits);
@@ -237,6 +257,8 @@ template <class F, class A>
 PTQ_ALWAYS_INLINE inline fbatch<A> dequantize_codes(const ubatch<A>& c, const fbatch<A>& k0, const fbatch<A>& k1) noexcept {
     if constexpr (F::kind == FormatKind::integer) {
         return k0 * (xsimd::batch_cast<float>(xsimd::bitwise_cast<ibatch<A>>(c)) - k1);
+    } else if constexpr (F::kind == FormatKind::integer_min) {
+        return k0 * xsimd::batch_cast<float>(xsimd::bitwise_cast<ibatch<A>>(c)) + k1;
     } else if constexpr (F::kind == FormatKind::mx_integer) {
         (void)k1;
         constexpr std::uint32_t sb = 1u << (F::bits - 1);  // sign extension: (c ^ s) - s
