@@ -30,6 +30,7 @@
 #include "llama/llama.hpp"
 
 #include <ptq/error.hpp>
+#include <ptq/io/ggml_dequantize.hpp>
 #include <ptq/io/gguf.hpp>
 
 #include <cmath>
@@ -149,9 +150,6 @@ struct GgufEncodedWeight {
 };
 /// Encodes linear `name` of layer `layer` (weight [out x in]) for the file; empty = F32.
 using GgufWeightEncoder = std::function<GgufEncodedWeight(int layer, std::string_view name, const RowMatrix& w)>;
-/// Decodes a tensor whose type is not F32 / F16 / BF16 into [ne[1] x ne[0]] floats; it must
-/// throw for a type it does not know. Empty = only F32 / F16 / BF16 are accepted.
-using GgufWeightDecoder = std::function<RowMatrix(const io::GgufTensorView& t)>;
 
 struct GgufWriteOptions {
   std::string name = "llama";  ///< general.name
@@ -313,9 +311,10 @@ struct GgufReader {
 }  // namespace detail
 
 /// Reads a GGUF file written by save_gguf (or any GGUF of the same model family, e.g. from
-/// llama.cpp's converters). Tensors may be F32, F16, BF16 or, with `decode`, other types.
-/// Throws ptq::file_error naming the file and the key or tensor on any mismatch.
-inline LoadedModel load_gguf(const std::filesystem::path& path, const GgufWeightDecoder& decode = {}) {
+/// llama.cpp's converters). Tensors may be F32, F16, BF16, Q8_0, Q4_0, Q4_1 or MXFP4, decoded
+/// with ggml's own formulas (io/ggml_dequantize.hpp). Throws ptq::file_error naming the file and
+/// the key or tensor on any mismatch.
+inline LoadedModel load_gguf(const std::filesystem::path& path) {
   const io::GgufFile f(path);
   const detail::GgufReader r{f};
   const std::string& arch = r.typed<std::string>("general.architecture", "a string");
@@ -397,17 +396,16 @@ inline LoadedModel load_gguf(const std::filesystem::path& path, const GgufWeight
       r.fail("tensor '" + name + "'", "ne is " + show(info->ne) + ", expected " + show(want));
     }
     const io::GgufTensorView t = f.tensor(*info);
+    if (!io::ggml_dequantize_supported(t.type))
+      r.fail("tensor '" + name + "'", "ggml type " + std::string(io::ggml_type_name(t.type)) +
+                                          " is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, MXFP4)");
     RowMatrix w;
-    if (io::has_float_conversion(t.type)) {
-      const std::vector<float> v = io::to_float(t);
-      w.resize(rows, cols);
-      std::memcpy(w.data(), v.data(), v.size() * sizeof(float));
-    } else if (decode) {
-      w = decode(t);
-      if (w.rows() != rows || w.cols() != cols) r.fail("tensor '" + name + "'", "decoder returned a wrong shape");
-    } else {
-      r.fail("tensor '" + name + "'", "type " + std::string(io::ggml_type_name(t.type)) + " is not supported here");
+    try {
+      w = io::ggml_dequantize(t.type, t.ne, t.data, name);
+    } catch (const ptq::invalid_argument& e) {
+      r.fail("tensor '" + name + "'", e.what());
     }
+    if (!matrix) return Eigen::Map<const RowMatrix>(w.data(), rows, cols);  // [1 x n] -> [n x 1]
     return w;
   };
   auto fetch_vector = [&](const std::string& name, Eigen::Index n) -> Vector {

@@ -45,6 +45,17 @@ inline std::optional<GgufQuantType> parse_gguf_quant_type(std::string_view s) {
   return std::nullopt;
 }
 
+/// The name parse_gguf_quant_type reads.
+inline const char* gguf_quant_type_name(GgufQuantType t) {
+  switch (t) {
+    case GgufQuantType::q8_0: return "q8_0";
+    case GgufQuantType::q4_0: return "q4_0";
+    case GgufQuantType::q4_1: return "q4_1";
+    case GgufQuantType::mxfp4: return "mxfp4";
+  }
+  return "?";
+}
+
 /// llama.cpp's llama_ftype of a model whose linears are of type t (general.file_type).
 inline std::uint32_t gguf_file_type(GgufQuantType t) {
   switch (t) {

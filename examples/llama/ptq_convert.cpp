@@ -4,16 +4,20 @@
 //
 //   ptq_convert [--data DIR] [--model FILE.bin --tokenizer FILE.bin | --from-gguf FILE | --from-hf DIR]
 //               [--gguf OUT.gguf] [--hf OUT_DIR] [--llama2c OUT.bin]
-//               [--eval] [--eval-chunked [N_CTX]] [--text FILE]
+//               [--quant q8_0|q4_0|q4_1|mxfp4] [--eval] [--eval-chunked [N_CTX]] [--text FILE]
 //
 // Input: a llama2.c checkpoint + tokenizer (default: DIR/stories260K), a GGUF file (its own
 // vocabulary) or a Hugging Face folder (tokenizer from --tokenizer). Outputs: any of the three.
 // --eval prints the mean next-token NLL of the DESIGN.md §8 protocol (stories split on
 // <|endoftext|>, each with BOS, truncated to seq_len); --eval-chunked prints the quantity
 // llama-perplexity computes (whole text, chunks of N_CTX = 512 tokens, second half scored).
+// --quant first quantizes the seven linears of every layer with RTN into that ggml block type
+// (gguf_quantize.hpp): the evaluations and every output then use the quantized weights, and
+// --gguf stores them as ggml blocks (others as F32 values).
 #include "llama/llama.hpp"
 #include "llama/chunked_eval.hpp"
 #include "llama/gguf_model.hpp"
+#include "llama/gguf_quantize.hpp"
 #include "llama/hf_model.hpp"
 
 #include <cmath>
@@ -46,6 +50,9 @@ void usage(const char* argv0) {
          "  --gguf FILE          GGUF v3, F32 tensors, llama metadata and vocabulary\n"
          "  --hf DIR             model.safetensors (F32, q/k rows in rotate-half order) + config.json\n"
          "  --llama2c FILE       llama2.c legacy checkpoint\n"
+         "  --quant TYPE         RTN of the linears (groups of 32, fp16 scales) to q8_0, q4_0, q4_1 or mxfp4\n"
+         "                       before evaluating and writing (GGUF: ggml blocks; a row length that is\n"
+         "                       not a multiple of 32 is written as F32 values)\n"
          "evaluation:\n"
          "  --eval               mean NLL, DESIGN.md section 8 protocol (per story, BOS, seq_len)\n"
          "  --eval-chunked [N]   llama-perplexity's protocol: whole text, chunks of N tokens (512)\n"
@@ -58,6 +65,7 @@ int main(int argc, char** argv) {
   fs::path data = PTQ_DATA_DIR, model_file, tok_file, gguf_in, hf_in, gguf_out, hf_out, llama2c_out, text_file;
   if (const char* env = std::getenv("PTQ_DATA_DIR"); env && *env) data = env;
   bool eval = false;
+  std::optional<GgufQuantType> quant;
   std::optional<int> chunked;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -78,6 +86,14 @@ int main(int argc, char** argv) {
     else if (a == "--hf") hf_out = value();
     else if (a == "--llama2c") llama2c_out = value();
     else if (a == "--eval") eval = true;
+    else if (a == "--quant") {
+      const std::string v = value();
+      quant = parse_gguf_quant_type(v);
+      if (!quant) {
+        std::cerr << "--quant: unknown type '" << v << "' (q8_0, q4_0, q4_1, mxfp4)\n";
+        return 2;
+      }
+    }
     else if (a == "--eval-chunked") {
       chunked = 512;
       if (i + 1 < argc && argv[i + 1][0] != '-') {
@@ -134,8 +150,16 @@ int main(int argc, char** argv) {
                 c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len,
                 c.shared_classifier ? "shared" : "separate");
 
+    std::optional<GgufQuantizedModel> quantized;
+    if (quant) {
+      quantized = quantize_for_gguf(model, *quant);
+      model = quantized->model;
+      std::printf("quantized the linears with RTN to %s (general.file_type %u)\n", gguf_quant_type_name(*quant),
+                  quantized->file_type);
+    }
     if (!gguf_out.empty()) {
       GgufWriteOptions o;
+      if (quantized) o = quantized->write_options(name);
       o.name = name;
       save_gguf(model, tok, gguf_out, o);
       std::printf("wrote GGUF %s\n", gguf_out.c_str());

@@ -10,6 +10,7 @@
 
 #include "llama/chunked_eval.hpp"
 #include "llama/gguf_model.hpp"
+#include "llama/gguf_quantize.hpp"
 #include "llama/hf_model.hpp"
 #include "llama/llama.hpp"
 #include "support.hpp"
@@ -507,4 +508,42 @@ TEST_CASE("real model: stories260K through GGUF and HF: same weights, fp32 mean 
   // And back to llama2.c: the same weights as the original checkpoint.
   save_checkpoint(lg.model, tmp.path / "back.bin");
   check_same_weights(d.model, load_checkpoint(tmp.path / "back.bin"));
+}
+
+TEST_CASE("real model: Q8_0 and Q4_0 GGUF written by ptq read back to the weights and the NLL ptq measured" *
+          doctest::skip(!have_data())) {
+  const RealData& d = real();
+  TempDir tmp;
+  const EvalResult fp32 = evaluate(d.model, d.docs);
+  for (GgufQuantType type : {GgufQuantType::q8_0, GgufQuantType::q4_0}) {
+    const char* name = gguf_quant_type_name(type);
+    CAPTURE(name);
+    const GgufQuantizedModel q = quantize_for_gguf(d.model, type);
+    const EvalResult before = evaluate(q.model, d.docs);  // what ptq measures before writing
+    const fs::path g = tmp.path / (std::string(name) + ".gguf");
+    save_gguf(q.model, d.tok, g, q.write_options(name));
+    {
+      // The blocks are in the file (w2, 172 wide, as F32 values), the rest F32.
+      const ptq::io::GgufFile f(g);
+      const auto want = type == GgufQuantType::q8_0 ? ptq::io::GgmlType::Q8_0 : ptq::io::GgmlType::Q4_0;
+      CHECK(f.header().find_tensor("blk.0.attn_q.weight")->type == want);
+      CHECK(f.header().find_tensor("blk.4.ffn_up.weight")->type == want);
+      CHECK(f.header().find_tensor("blk.2.ffn_down.weight")->type == ptq::io::GgmlType::F32);
+      CHECK(f.header().find_tensor("token_embd.weight")->type == ptq::io::GgmlType::F32);
+      CHECK(f.find("general.file_type")->get<std::uint32_t>() == gguf_file_type(type));
+    }
+    const LoadedModel back = load_gguf(g);
+    check_same_weights(q.model, back.model);  // ggml's dequantization == ptq's, bit for bit
+    const EvalResult after = evaluate(back.model, d.docs);
+    MESSAGE(name << ": mean NLL before writing " << before.mean_nll() << ", read back " << after.mean_nll()
+                 << " (fp32 " << fp32.mean_nll() << ")");
+    CHECK(after.nll_sum == before.nll_sum);
+    CHECK(before.mean_nll() > fp32.mean_nll());  // quantization costs something...
+    CHECK(before.mean_nll() < fp32.mean_nll() + (type == GgufQuantType::q8_0 ? 0.01 : 0.5));  // ...but not much
+    bool changed = false;
+    q.model.for_each_linear([&](int l, std::string_view n, const RowMatrix& w) {
+      changed = changed || w != d.model.layers[static_cast<std::size_t>(l)].linear(n);
+    });
+    CHECK(changed);
+  }
 }
