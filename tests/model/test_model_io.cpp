@@ -516,11 +516,11 @@ TEST_CASE("real model: Q8_0 and Q4_0 GGUF written by ptq read back to the weight
   TempDir tmp;
   const EvalResult fp32 = evaluate(d.model, d.docs);
   for (GgufQuantType type : {GgufQuantType::q8_0, GgufQuantType::q4_0}) {
-    const char* name = gguf_quant_type_name(type);
+    const std::string name = gguf_quant_type_name(type);
     CAPTURE(name);
     const GgufQuantizedModel q = quantize_for_gguf(d.model, type);
     const EvalResult before = evaluate(q.model, d.docs);  // what ptq measures before writing
-    const fs::path g = tmp.path / (std::string(name) + ".gguf");
+    const fs::path g = tmp.path / (name + ".gguf");
     save_gguf(q.model, d.tok, g, q.write_options(name));
     {
       // The blocks are in the file (w2, 172 wide, as F32 values), the rest F32.
