@@ -83,6 +83,16 @@ inline int linear_index(std::string_view name) {
   throw std::invalid_argument("ptq::llama::linear_index: unknown linear '" + std::string(name) + "'");
 }
 
+/// Shape [out x in] of linear `name` ("wq" ... "w3") under config `c`.
+inline std::pair<int, int> linear_shape(const Config& c, std::string_view name) {
+  switch (linear_index(name)) {
+    case 0: case 3: return {c.dim, c.dim};             // wq, wo
+    case 1: case 2: return {c.kv_dim(), c.dim};        // wk, wv
+    case 5: return {c.dim, c.hidden_dim};              // w2
+    default: return {c.hidden_dim, c.dim};             // w1, w3
+  }
+}
+
 /// In-place fake quantizer of the input activations X [tokens x in] of a linear (empty: none).
 using ActivationQuantizer = std::function<void(RowMatrix& x)>;
 
