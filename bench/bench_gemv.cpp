@@ -118,9 +118,9 @@ void BM_dequant_eigen(benchmark::State& st) {
 // ---- baseline: Eigen float gemv of the same shape -------------------------------------------------
 void BM_eigen_float(benchmark::State& st) {
     const std::size_t rows = static_cast<std::size_t>(st.range(0)) / ptq::packed_bytes(kCols, 4);  // int4's shape
-    const RowMatrixXf w = RowMatrixXf::Random(Eigen::Index(rows), Eigen::Index(kCols));
+    const RowMatrixXf w = RowMatrixXf::Random(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(kCols));
     const Eigen::VectorXf x = random_x(7);
-    Eigen::VectorXf y(Eigen::Index(rows));
+    Eigen::VectorXf y(static_cast<Eigen::Index>(rows));
     for (auto _ : st) {
         y.noalias() = w * x;
         benchmark::DoNotOptimize(y.data());
