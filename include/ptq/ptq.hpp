@@ -21,10 +21,13 @@
 
 #include <ptq/observe/clip_search.hpp>
 
+#include <ptq/kernel/gemv.hpp>
+#include <ptq/kernel/gemv_reference.hpp>
 #include <ptq/kernel/kernels.hpp>
 #include <ptq/kernel/packing.hpp>
 #include <ptq/kernel/reference.hpp>
 
+#include <ptq/gemv.hpp>
 #include <ptq/quantize.hpp>
 #include <ptq/quantized_matrix.hpp>
 

@@ -1,0 +1,173 @@
+// ptq gemv benchmarks: y = W^ x straight from the packed weights (ptq::gemv), per format,
+// against baselines in the same run: dequantize-then-Eigen-gemv, an Eigen float gemv of the
+// same shape, and memcpy of the packed bytes.
+//
+// Counters:
+//   bytes_per_second  weight bytes read per second: packed codes + group parameters as
+//                     stored (QuantizedMatrix::storage_bytes); for the Eigen float gemv the
+//                     fp32 matrix; for memcpy the packed bytes copied;
+//   t/32              time per 32 weights (Google Benchmark prints it with an SI prefix).
+// Sizes: 16 KiB (in cache), 1 MiB and 256 MiB (DRAM) of packed codes, rows of 4096 weights.
+// The dequantize and float baselines stop at 1 MiB of packed codes (at 256 MiB their fp32
+// matrices would need 2 GiB and more). The weights are random codes with random parameters:
+// the speed does not depend on the values.
+#include <ptq/gemv.hpp>  // first: see ptq/kernel/xsimd.hpp
+
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+#include <benchmark/benchmark.h>
+
+#include <ptq/format/int_format.hpp>
+#include <ptq/format/mx_fp.hpp>
+#include <ptq/format/mx_int.hpp>
+#include <ptq/granularity/granularity.hpp>
+#include <ptq/quantize.hpp>
+#include <ptq/quantized_matrix.hpp>
+
+namespace {
+
+using namespace ptq;
+
+constexpr std::size_t kCols = 4096;
+constexpr std::size_t KiB = 1024, MiB = 1024 * 1024;
+
+/// A rows x kCols QuantizedMatrix<F> (groups of 32) holding `packed_bytes` bytes of random codes and
+/// plausible random parameters.
+template <class F>
+QuantizedMatrix<F> random_weights(std::size_t packed, unsigned seed) {
+    const std::size_t rows = packed / ptq::packed_bytes(kCols, F::bits);
+    QuantizedMatrix<F> q(PerGroup<32>{}.layout(rows, kCols));
+    std::mt19937_64 rng(seed);
+    auto bytes = q.packed();
+    for (std::size_t i = 0; i + 8 <= bytes.size(); i += 8) {
+        const std::uint64_t r = rng();
+        std::memcpy(bytes.data() + i, &r, 8);
+    }
+    for (auto& p : q.params()) {
+        if constexpr (F::kind == FormatKind::integer) {
+            p.scale = 0.01f + float(rng() % 100) * 1e-4f;
+            if constexpr (!F::symmetric) p.zero = std::int32_t(rng() % (F::levels + 1));
+        } else {
+            p.scale_byte = static_cast<std::uint8_t>(110 + rng() % 10);
+        }
+    }
+    return q;
+}
+
+Eigen::VectorXf random_x(unsigned seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    Eigen::VectorXf x(kCols);
+    for (auto& v : x) v = nd(rng);
+    return x;
+}
+
+void set_counters(benchmark::State& st, std::size_t values, std::size_t bytes) {
+    st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations() * bytes));
+    st.counters["t/32"] = benchmark::Counter(double(values) / 32.0, benchmark::Counter::kIsIterationInvariantRate |
+                                                                        benchmark::Counter::kInvert);
+}
+
+// ---- fused: float activations ------------------------------------------------------------------
+template <class F>
+void BM_gemv(benchmark::State& st) {
+    const auto q = random_weights<F>(static_cast<std::size_t>(st.range(0)), 1);
+    const Eigen::VectorXf x = random_x(2);
+    for (auto _ : st) {
+        Eigen::VectorXf y = gemv(q, x);
+        benchmark::DoNotOptimize(y.data());
+    }
+    set_counters(st, q.size(), q.storage_bytes());
+}
+
+// ---- fused: quantized activations (integer dot products) ---------------------------------------
+template <class F, class A>
+void BM_gemv_int(benchmark::State& st) {
+    const auto q = random_weights<F>(static_cast<std::size_t>(st.range(0)), 3);
+    const Eigen::RowVectorXf x = random_x(4).transpose();
+    QuantizedMatrix<A> xq;
+    if constexpr (A::is_mx) xq = quantize<A>(x, PerGroup<A::block>{});
+    else xq = quantize<A>(x, PerToken{});
+    for (auto _ : st) {
+        Eigen::VectorXf y = gemv(q, xq);
+        benchmark::DoNotOptimize(y.data());
+    }
+    set_counters(st, q.size(), q.storage_bytes());
+}
+
+// ---- baseline: dequantize (SIMD kernel) then Eigen gemv ------------------------------------------
+template <class F>
+void BM_dequant_eigen(benchmark::State& st) {
+    const auto q = random_weights<F>(static_cast<std::size_t>(st.range(0)), 5);
+    const Eigen::VectorXf x = random_x(6);
+    RowMatrixXf w;
+    Eigen::VectorXf y;
+    for (auto _ : st) {
+        dequantize_into(q, w);
+        y.noalias() = w * x;
+        benchmark::DoNotOptimize(y.data());
+    }
+    set_counters(st, q.size(), q.storage_bytes());
+}
+
+// ---- baseline: Eigen float gemv of the same shape -------------------------------------------------
+void BM_eigen_float(benchmark::State& st) {
+    const std::size_t rows = static_cast<std::size_t>(st.range(0)) / ptq::packed_bytes(kCols, 4);  // int4's shape
+    const RowMatrixXf w = RowMatrixXf::Random(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(kCols));
+    const Eigen::VectorXf x = random_x(7);
+    Eigen::VectorXf y(static_cast<Eigen::Index>(rows));
+    for (auto _ : st) {
+        y.noalias() = w * x;
+        benchmark::DoNotOptimize(y.data());
+    }
+    set_counters(st, rows * kCols, rows * kCols * sizeof(float));
+}
+
+// ---- baseline: memcpy of the packed bytes -----------------------------------------------------------
+void BM_memcpy(benchmark::State& st) {
+    const std::size_t bytes = static_cast<std::size_t>(st.range(0));
+    std::vector<std::uint8_t> src(bytes, 1), dst(bytes, 0);
+    for (auto _ : st) {
+        std::memcpy(dst.data(), src.data(), bytes);
+        benchmark::DoNotOptimize(dst.data());
+        benchmark::ClobberMemory();
+    }
+    set_counters(st, bytes * 2, bytes);  // "values": int4 codes in those bytes
+}
+
+using Int4 = IntFormat<4, false>;
+using Int4s = IntFormat<4, true>;
+using Int8 = IntFormat<8, true>;
+using MxInt8 = MxInt<8, 32>;
+
+void sizes_all(benchmark::internal::Benchmark* b) { b->Arg(16 * KiB)->Arg(1 * MiB)->Arg(256 * MiB)->MinTime(0.2); }
+void sizes_cache(benchmark::internal::Benchmark* b) { b->Arg(16 * KiB)->Arg(1 * MiB)->MinTime(0.2); }
+
+}  // namespace
+
+BENCHMARK(BM_memcpy)->Apply(sizes_all);
+BENCHMARK(BM_eigen_float)->Name("eigen_float_gemv/int4_shape")->Apply(sizes_cache);
+BENCHMARK(BM_gemv<Int4>)->Name("gemv/int4_g32")->Apply(sizes_all);
+BENCHMARK(BM_dequant_eigen<Int4>)->Name("dequant_eigen/int4_g32")->Apply(sizes_cache);
+BENCHMARK(BM_gemv<Int8>)->Name("gemv/int8_g32")->Apply(sizes_all);
+BENCHMARK(BM_dequant_eigen<Int8>)->Name("dequant_eigen/int8_g32")->Apply(sizes_cache);
+BENCHMARK(BM_gemv<MxFp4>)->Name("gemv/mxfp4")->Apply(sizes_all);
+BENCHMARK(BM_dequant_eigen<MxFp4>)->Name("dequant_eigen/mxfp4")->Apply(sizes_cache);
+BENCHMARK(BM_gemv_int<Int4, IntFormat<8, true>>)->Name("gemv_a8/int4_g32")->Apply(sizes_all);
+BENCHMARK(BM_gemv_int<Int4s, IntFormat<8, true>>)->Name("gemv_a8/int4sym_g32")->Apply(sizes_cache);
+BENCHMARK(BM_gemv_int<Int8, IntFormat<8, true>>)->Name("gemv_a8/int8_g32")->Apply(sizes_all);
+BENCHMARK(BM_gemv_int<MxInt8, MxInt8>)->Name("gemv_mx/mxint8")->Apply(sizes_all);
+BENCHMARK(BM_dequant_eigen<MxInt8>)->Name("dequant_eigen/mxint8")->Apply(sizes_cache);
+
+int main(int argc, char** argv) {
+    benchmark::Initialize(&argc, argv);
+    benchmark::AddCustomContext("simd_arch", xsimd::default_arch::name());
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}

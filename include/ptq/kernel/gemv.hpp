@@ -1,0 +1,265 @@
+#pragma once
+// SIMD dot products of packed quantized rows with activations (the kernels of ptq::gemv /
+// ptq::gemm, include/ptq/gemv.hpp). Each works straight on the canonical packed row
+// (kernel/packing.hpp) and the group parameters: no dequantized copy of the weights. The
+// architecture is a template parameter (default xsimd::default_arch); the scalar twins are in
+// kernel/gemv_reference.hpp.
+//
+//   dot_row<F, Arch>(row, layout, params, x)        float activations, every format F
+//   dot_u8s8<Arch, Wide>(u, flip, s, n)             exact sum of (u ^ flip) * s over bytes
+//   int_group_dots<F, A, Arch>(row, layout, s, sums, out)
+//                                                   exact per-group integer dots of a row of
+//                                                   integer codes with int8 activation codes
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include <ptq/kernel/xsimd.hpp>
+
+#include <ptq/format/concepts.hpp>
+#include <ptq/format/int_format.hpp>
+#include <ptq/format/mx_int.hpp>
+#include <ptq/granularity/granularity.hpp>
+#include <ptq/kernel/kernels.hpp>
+#include <ptq/kernel/simd_detail.hpp>
+
+namespace ptq::kernel {
+
+// =============================================================================================
+// float activations
+// =============================================================================================
+namespace detail {
+
+/// The per-element factor t(c) whose products with x are accumulated within a group; the
+/// dequantized weight is w^ = k0 * t(c) (k0, k1 from DequantConstants):
+///   IntFormat:  t = float(c) - float(zero)   (exact: small integers), k0 = scale
+///   MxInt:      t = float(sext(c))           (exact),                 k0 = 2^(e-(d-2))
+///   Minifloat:  t = decode(c)                (exact),                 k0 = scale
+///   MxFp:       t = decode(c)                (exact),                 k0 = 2^e
+/// Subtracting the zero point per element (rather than acc - zero * sum(x) per group) keeps
+/// the accumulated terms equal to w^_i x_i / k0, so the error bound below is relative to
+/// sum |w^_i x_i| and does not suffer from cancellation against zero * sum(x).
+template <class F, class A>
+PTQ_ALWAYS_INLINE inline fbatch<A> code_factors(const ubatch<A>& c, const fbatch<A>& k1) noexcept {
+    if constexpr (F::kind == FormatKind::integer) {
+        return xsimd::batch_cast<float>(xsimd::bitwise_cast<ibatch<A>>(c)) - k1;
+    } else if constexpr (F::kind == FormatKind::mx_integer) {
+        (void)k1;
+        constexpr std::uint32_t sb = 1u << (F::bits - 1);
+        return xsimd::batch_cast<float>(xsimd::bitwise_cast<ibatch<A>>(c ^ ubatch<A>(sb)) -
+                                        ibatch<A>(static_cast<std::int32_t>(sb)));
+    } else if constexpr (F::kind == FormatKind::minifloat) {
+        (void)k1;
+        return decode_minifloat<F, A>(c);
+    } else {
+        (void)k1;
+        return decode_minifloat<typename F::element, A>(c);
+    }
+}
+
+}  // namespace detail
+
+/// y = sum_c w^(c) * x[c] over one packed row (layout.cols codes at bit 0 of packed_row, groups
+/// with params[0 .. col_groups), i.e. QuantizedMatrix::row_params), w^ = F::dequantize.
+///
+/// Evaluation (W = SIMD lanes): the row is unpacked W codes at a time; for a batch inside
+/// group g, acc_g += t(c) * x (fma, per lane; t from detail::code_factors); when the group
+/// ends, y_lanes = fma(k0_g, acc_g, y_lanes). A batch that straddles two groups (group size
+/// not a multiple of W) is dequantized lane by lane (exactly F::dequantize) and accumulated
+/// with fma into a second vector. Finally y = reduce_add(y_lanes + straddled) (log2 W
+/// pairwise additions). NaN/Inf in x or in the weights propagate as IEEE arithmetic does.
+///
+/// Error bound (no overflow or underflow): every product w^_i x_i goes through at most
+///   r = 2 * (ceil(cols / W) + col_groups) + log2(W) + 2
+/// roundings (an fma counts as two where the architecture emulates it), so
+///   |y - sum_i w^_i x_i| <= r * u * sum_i |w^_i x_i| (to first order), u = 2^-24,
+/// plus one more u for the rounding of w^ itself, which this kernel does not perform.
+template <QuantFormat F, class Arch = xsimd::default_arch>
+float dot_row(const std::uint8_t* packed_row, const GroupLayout& layout, const typename F::Params* params,
+              const float* x) noexcept {
+    using Fb = detail::fbatch<Arch>;
+    constexpr std::size_t W = Fb::size;
+    const std::size_t n = layout.cols;
+    if (n == 0 || layout.col_groups() == 0) return 0.0f;
+    std::size_t g = 0, gend = layout.group_end(0);
+    detail::DequantConstants<F> kc(params[0]);
+    Fb k0(kc.k0), k1(kc.k1), acc(0.0f), y(0.0f), straddled(0.0f);
+    detail::unpack_stream<F::bits, Arch>(
+        packed_row, n, [&](std::size_t i0, const detail::ubatch<Arch>& c, std::size_t cnt) PTQ_ALWAYS_INLINE {
+            while (i0 >= gend) {  // group g is complete
+                y = xsimd::fma(k0, acc, y);
+                acc = Fb(0.0f);
+                ++g;
+                gend = layout.group_end(g);
+                kc = detail::DequantConstants<F>(params[g]);
+                k0 = Fb(kc.k0);
+                k1 = Fb(kc.k1);
+            }
+            Fb xv;
+            if (cnt == W) {
+                xv = Fb::load_unaligned(x + i0);
+            } else {  // tail: x beyond the row is 0 (the padded codes decode to finite values)
+                alignas(64) float t[W] = {};
+                std::memcpy(t, x + i0, cnt * sizeof(float));
+                xv = Fb::load_aligned(t);
+            }
+            if (i0 + cnt <= gend)
+                acc = xsimd::fma(detail::code_factors<F, Arch>(c, k1), xv, acc);
+            else
+                straddled = xsimd::fma(detail::dequantize_straddling<F, Arch>(c, layout, params, i0, g), xv, straddled);
+        });
+    y = xsimd::fma(k0, acc, y);
+    return xsimd::hadd(y + straddled);
+}
+
+// =============================================================================================
+// integer activations: exact integer dot products
+// =============================================================================================
+namespace detail {
+
+/// Elements per int32 accumulation chunk: |(u ^ flip) * s| <= 255 * 128 < 2^15, so a chunk sums
+/// to less than 2^29 in any lane split; chunks are added in int64.
+inline constexpr std::size_t dot_chunk = 16384;
+
+/// sum_{i<n} int32(u[i] ^ flip) * int32(s[i]), n <= dot_chunk (generic: scalar).
+template <bool Wide, class A>
+std::int32_t dot_u8s8_chunk(const std::uint8_t* u, std::uint8_t flip, const std::int8_t* s, std::size_t n,
+                            requires_arch<xsimd::generic>) noexcept {
+    std::int32_t acc = 0;
+    for (std::size_t i = 0; i < n; ++i) acc += std::int32_t(std::uint8_t(u[i] ^ flip)) * std::int32_t(s[i]);
+    return acc;
+}
+
+#if XSIMD_WITH_AVX2
+/// AVX2: vpmaddubsw (u8 x s8, adjacent pairs summed to s16 with saturation) then vpmaddwd with
+/// ones (pairs to s32). A pair sum is exact when u <= 127 (2 * 127 * 128 < 2^15): !Wide (codes
+/// of at most 7 bits). Wide (8-bit u) splits u = 16 h + l into nibbles: two exact vpmaddubsw,
+/// the high one weighted by 16 in vpmaddwd.
+template <bool Wide, class A>
+std::int32_t dot_u8s8_chunk(const std::uint8_t* u, std::uint8_t flip, const std::int8_t* s, std::size_t n,
+                            requires_arch<xsimd::avx2>) noexcept {
+    const __m256i fv = _mm256_set1_epi8(static_cast<char>(flip));
+    const __m256i ones = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi16(16), low4 = _mm256_set1_epi8(0x0F);
+    __m256i acc = _mm256_setzero_si256();
+    std::size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m256i uv = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(u + i)), fv);
+        const __m256i sv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i));
+        if constexpr (Wide) {
+            const __m256i lo = _mm256_and_si256(uv, low4), hi = _mm256_and_si256(_mm256_srli_epi16(uv, 4), low4);
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, sv), ones));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, sv), sixteen));
+        } else {
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(uv, sv), ones));
+        }
+    }
+    const __m128i h = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    const __m128i q = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+    std::int32_t r = _mm_cvtsi128_si32(_mm_add_epi32(q, _mm_shuffle_epi32(q, 0xB1)));
+    for (; i < n; ++i) r += std::int32_t(std::uint8_t(u[i] ^ flip)) * std::int32_t(s[i]);
+    return r;
+}
+#endif
+
+#if XSIMD_WITH_AVX512BW
+/// AVX-512: with VNNI (compiled for it: __AVX512VNNI__, e.g. -march=native on Ice Lake / Zen 4)
+/// vpdpbusd sums four u8 x s8 products into each s32 lane without intermediate saturation
+/// (exact for every byte); without VNNI, the AVX2 scheme on 64 bytes. The tail (< 64 bytes)
+/// is read with a masked load (no access past n).
+template <bool Wide, class A>
+std::int32_t dot_u8s8_chunk(const std::uint8_t* u, std::uint8_t flip, const std::int8_t* s, std::size_t n,
+                            requires_arch<xsimd::avx512bw>) noexcept {
+    const __m512i fv = _mm512_set1_epi8(static_cast<char>(flip));
+    __m512i acc = _mm512_setzero_si512();
+    auto step = [&](__m512i uv, __m512i sv) PTQ_ALWAYS_INLINE {
+        uv = _mm512_xor_si512(uv, fv);
+#if defined(__AVX512VNNI__)
+        acc = _mm512_dpbusd_epi32(acc, uv, sv);
+#else
+        const __m512i ones = _mm512_set1_epi16(1);
+        if constexpr (Wide) {
+            const __m512i low4 = _mm512_set1_epi8(0x0F);
+            const __m512i lo = _mm512_and_si512(uv, low4), hi = _mm512_and_si512(_mm512_srli_epi16(uv, 4), low4);
+            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(lo, sv), ones));
+            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(hi, sv), _mm512_set1_epi16(16)));
+        } else {
+            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(uv, sv), ones));
+        }
+#endif
+    };
+    std::size_t i = 0;
+    for (; i + 64 <= n; i += 64) step(_mm512_loadu_si512(u + i), _mm512_loadu_si512(s + i));
+    if (i < n) {
+        // masked-off bytes of s are 0: (0 ^ flip) * 0 = 0.
+        const __mmask64 m = (~__mmask64(0)) >> (64 - (n - i));
+        step(_mm512_maskz_loadu_epi8(m, u + i), _mm512_maskz_loadu_epi8(m, s + i));
+    }
+    return _mm512_reduce_add_epi32(acc);
+}
+#endif
+
+}  // namespace detail
+
+/// Exact sum_{i<n} int64((u[i] ^ flip)) * s[i] (u read as unsigned bytes, s as signed).
+/// Wide = false promises u[i] ^ flip <= 127 (codes of at most 7 bits); Wide = true accepts any
+/// byte. Dispatch on Arch: AVX-512BW (VNNI vpdpbusd when compiled for it), AVX2 (vpmaddubsw),
+/// else a scalar loop.
+template <class Arch = xsimd::default_arch, bool Wide = true>
+std::int64_t dot_u8s8(const std::uint8_t* u, std::uint8_t flip, const std::int8_t* s, std::size_t n) noexcept {
+    std::int64_t total = 0;
+    for (std::size_t i = 0; i < n; i += detail::dot_chunk) {
+        const std::size_t m = n - i < detail::dot_chunk ? n - i : detail::dot_chunk;
+        total += detail::dot_u8s8_chunk<Wide, Arch>(u + i, flip, s + i, m, Arch{});
+    }
+    return total;
+}
+
+/// Whether weights in format F and activations in format A have an integer kernel:
+///  - F = IntFormat<4 or 8, any>, A = IntFormat<8, true, any range> (per-token or per-tensor);
+///  - F = A = MxInt<8, K> (MXINT8 x MXINT8, same block).
+template <class F, class A>
+inline constexpr bool has_int_dot = false;
+template <int B, bool S, IntRange R, IntRange RA>
+inline constexpr bool has_int_dot<IntFormat<B, S, R>, IntFormat<8, true, RA>> = (B == 4 || B == 8);
+template <std::size_t K>
+inline constexpr bool has_int_dot<MxInt<8, K>, MxInt<8, K>> = true;
+
+/// Signed activation codes q (int8) of a row of 8-bit activation codes: IntFormat<8, true>
+/// stores q + 128 (q = c ^ 0x80 as int8); MxInt<8> stores q's two's complement (as is).
+template <class A>
+void activation_q(const std::uint8_t* codes, std::size_t n, std::int8_t* q) noexcept {
+    for (std::size_t i = 0; i < n; ++i)
+        q[i] = static_cast<std::int8_t>(A::kind == FormatKind::integer ? codes[i] ^ 0x80u : codes[i]);
+}
+
+/// The exact per-group integer dots of one packed weight row with signed activation codes q
+/// (activation_q), groups from `layout` (the weight's):
+///   IntFormat weights: I_g = sum_{i in g} (c_i - zero_g) * q_i
+///   MxInt<8> weights:  I_g = sum_{i in g} sext(c_i) * q_i
+/// computed as D_g - z_g * Q_g with D_g = dot_u8s8(u, q), u = c (IntFormat, z_g = zero_g) or
+/// u = c ^ 0x80 = sext(c) + 128 (MxInt, z_g = 128), and Q_g = sum_{i in g} q_i = qsums[g].
+/// 4-bit rows are unpacked into `scratch` (layout.cols bytes). out[g] for g < col_groups.
+template <QuantFormat F, QuantFormat A, class Arch = xsimd::default_arch>
+void int_group_dots(const std::uint8_t* packed_row, const GroupLayout& layout, const typename F::Params* params,
+                    const std::int8_t* q, const std::int64_t* qsums, std::uint8_t* scratch, std::int64_t* out) noexcept {
+    static_assert(has_int_dot<F, A>, "ptq::kernel::int_group_dots: integer kernels exist for IntFormat<4|8> weights x "
+                                     "IntFormat<8, true> activations and MxInt<8, K> x MxInt<8, K>");
+    const std::uint8_t* u = packed_row;
+    if constexpr (F::bits == 4) {
+        unpack_bits<Arch>(packed_row, 0, layout.cols, 4, scratch);
+        u = scratch;
+    } else {
+        (void)scratch;
+    }
+    constexpr std::uint8_t flip = F::kind == FormatKind::mx_integer ? 0x80 : 0x00;
+    for (std::size_t g = 0; g < layout.col_groups(); ++g) {
+        const std::size_t b = layout.group_begin(g), n = layout.group_end(g) - b;
+        std::int64_t z;
+        if constexpr (F::kind == FormatKind::mx_integer) z = 128;
+        else z = params[g].zero;
+        out[g] = dot_u8s8<Arch, (F::bits > 7)>(u + b, flip, q + b, n) - z * qsums[g];
+    }
+}
+
+}  // namespace ptq::kernel

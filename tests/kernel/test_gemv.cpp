@@ -1,0 +1,301 @@
+// gemv / gemm on packed weights against dequantize-then-multiply in double precision, within
+// the documented bounds (float activations; integer activations), and the integer group dot
+// products against an integer reference written from the formats' definitions (equality).
+// Every kernel runs at the machine's default arch, AVX2 (maddubs) and SSE2 (generic path).
+#include <ptq/gemv.hpp>  // first: see ptq/kernel/xsimd.hpp
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include <ptq/format/int_format.hpp>
+#include <ptq/format/minifloat.hpp>
+#include <ptq/format/mx_fp.hpp>
+#include <ptq/format/mx_int.hpp>
+#include <ptq/granularity/granularity.hpp>
+#include <ptq/kernel/gemv_reference.hpp>
+#include <ptq/quantize.hpp>
+
+namespace {
+
+using namespace ptq;
+
+template <class Fn>
+void for_each_arch(Fn&& f) {
+    f.template operator()<xsimd::default_arch>();
+#if XSIMD_WITH_AVX2
+    if constexpr (!std::is_same_v<xsimd::default_arch, xsimd::avx2>) f.template operator()<xsimd::avx2>();
+#endif
+    f.template operator()<xsimd::sse2>();
+}
+
+constexpr double u = 1.0 / 16777216.0;  // 2^-24
+
+/// A [rows x cols] matrix: normal entries, one all-zero row, one row of huge values, a few
+/// exact zeros.
+RowMatrixXf weights(std::mt19937& rng, std::size_t rows, std::size_t cols) {
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    RowMatrixXf w(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
+    for (Eigen::Index r = 0; r < w.rows(); ++r)
+        for (Eigen::Index c = 0; c < w.cols(); ++c) w(r, c) = nd(rng) * (r == 2 ? 1e20f : 1.0f) + (r == 3 ? 0.7f : 0.0f);
+    if (rows > 1) w.row(1).setZero();
+    if (cols > 4) w(0, 4) = 0.0f;
+    return w;
+}
+
+RowMatrixXf activations(std::mt19937& rng, std::size_t tokens, std::size_t cols) {
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    RowMatrixXf x(static_cast<Eigen::Index>(tokens), static_cast<Eigen::Index>(cols));
+    for (Eigen::Index t = 0; t < x.rows(); ++t)
+        for (Eigen::Index c = 0; c < x.cols(); ++c) x(t, c) = nd(rng) * (t == 1 ? 1e6f : 1.0f);
+    if (cols > 2) x(0, 1) = 0.0f;
+    return x;
+}
+
+struct Shape {
+    std::size_t rows, cols;
+};
+const Shape kShapes[] = {{1, 1}, {3, 7}, {4, 32}, {5, 33}, {6, 100}, {17, 128}, {9, 257}, {67, 300}};
+
+/// Checks |y[o] - sum_i w^_oi x_i| <= k_o * u * sum_i |w^_oi x_i| (+ a denormal-sized slack)
+/// for every row, w^ the dequantized matrix, in double precision.
+void check_bound(const RowMatrixXf& w_hat, const float* x, const float* y, const std::vector<double>& k,
+                 const std::string& what) {
+    for (Eigen::Index o = 0; o < w_hat.rows(); ++o) {
+        double ref = 0.0, mag = 0.0;
+        for (Eigen::Index i = 0; i < w_hat.cols(); ++i) {
+            ref += double(w_hat(o, i)) * double(x[i]);
+            mag += std::fabs(double(w_hat(o, i)) * double(x[i]));
+        }
+        const double err = std::fabs(double(y[o]) - ref);
+        const double bound = k[std::size_t(o)] * u * mag + 1e-37;
+        CAPTURE(what);
+        CAPTURE(o);
+        CAPTURE(y[o]);
+        CAPTURE(ref);
+        CAPTURE(bound);
+        CHECK(err <= bound);
+    }
+}
+
+template <class G>
+std::string gname(const G& g) {
+    if constexpr (is_per_group<G>::value) return "group " + std::to_string(g.group_size());
+    else return G::name();
+}
+
+/// Runs f(granularity) for per-channel, per-tensor and groups 32 / 128 / 10 (MX formats:
+/// their block only).
+template <class F, class Fn>
+void for_each_granularity(Fn&& f) {
+    if constexpr (F::is_mx) {
+        f(PerGroup<F::block>{});
+    } else {
+        f(PerChannel{});
+        f(PerTensor{});
+        f(PerGroup<>{32});
+        f(PerGroup<>{128});
+        f(PerGroup<>{10});
+    }
+}
+
+std::size_t log2i(std::size_t w) {
+    std::size_t l = 0;
+    while ((std::size_t(1) << l) < w) ++l;
+    return l;
+}
+
+}  // namespace
+
+#define PTQ_GEMV_FORMATS                                                                                            \
+    IntFormat<4, false>, IntFormat<4, true>, IntFormat<8, false>, IntFormat<8, true>, IntFormat<3, false>,        \
+        MxInt<8, 32>, MxFp<2, 1, 32>, Fp8<4, 3>, MxFp<4, 3, 32>
+
+TEST_SUITE("gemv") {
+
+TEST_CASE_TEMPLATE("gemv / gemm, float activations == dequantize-then-multiply within the bound", F, PTQ_GEMV_FORMATS) {
+    std::mt19937 rng(11);
+    for (const Shape s : kShapes) {
+        const RowMatrixXf w = weights(rng, s.rows, s.cols);
+        const RowMatrixXf x = activations(rng, 3, s.cols);
+        for_each_granularity<F>([&](const auto& gran) {
+            const QuantizedMatrix<F> q = quantize<F>(w, gran);
+            const RowMatrixXf w_hat = dequantize(q);
+            const std::size_t ng = q.layout().col_groups();
+            const std::string what = F::name() + " " + std::to_string(s.rows) + "x" + std::to_string(s.cols) + " " +
+                                     gname(gran);
+            for_each_arch([&]<class Arch>() {
+                const std::size_t W = xsimd::batch<float, Arch>::size;
+                const double k = double(2 * ((s.cols + W - 1) / W + ng) + log2i(W) + 4);
+                const RowMatrixXf y = gemm<F, Arch>(q, x);
+                REQUIRE(y.rows() == x.rows());
+                REQUIRE(std::size_t(y.cols()) == s.rows);
+                for (Eigen::Index t = 0; t < x.rows(); ++t) {
+                    const RowMatrixXf yt = y.row(t);
+                    check_bound(w_hat, x.row(t).data(), yt.data(), std::vector<double>(s.rows, k), what + " " + Arch::name());
+                    // gemv is the same kernel: identical bits.
+                    const Eigen::VectorXf v = gemv<F, Arch>(q, x.row(t).transpose());
+                    for (std::size_t o = 0; o < s.rows; ++o) CHECK(v[Eigen::Index(o)] == y(t, Eigen::Index(o)));
+                }
+            });
+            // the scalar twin: sequential summation, r = cols + 2 roundings
+            for (Eigen::Index t = 0; t < x.rows(); ++t) {
+                std::vector<float> yr(s.rows);
+                for (std::size_t o = 0; o < s.rows; ++o)
+                    yr[o] = ref::dot_row<F>(q.row_data(o), q.layout(), q.row_params(o), x.row(t).data());
+                check_bound(w_hat, x.row(t).data(), yr.data(), std::vector<double>(s.rows, double(s.cols + 3)),
+                            what + " ref");
+            }
+        });
+    }
+}
+
+TEST_CASE("gemv: a NaN group gives NaN, NaN/Inf activations propagate") {
+    std::mt19937 rng(12);
+    RowMatrixXf w = weights(rng, 4, 70);
+    w(2, 40) = std::numeric_limits<float>::quiet_NaN();
+    QuantOptions o;
+    o.non_finite = NonFinite::propagate;
+    const auto q = quantize<IntFormat<4, false>>(w, PerGroup<32>{}, o);
+    Eigen::VectorXf x = Eigen::VectorXf::Ones(70);
+    const Eigen::VectorXf y = gemv(q, x);
+    CHECK(std::isnan(y[2]));
+    CHECK(std::isfinite(y[0]));
+    CHECK(std::isfinite(y[3]));
+    x[5] = std::numeric_limits<float>::infinity();
+    const auto q2 = quantize<IntFormat<4, false>>(weights(rng, 4, 70), PerGroup<32>{});
+    const Eigen::VectorXf y2 = gemv(q2, x);
+    CHECK(!std::isfinite(y2[3]));
+}
+
+TEST_CASE("gemv / gemm: shape errors") {
+    std::mt19937 rng(13);
+    const auto q = quantize<IntFormat<4, false>>(weights(rng, 4, 70), PerGroup<32>{});
+    CHECK_THROWS_AS(gemv(q, Eigen::VectorXf::Ones(69)), ptq::invalid_argument);
+    CHECK_THROWS_AS(gemm(q, RowMatrixXf::Ones(3, 71)), ptq::invalid_argument);
+    const auto xq = quantize<IntFormat<8, true>>(RowMatrixXf::Ones(2, 71), PerToken{});
+    CHECK_THROWS_AS(gemm(q, xq), ptq::invalid_argument);
+    const auto xg = quantize<IntFormat<8, true>>(RowMatrixXf::Ones(2, 70), PerGroup<32>{});
+    CHECK_THROWS_AS(gemm(q, xg), ptq::invalid_argument);
+    CHECK_THROWS_AS(gemv(q, quantize<IntFormat<8, true>>(RowMatrixXf::Ones(2, 70), PerToken{})), ptq::invalid_argument);
+    // empty shapes are fine
+    const auto e = quantize<IntFormat<4, false>>(RowMatrixXf(0, 5), PerGroup<32>{});
+    CHECK(gemv(e, Eigen::VectorXf::Ones(5)).size() == 0);
+    CHECK(gemm(e, RowMatrixXf::Ones(2, 5)).cols() == 0);
+}
+
+TEST_CASE("dot_u8s8 is exact for every byte (no saturation), long runs, all archs") {
+    std::mt19937 rng(14);
+    for_each_arch([&]<class Arch>() {
+        for (std::size_t n : {std::size_t(0), std::size_t(1), std::size_t(31), std::size_t(32), std::size_t(33),
+                              std::size_t(64), std::size_t(95), std::size_t(40000)}) {
+            for (int pat = 0; pat < 3; ++pat) {
+                std::vector<std::uint8_t> a(n);
+                std::vector<std::int8_t> b(n);
+                for (std::size_t i = 0; i < n; ++i) {
+                    a[i] = pat == 0 ? 255 : static_cast<std::uint8_t>(rng());
+                    b[i] = pat == 0 ? std::int8_t(-128) : pat == 1 ? std::int8_t(127) : static_cast<std::int8_t>(rng());
+                }
+                for (std::uint8_t flip : {std::uint8_t(0), std::uint8_t(0x80)}) {
+                    std::int64_t want = 0;
+                    for (std::size_t i = 0; i < n; ++i) want += std::int64_t(std::uint8_t(a[i] ^ flip)) * b[i];
+                    CAPTURE(n);
+                    CAPTURE(pat);
+                    CHECK(kernel::dot_u8s8<Arch, true>(a.data(), flip, b.data(), n) == want);
+                    // narrow path: bytes <= 127
+                    std::vector<std::uint8_t> a7(a);
+                    for (auto& v : a7) v = static_cast<std::uint8_t>(((v ^ flip) & 0x7F) ^ flip);
+                    std::int64_t want7 = 0;
+                    for (std::size_t i = 0; i < n; ++i) want7 += std::int64_t(std::uint8_t(a7[i] ^ flip)) * b[i];
+                    CHECK(kernel::dot_u8s8<Arch, false>(a7.data(), flip, b.data(), n) == want7);
+                }
+            }
+        }
+    });
+}
+
+namespace {
+/// Random codes of every value (incl. MXINT's never-emitted -128) and random parameters.
+template <class F, class A>
+void check_int_group_dots(std::mt19937& rng) {
+    for (const Shape s : kShapes) {
+        for (std::size_t gs : {std::size_t(32), std::size_t(128), std::size_t(10), std::size_t(0)}) {
+            if constexpr (F::is_mx) {
+                if (gs != F::block) continue;
+            }
+            const GroupLayout L{1, s.cols, 1, gs == 0 ? s.cols : gs};
+            const std::size_t ng = L.col_groups();
+            std::vector<typename F::Params> params(ng);
+            for (auto& p : params)
+                if constexpr (F::kind == FormatKind::integer) p.zero = F::symmetric ? F::symmetric_zero : int(rng() % 256) % (F::levels + 1);
+            std::vector<std::uint8_t> wc(s.cols), xc(s.cols), packed(packed_bytes(s.cols, F::bits));
+            for (auto& c : wc) c = static_cast<std::uint8_t>(rng());
+            for (auto& c : xc) c = static_cast<std::uint8_t>(rng());
+            ref::pack_bits(wc.data(), s.cols, F::bits, packed.data());
+            std::vector<std::int64_t> want(ng);
+            ref::int_group_dots<F, A>(packed.data(), L, params.data(), xc.data(), want.data());
+            std::vector<std::int8_t> q(s.cols);
+            kernel::activation_q<A>(xc.data(), s.cols, q.data());
+            std::vector<std::int64_t> qs(ng, 0);
+            for (std::size_t g = 0; g < ng; ++g)
+                for (std::size_t i = L.group_begin(g); i < L.group_end(g); ++i) qs[g] += q[i];
+            for_each_arch([&]<class Arch>() {
+                std::vector<std::int64_t> got(ng, -1);
+                std::vector<std::uint8_t> scratch(s.cols);
+                kernel::int_group_dots<F, A, Arch>(packed.data(), L, params.data(), q.data(), qs.data(), scratch.data(),
+                                                   got.data());
+                CAPTURE(s.cols);
+                CAPTURE(gs);
+                CAPTURE(Arch::name());
+                CHECK(got == want);
+            });
+        }
+    }
+}
+}  // namespace
+
+TEST_CASE("int_group_dots == integer reference (exact)") {
+    std::mt19937 rng(15);
+    check_int_group_dots<IntFormat<4, false>, IntFormat<8, true>>(rng);
+    check_int_group_dots<IntFormat<4, true>, IntFormat<8, true>>(rng);
+    check_int_group_dots<IntFormat<8, false>, IntFormat<8, true, IntRange::full>>(rng);
+    check_int_group_dots<IntFormat<8, true>, IntFormat<8, true>>(rng);
+    check_int_group_dots<MxInt<8, 32>, MxInt<8, 32>>(rng);
+}
+
+TEST_CASE_TEMPLATE("gemm with int8 activations == dequantize-then-multiply within the bound", F, IntFormat<4, false>,
+                   IntFormat<4, true>, IntFormat<8, false>, IntFormat<8, true>, MxInt<8, 32>) {
+    using A = std::conditional_t<F::is_mx, MxInt<8, 32>, IntFormat<8, true>>;
+    std::mt19937 rng(16);
+    for (const Shape s : kShapes) {
+        const RowMatrixXf w = weights(rng, s.rows, s.cols);
+        const RowMatrixXf x = activations(rng, 3, s.cols);
+        const QuantizedMatrix<A> xq = [&] {
+            if constexpr (A::is_mx) return quantize<A>(x, PerGroup<A::block>{});
+            else return quantize<A>(x, PerToken{});
+        }();
+        const RowMatrixXf x_hat = dequantize(xq);
+        for_each_granularity<F>([&](const auto& gran) {
+            const QuantizedMatrix<F> q = quantize<F>(w, gran);
+            const RowMatrixXf w_hat = dequantize(q);
+            const double k = double(q.layout().col_groups() + 5);
+            for_each_arch([&]<class Arch>() {
+                const RowMatrixXf y = gemm<F, A, Arch>(q, xq);
+                for (Eigen::Index t = 0; t < x.rows(); ++t) {
+                    const RowMatrixXf yt = y.row(t);
+                    check_bound(w_hat, x_hat.row(t).data(), yt.data(), std::vector<double>(s.rows, k),
+                                F::name() + " " + std::to_string(s.rows) + "x" + std::to_string(s.cols) + " " +
+                                    gname(gran) + " " + Arch::name());
+                }
+            });
+        });
+    }
+}
+
+}  // TEST_SUITE
