@@ -7,7 +7,7 @@
 //   * forward / sequence_nll: a batched forward pass over a whole sequence (Eigen);
 //   * Model::for_each_linear + ActivationHook: access to the seven linear weights of every
 //     layer and to the input activations of every linear during the forward pass;
-//   * split_stories / encode_stories / evaluate: the evaluation protocol of DESIGN.md §8.
+//   * split_stories / encode_stories / evaluate: the evaluation protocol of docs/DESIGN.md §16.
 //
 // Everything here is header-only and model-specific; the ptq library itself stays
 // model-agnostic. Hostile or truncated files raise ptq::llama::FormatError (a ptq::error,
@@ -859,7 +859,7 @@ inline std::vector<int> generate_greedy(const Model& m, std::vector<int> prompt,
 }
 
 // ---------------------------------------------------------------------------------------------
-// Evaluation protocol (DESIGN.md §8)
+// Evaluation protocol (docs/DESIGN.md §16)
 // ---------------------------------------------------------------------------------------------
 
 inline std::string read_text_file(const std::filesystem::path& path) {

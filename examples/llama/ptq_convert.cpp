@@ -8,7 +8,7 @@
 //
 // Input: a llama2.c checkpoint + tokenizer (default: DIR/stories260K), a GGUF file (its own
 // vocabulary) or a Hugging Face folder (tokenizer from --tokenizer). Outputs: any of the three.
-// --eval prints the mean next-token NLL of the DESIGN.md §8 protocol (stories split on
+// --eval prints the mean next-token NLL of the docs/DESIGN.md §16 protocol (stories split on
 // <|endoftext|>, each with BOS, truncated to seq_len); --eval-chunked prints the quantity
 // llama-perplexity computes (whole text, chunks of N_CTX = 512 tokens, second half scored).
 // --quant first quantizes the seven linears of every layer with RTN into that ggml block type
@@ -54,7 +54,7 @@ void usage(const char* argv0) {
          "                       before evaluating and writing (GGUF: ggml blocks; a row length that is\n"
          "                       not a multiple of 32 is written as F32 values)\n"
          "evaluation:\n"
-         "  --eval               mean NLL, DESIGN.md section 8 protocol (per story, BOS, seq_len)\n"
+         "  --eval               mean NLL, docs/DESIGN.md §16 protocol (per story, BOS, seq_len)\n"
          "  --eval-chunked [N]   llama-perplexity's protocol: whole text, chunks of N tokens (512)\n"
          "  --text FILE          evaluation text (default DIR/tinystories/valid.txt)\n";
 }

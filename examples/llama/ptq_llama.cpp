@@ -3,13 +3,12 @@
 // Loads a llama2.c checkpoint + tokenizer (default: ../shared/data/stories260K), quantizes a
 // copy of the model with each recipe (recipe.hpp: weight format / granularity, activation
 // format, algorithm chain, calibration set), evaluates it on an evaluation text (default
-// tinystories/valid.txt, protocol of DESIGN.md §8) and prints a table. The seven linears of
+// tinystories/valid.txt, protocol of docs/DESIGN.md §16) and prints a table. The seven linears of
 // every layer are quantized; the token embedding and the classifier stay fp32 and are not
 // counted in the effective bits.
 //
 //   ptq_llama [--data DIR] [--recipe R]... [--set NAME]... [--calib SET] [--calib-tokens N]
 //             [--non-sequential] [--csv | --markdown] [--report FILE] [--list]
-// llama.hpp first: it includes Eigen under a GCC 12 false-warning guard (see there).
 #include "llama/llama.hpp"
 #include "llama/recipe.hpp"
 
@@ -750,7 +749,7 @@ int main(int argc, char** argv) {
          << c.n_layers << " layers, " << c.n_heads << " heads / " << c.n_kv_heads << " KV heads, vocab "
          << c.vocab_size << ")\n"
          << "- evaluation: `" << eval_file.filename().string() << "`, " << docs.size() << " stories, " << predicted
-         << " predicted tokens, protocol of DESIGN.md section 8\n"
+         << " predicted tokens, protocol of docs/DESIGN.md §16\n"
          << "- calibration: " << calib_tokens << "-token budget per set, "
          << (sequential ? "sequential protocol (layer l, and inside it q/k/v -> wo -> w1/w3 -> w2, calibrated on "
                           "the outputs of the already quantized parts)"

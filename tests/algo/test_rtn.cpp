@@ -26,7 +26,7 @@ TEST_CASE("ragged last group: cols 172, group 32 (the real model's FFN)") {
     CHECK(q.layout().group_end(5) == 172);
     CHECK(q.row_stride() == 86);  // 172 * 4 / 8
     for (int r = 0; r < 3; ++r) {
-        // last group: columns 160..171, by hand from the formulas of DESIGN §5.1 (widened)
+        // last group: columns 160..171, by hand from the formulas of docs/DESIGN.md §6.1 (widened)
         double lo = 0.0, hi = 0.0;
         for (int c = 160; c < 172; ++c) {
             lo = std::min(lo, double(x(r, c)));

@@ -1,7 +1,7 @@
 #pragma once
 // Test support shared by the format / granularity / observe / algo / metric tests:
 // deterministic random data, and *independent* oracles written straight from the spec
-// (DESIGN.md §5, OCP MX v1.0, OCP FP8). Nothing here calls the code under test to produce an
+// (docs/DESIGN.md §6, OCP MX v1.0, OCP FP8). Nothing here calls the code under test to produce an
 // expected value.
 #include <algorithm>
 #include <bit>

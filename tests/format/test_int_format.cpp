@@ -1,5 +1,5 @@
 // Uniform integer formats (format/int_format.hpp): hand-computed conformance vectors from
-// DESIGN §5.1, both rounding modes on ties, and exhaustive code round trips.
+// docs/DESIGN.md §6.1, both rounding modes on ties, and exhaustive code round trips.
 #include <doctest/doctest.h>
 
 #include <cmath>

@@ -1,5 +1,5 @@
 // Minifloat codecs (format/minifloat.hpp): OCP FP8 E4M3 ("E4M3FN") and E5M2, FP6 E3M2/E2M3,
-// FP4 E2M1. Expected values are written by hand from the OCP FP8 rules of DESIGN §5.3, or come
+// FP4 E2M1. Expected values are written by hand from the OCP FP8 rules of docs/DESIGN.md §6.4, or come
 // from the brute-force nearest-value oracle in support.hpp (never from the library).
 #include <doctest/doctest.h>
 
@@ -27,7 +27,7 @@ MiniSpec spec_of() {
 
 TEST_SUITE("format.minifloat") {
 
-TEST_CASE("E4M3 conformance: the DESIGN §5.3 examples") {
+TEST_CASE("E4M3 conformance: the docs/DESIGN.md §6.4 examples") {
     using F = Fp8E4M3;
     CHECK(F::encode(0.1f) == 0x1D);
     CHECK(F::decode(0x1D) == 0.1015625f);

@@ -1,6 +1,6 @@
 // MX formats (format/mx_int.hpp, format/mx_fp.hpp, format/e8m0.hpp): hand-computed blocks from
-// the OCP Microscaling v1.0 rules of DESIGN §5.2 / §5.3, the three scale rules, both rounding
-// modes, and exhaustive code round trips of MxInt<2..8>.
+// the OCP Microscaling v1.0 rules of docs/DESIGN.md §6.2, §6.3 and §6.5, the three scale rules,
+// both rounding modes, and exhaustive code round trips of MxInt<2..8>.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -67,7 +67,7 @@ TEST_CASE("E8M0") {
     CHECK(E8M0::encode_exponent(127) == 254);
 }
 
-TEST_CASE("MXINT8 conformance: DESIGN §5.2 example [3, 1, -0.3, 0.01]") {
+TEST_CASE("MXINT8 conformance: docs/DESIGN.md §6.3 example [3, 1, -0.3, 0.01]") {
     using F = MxInt<8, 32>;
     const std::vector<float> x{3.0f, 1.0f, -0.3f, 0.01f};
     const auto p = F::make_params(stats_of(x));

@@ -1,4 +1,4 @@
-// The canonical packed layout (kernel/packing.hpp, DESIGN §7), with bytes computed by hand:
+// The canonical packed layout (kernel/packing.hpp, docs/DESIGN.md §9), with bytes computed by hand:
 // row-major, each row a little-endian bit stream (code i at bits [i*b, (i+1)*b), bit k of the
 // stream = bit k%8 of byte k/8), rows padded with zero bits to whole bytes. Checked on the
 // reference packer and on what Rtn stores in a QuantizedMatrix.

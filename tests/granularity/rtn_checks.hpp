@@ -31,7 +31,7 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 // ---- independent group bookkeeping -----------------------------------------------------------
-// Expected number of groups and group index of (r, c), written from DESIGN §2 (groups run
+// Expected number of groups and group index of (r, c), written from docs/DESIGN.md §7 (groups run
 // along columns, the last group of a row is shorter), independent of GroupLayout.
 struct ExpectedGroups {
     bool whole = false;

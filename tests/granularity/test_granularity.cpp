@@ -1,4 +1,4 @@
-// Granularity policies (granularity/granularity.hpp): layouts by hand from DESIGN §2 (groups
+// Granularity policies (granularity/granularity.hpp): layouts by hand from docs/DESIGN.md §7 (groups
 // run along in_features = columns; the last group of a row may be shorter), compile-time
 // rejection of misuse, runtime checks.
 #include <doctest/doctest.h>

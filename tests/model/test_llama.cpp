@@ -1,7 +1,7 @@
 // Tests of the real-model harness (examples/llama/llama.hpp) and of ptq's RTN on a real model.
 //
 // Expected figures come from independent sources only:
-//   * DESIGN.md §8: fp32 mean NLL 1.2662 and RTN int4-asym-g32 mean NLL 1.3562 on
+//   * docs/DESIGN.md §16: fp32 mean NLL 1.2662 and RTN int4-asym-g32 mean NLL 1.3562 on
 //     tinystories/valid.txt (232 stories, 84,382 predicted tokens), measured by an
 //     independent fp64 implementation;
 //   * the published stories260K greedy sample (llama2.c README, `run ... -t 0.0`).
@@ -10,7 +10,6 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
-// llama.hpp first: it includes Eigen under a GCC 12 false-warning guard (see there).
 #include "llama/llama.hpp"
 #include "llama/recipe.hpp"
 #include "support.hpp"
@@ -598,7 +597,7 @@ TEST_CASE("real model: header, RoPE convention, greedy decoding reproduces the p
   CHECK(head == published.substr(0, head.size()));
 }
 
-TEST_CASE("real model: fp32 mean NLL on tinystories/valid.txt (DESIGN.md section 8)" * doctest::skip(!have_data())) {
+TEST_CASE("real model: fp32 mean NLL on tinystories/valid.txt (docs/DESIGN.md §16)" * doctest::skip(!have_data())) {
   const RealData& d = real();
   const auto t0 = std::chrono::steady_clock::now();
   const EvalResult r = evaluate(d.model, d.docs);
@@ -611,7 +610,7 @@ TEST_CASE("real model: fp32 mean NLL on tinystories/valid.txt (DESIGN.md section
   CHECK(r.perplexity() == doctest::Approx(3.547).epsilon(2e-3));
 }
 
-TEST_CASE("real model: ptq RTN int4 asym g32 (widened to 0, half-to-even) mean NLL (DESIGN.md section 8)" *
+TEST_CASE("real model: ptq RTN int4 asym g32 (widened to 0, half-to-even) mean NLL (docs/DESIGN.md §16)" *
           doctest::skip(!have_data())) {
   const RealData& d = real();
   Model m = d.model;
@@ -805,7 +804,7 @@ TEST_CASE("real model: the recipe engine's RTN is the reference RTN; GPTQ and AW
     return r.mean_nll();
   };
   const std::size_t all = d.docs.size();
-  // GPTQ int4-asym g32 (sequential, 8k calibration tokens) beats RTN's 1.3562 (DESIGN.md §8).
+  // GPTQ int4-asym g32 (sequential, 8k calibration tokens) beats RTN's 1.3562 (docs/DESIGN.md §16).
   CHECK(run("w=int4-asym:g32,algo=gptq", true, all) < 1.3562 - 0.01);
   // AWQ at 3 bits g32 is no worse than RTN at 3 bits g32.
   const double rtn3 = run("w=int3-asym:g32,algo=rtn", true, all);

@@ -2,7 +2,7 @@
 // chunked perplexity protocol of llama.cpp (chunked_eval.hpp).
 //
 // Oracles: the llama2.c checkpoint itself (weights must come back bit for bit, and the NLL of
-// DESIGN.md §8, 1.2662, measured by an independent fp64 implementation); transformers'
+// docs/DESIGN.md §16, 1.2662, measured by an independent fp64 implementation); transformers'
 // rotate-half RoPE written here from its formula (q * cos + rotate_half(q) * sin) for the q/k
 // row permutation; llama.cpp's converter conventions (token types, U32 keys, ne order) checked
 // on the bytes through the generic GGUF / safetensors readers, not through the model loaders.

@@ -40,7 +40,7 @@ double err_of(const std::vector<float>& x, const typename F::Params& p, double n
 }
 
 /// Independent brute-force search for IntFormat<B, false> with widening to 0, written from
-/// DESIGN §5.1 and the ClipSearch documentation: candidates p = 1 - i/grid,
+/// docs/DESIGN.md §6.1 and §8 (the ClipSearch rules): candidates p = 1 - i/grid,
 /// i = 0..floor(max_shrink * grid); range [p_lo*lo, p_hi*hi]; naive quantizer (float
 /// reciprocal multiply, half-even), first strict minimum wins.
 template <int B>

@@ -90,7 +90,7 @@ struct GptqResult {
 /// constructor, quantize(W, H) to run). G is PerTensor, PerChannel or PerGroup<g> (MX formats:
 /// their block, the default).
 ///
-/// Maths (Frantar et al. 2022; DESIGN §6). W is [out x in], H = 2/n sum x^T x [in x in]
+/// Maths (Frantar et al. 2022; docs/DESIGN.md §12). W is [out x in], H = 2/n sum x^T x [in x in]
 /// (symmetric; see CalibrationStats). Let P be the processing order (identity, or descending
 /// diag H with act_order), Hd = P (H + lambda I) P^T with dead channels (H_ii = 0) set to
 /// H_ii = 1 and W[:, i] = 0, and U upper triangular with U^T U = Hd^-1 (computed in float as

@@ -62,7 +62,7 @@ struct LqerResult {
 };
 
 namespace detail {
-/// L²QER scale: floor, then divide by sqrt(min * max) (DESIGN §6). All-zero -> ones.
+/// L²QER scale: floor, then divide by sqrt(min * max) (docs/DESIGN.md §14). All-zero -> ones.
 inline Eigen::VectorXf l2qer_scale(const Eigen::VectorXf& s_in, float floor_rel) {
     if (!s_in.allFinite()) throw_non_finite("Lqer::compute", "act_scale", "activation magnitudes");
     if ((s_in.array() < 0.0f).any()) throw_invalid("Lqer::compute", "act_scale", "must be non-negative");

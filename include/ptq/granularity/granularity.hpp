@@ -1,7 +1,7 @@
 #pragma once
 // Granularity policies: which elements of a matrix share one set of quantization parameters.
 //
-// Orientation (DESIGN §2): a weight W is [out_features x in_features] (rows = output
+// Orientation (docs/DESIGN.md §2): a weight W is [out_features x in_features] (rows = output
 // channels), activations X are [tokens x in_features]. Groups and MX blocks always run along
 // the columns (in_features, the reduction dimension). A group size that does not divide the
 // number of columns is legal: the last group of each row is shorter ("ragged").
@@ -14,8 +14,8 @@
 
 namespace ptq {
 
-/// The resolved layout of groups for a rows x cols matrix: parameters are stored as a
-/// row-major [row_groups x col_groups] array; group (rg, cg) covers rows
+/// The resolved layout of groups for a rows x cols matrix (docs/DESIGN.md §7): parameters are
+/// stored as a row-major [row_groups x col_groups] array; group (rg, cg) covers rows
 /// [rg*group_rows, min(rows, (rg+1)*group_rows)) and columns [cg*group_cols, min(cols, (cg+1)*group_cols)).
 /// Every policy has group_rows = 1 except PerTensor (group_rows = rows, group_cols = cols: one
 /// group, which is contiguous in a row-major matrix).

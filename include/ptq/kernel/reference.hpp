@@ -1,6 +1,6 @@
 #pragma once
-// Scalar reference kernels: the oracles the SIMD kernels (kernel/simd.hpp) must equal bit
-// for bit. They are written for clarity, one element at a time.
+// Scalar reference kernels: the oracles the SIMD kernels (kernel/kernels.hpp) must equal bit
+// for bit (docs/DESIGN.md §9). They are written for clarity, one element at a time.
 #include <cstddef>
 #include <cstdint>
 
