@@ -91,8 +91,8 @@ void BM_gemv_int(benchmark::State& st) {
     const auto q = random_weights<F>(static_cast<std::size_t>(st.range(0)), 3);
     const Eigen::RowVectorXf x = random_x(4).transpose();
     QuantizedMatrix<A> xq;
-    if constexpr (A::is_mx) xq = quantize<A>(x, PerGroup<A::block>{});
-    else xq = quantize<A>(x, PerToken{});
+    if constexpr (A::is_mx) xq = quantize<A>(x, QuantOptions{}, PerGroup<A::block>{});
+    else xq = quantize<A>(x, QuantOptions{}, PerToken{});
     for (auto _ : st) {
         Eigen::VectorXf y = gemv(q, xq);
         benchmark::DoNotOptimize(y.data());

@@ -125,7 +125,7 @@ TEST_CASE_TEMPLATE("gemv / gemm, float activations == dequantize-then-multiply w
         const RowMatrixXf w = weights(rng, s.rows, s.cols);
         const RowMatrixXf x = activations(rng, 3, s.cols);
         for_each_granularity<F>([&](const auto& gran) {
-            const QuantizedMatrix<F> q = quantize<F>(w, gran);
+            const QuantizedMatrix<F> q = quantize<F>(w, QuantOptions{}, gran);
             const RowMatrixXf w_hat = dequantize(q);
             const std::size_t ng = q.layout().col_groups();
             const std::string what = F::name() + " " + std::to_string(s.rows) + "x" + std::to_string(s.cols) + " " +
@@ -162,30 +162,30 @@ TEST_CASE("gemv: a NaN group gives NaN, NaN/Inf activations propagate") {
     w(2, 40) = std::numeric_limits<float>::quiet_NaN();
     QuantOptions o;
     o.non_finite = NonFinite::propagate;
-    const auto q = quantize<IntFormat<4, false>>(w, PerGroup<32>{}, o);
+    const auto q = quantize<IntFormat<4, false>>(w, o, PerGroup<32>{});
     Eigen::VectorXf x = Eigen::VectorXf::Ones(70);
     const Eigen::VectorXf y = gemv(q, x);
     CHECK(std::isnan(y[2]));
     CHECK(std::isfinite(y[0]));
     CHECK(std::isfinite(y[3]));
     x[5] = std::numeric_limits<float>::infinity();
-    const auto q2 = quantize<IntFormat<4, false>>(weights(rng, 4, 70), PerGroup<32>{});
+    const auto q2 = quantize<IntFormat<4, false>>(weights(rng, 4, 70), QuantOptions{}, PerGroup<32>{});
     const Eigen::VectorXf y2 = gemv(q2, x);
     CHECK(!std::isfinite(y2[3]));
 }
 
 TEST_CASE("gemv / gemm: shape errors") {
     std::mt19937 rng(13);
-    const auto q = quantize<IntFormat<4, false>>(weights(rng, 4, 70), PerGroup<32>{});
+    const auto q = quantize<IntFormat<4, false>>(weights(rng, 4, 70), QuantOptions{}, PerGroup<32>{});
     CHECK_THROWS_AS(gemv(q, Eigen::VectorXf::Ones(69)), ptq::invalid_argument);
     CHECK_THROWS_AS(gemm(q, RowMatrixXf::Ones(3, 71)), ptq::invalid_argument);
-    const auto xq = quantize<IntFormat<8, true>>(RowMatrixXf::Ones(2, 71), PerToken{});
+    const auto xq = quantize<IntFormat<8, true>>(RowMatrixXf::Ones(2, 71), QuantOptions{}, PerToken{});
     CHECK_THROWS_AS(gemm(q, xq), ptq::invalid_argument);
-    const auto xg = quantize<IntFormat<8, true>>(RowMatrixXf::Ones(2, 70), PerGroup<32>{});
+    const auto xg = quantize<IntFormat<8, true>>(RowMatrixXf::Ones(2, 70), QuantOptions{}, PerGroup<32>{});
     CHECK_THROWS_AS(gemm(q, xg), ptq::invalid_argument);
-    CHECK_THROWS_AS(gemv(q, quantize<IntFormat<8, true>>(RowMatrixXf::Ones(2, 70), PerToken{})), ptq::invalid_argument);
+    CHECK_THROWS_AS(gemv(q, quantize<IntFormat<8, true>>(RowMatrixXf::Ones(2, 70), QuantOptions{}, PerToken{})), ptq::invalid_argument);
     // empty shapes are fine
-    const auto e = quantize<IntFormat<4, false>>(RowMatrixXf(0, 5), PerGroup<32>{});
+    const auto e = quantize<IntFormat<4, false>>(RowMatrixXf(0, 5), QuantOptions{}, PerGroup<32>{});
     CHECK(gemv(e, Eigen::VectorXf::Ones(5)).size() == 0);
     CHECK(gemm(e, RowMatrixXf::Ones(2, 5)).cols() == 0);
 }
@@ -277,12 +277,12 @@ TEST_CASE_TEMPLATE("gemm with int8 activations == dequantize-then-multiply withi
         const RowMatrixXf w = weights(rng, s.rows, s.cols);
         const RowMatrixXf x = activations(rng, 3, s.cols);
         const QuantizedMatrix<A> xq = [&] {
-            if constexpr (A::is_mx) return quantize<A>(x, PerGroup<A::block>{});
-            else return quantize<A>(x, PerToken{});
+            if constexpr (A::is_mx) return quantize<A>(x, QuantOptions{}, PerGroup<A::block>{});
+            else return quantize<A>(x, QuantOptions{}, PerToken{});
         }();
         const RowMatrixXf x_hat = dequantize(xq);
         for_each_granularity<F>([&](const auto& gran) {
-            const QuantizedMatrix<F> q = quantize<F>(w, gran);
+            const QuantizedMatrix<F> q = quantize<F>(w, QuantOptions{}, gran);
             const RowMatrixXf w_hat = dequantize(q);
             const double k = double(q.layout().col_groups() + 5);
             for_each_arch([&]<class Arch>() {
