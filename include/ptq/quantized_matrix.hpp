@@ -55,7 +55,11 @@ public:
     Params* row_params(std::size_t r) noexcept {
         return params_.data() + layout_.row_group(r) * layout_.col_groups();
     }
-    const Params& params_at(std::size_t r, std::size_t c) const { return params_.at(layout_.group_index(r, c)); }
+    /// Parameters of the group of element (r, c) (bounds-checked).
+    const Params& params_at(std::size_t r, std::size_t c) const {
+        check(r, c);
+        return params_[layout_.group_index(r, c)];
+    }
 
     /// Code of element (r, c) (bounds-checked).
     std::uint8_t code(std::size_t r, std::size_t c) const {
