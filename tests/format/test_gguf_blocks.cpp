@@ -102,7 +102,7 @@ TEST_CASE_TEMPLATE("export -> ggml's dequantization == ptq::dequantize, export -
 
 TEST_CASE("byte layout of hand-made blocks (ggml-common.h block structs)") {
     SUBCASE("Q4_0: fp16 d little-endian, low nibble = element j, high nibble = element j + 16") {
-        ptq::QuantizedMatrix<Q4F> q(ptq::GroupLayout{1, 32, false, 32});
+        ptq::QuantizedMatrix<Q4F> q(ptq::GroupLayout{1, 32, 1, 32});
         std::uint8_t c[32];
         for (int j = 0; j < 32; ++j) c[j] = std::uint8_t((j * 7 + 3) % 16);
         ptq::ref::pack_bits(c, 32, 4, q.row_data(0));
@@ -117,7 +117,7 @@ TEST_CASE("byte layout of hand-made blocks (ggml-common.h block structs)") {
         for (int j = 0; j < 32; ++j) CHECK(v(0, j) == float(c[j] - 8) * 0.5f);
     }
     SUBCASE("Q8_0: int8 q = code - 128") {
-        ptq::QuantizedMatrix<Q8F> q(ptq::GroupLayout{1, 32, false, 32});
+        ptq::QuantizedMatrix<Q8F> q(ptq::GroupLayout{1, 32, 1, 32});
         std::uint8_t c[32];
         for (int j = 0; j < 32; ++j) c[j] = std::uint8_t(j * 8);  // 0 (q = -128) .. 248 (q = 120)
         ptq::ref::pack_bits(c, 32, 8, q.row_data(0));
@@ -129,7 +129,7 @@ TEST_CASE("byte layout of hand-made blocks (ggml-common.h block structs)") {
         for (int j = 0; j < 32; ++j) CHECK(std::int8_t(t.data[std::size_t(2 + j)]) == j * 8 - 128);
     }
     SUBCASE("Q4_1: fp16 d, fp16 m, nibbles; value = nibble * d + m") {
-        ptq::QuantizedMatrix<ptq::IntMinFormat<4>> q(ptq::GroupLayout{1, 32, false, 32});
+        ptq::QuantizedMatrix<ptq::IntMinFormat<4>> q(ptq::GroupLayout{1, 32, 1, 32});
         std::uint8_t c[32];
         for (int j = 0; j < 32; ++j) c[j] = std::uint8_t((j * 5 + 1) % 16);
         ptq::ref::pack_bits(c, 32, 4, q.row_data(0));
@@ -146,7 +146,7 @@ TEST_CASE("byte layout of hand-made blocks (ggml-common.h block structs)") {
         for (int j = 0; j < 32; ++j) CHECK(v(0, j) == float(c[j]) * 0.125f - 1.5f);
     }
     SUBCASE("MXFP4: byte e = E8M0 byte, nibbles = E2M1 codes; value = E2M1 * 2^(e-127)") {
-        ptq::QuantizedMatrix<ptq::MxFp4> q(ptq::GroupLayout{1, 32, false, 32});
+        ptq::QuantizedMatrix<ptq::MxFp4> q(ptq::GroupLayout{1, 32, 1, 32});
         std::uint8_t c[32];
         for (int j = 0; j < 32; ++j) c[j] = std::uint8_t(j % 16);
         ptq::ref::pack_bits(c, 32, 4, q.row_data(0));
@@ -222,7 +222,7 @@ TEST_CASE("export refuses what ggml cannot hold exactly, naming the tensor, row 
     CHECK(error_of([&] { (void)ptq::io::to_ggml(qm, "nanmx"); }).find("row 1, group 1") != std::string::npos);
 
     // Empty.
-    const ptq::QuantizedMatrix<Q4> empty(ptq::GroupLayout{0, 0, false, 32});
+    const ptq::QuantizedMatrix<Q4> empty(ptq::GroupLayout{0, 0, 1, 32});
     CHECK_THROWS_AS((void)ptq::io::to_ggml(empty, "e"), ptq::invalid_argument);
 }
 

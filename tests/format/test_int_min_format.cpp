@@ -175,7 +175,7 @@ TEST_CASE("degenerate and extreme groups") {
     CHECK(ptq::is_storable(ph.scale, ScaleStorage::f16));
     CHECK(ph.min + 15.0f * ph.scale >= 1.0f - ph.scale / 2);
     // metadata counted like a zero point: 4 + 32/32 bits at group 32
-    CHECK(ptq::effective_bits<F>(ptq::GroupLayout{1, 64, false, 32}) == 5.0);
+    CHECK(ptq::effective_bits<F>(ptq::GroupLayout{1, 64, 1, 32}) == 5.0);
     CHECK(F::name() == "int4-min");
 }
 

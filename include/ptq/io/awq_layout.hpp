@@ -214,7 +214,7 @@ QuantizedMatrix<F> import_awq(std::span<const LayerTensor> tensors, std::string_
     const char* fn = "io::import_awq";
     const detail::AwqDecoded d = detail::awq_decode(tensors, prefix, cfg, fn);
     const std::size_t in = std::size_t(d.in), out = std::size_t(d.out), G = std::size_t(d.groups);
-    QuantizedMatrix<F> q(GroupLayout{out, in, false, std::size_t(d.group_size)});
+    QuantizedMatrix<F> q(GroupLayout{out, in, 1, std::size_t(d.group_size)});
     for (std::size_t n = 0; n < out; ++n) {
         for (std::size_t i = 0; i < in; ++i) {
             const std::uint8_t c = d.codes[i * out + n];

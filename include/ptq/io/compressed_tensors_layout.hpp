@@ -486,7 +486,7 @@ ImportedMatrix<F> import_compressed_tensors(std::span<const LayerTensor> tensors
         r.storage_perm.resize(in);
         std::iota(r.storage_perm.begin(), r.storage_perm.end(), std::size_t{0});
     }
-    const GroupLayout L{out, in, d.strategy == CtStrategy::tensor,
+    const GroupLayout L{out, in, d.strategy == CtStrategy::tensor ? std::max<std::size_t>(out, 1) : std::size_t{1},
                         d.strategy == CtStrategy::group ? std::size_t(d.group_size) : in};
     r.quantized = QuantizedMatrix<F>(L);
     const std::string qname = tensor_name(prefix, is_fp8_e4m3_v<F> ? "weight" : "weight_packed");

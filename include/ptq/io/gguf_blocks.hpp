@@ -270,7 +270,7 @@ QuantizedMatrix<F> from_ggml(GgmlType type, std::span<const std::uint64_t> ne, s
                              "is ggml type '" + std::string(ggml_type_name(type)) + "', the format needs '" +
                                  std::string(ggml_type_name(want)) + "'");
     const auto s = detail::ggml_matrix_shape("from_ggml", name, type, ne, data.size());
-    QuantizedMatrix<F> q(GroupLayout{s.rows, s.cols, false, K});
+    QuantizedMatrix<F> q(GroupLayout{s.rows, s.cols, 1, K});
     const std::size_t bs = ggml_type_size(type);
     std::vector<std::uint8_t> codes(s.cols);
     for (std::size_t r = 0; r < s.rows; ++r) {

@@ -349,7 +349,7 @@ ImportedMatrix<F> import_gptq(std::span<const LayerTensor> tensors, std::string_
     const std::size_t gs = cfg.group_size == -1 ? in : std::min(in, std::size_t(cfg.group_size));
     ImportedMatrix<F> r;
     r.storage_perm = storage_order_from_groups(d.g_idx, gs, std::size_t(d.groups), tensor_name(prefix, "g_idx"), fn);
-    r.quantized = QuantizedMatrix<F>(GroupLayout{out, in, false, gs});
+    r.quantized = QuantizedMatrix<F>(GroupLayout{out, in, 1, gs});
     const std::size_t G = r.quantized.layout().col_groups();
     for (std::size_t n = 0; n < out; ++n) {
         for (std::size_t k = 0; k < in; ++k) {
