@@ -53,7 +53,8 @@ void awq_bench(benchmark::State& state, bool clip) {
         benchmark::DoNotOptimize(r.scales.data());
     }
     const double flops = 2.0 * 512.0 * 4096.0 * 4096.0 * o.grid;
-    state.counters["GFLOP/s"] = benchmark::Counter(flops * double(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+    state.counters["GFLOP/s"] =
+        benchmark::Counter(flops * double(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
     state.counters["loss/rtn"] = loss / rtn;
 }
 void BM_AwqScaleSearch(benchmark::State& s) { awq_bench(s, false); }
@@ -68,8 +69,8 @@ void BM_OutputGemm(benchmark::State& state) {
         y.noalias() = l.x * l.w.transpose();
         benchmark::DoNotOptimize(y.data());
     }
-    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * 512 * 4096.0 * 4096.0 * double(state.iterations()) / 1e9,
-                                                   benchmark::Counter::kIsRate);
+    state.counters["GFLOP/s"] =
+        benchmark::Counter(2.0 * 512 * 4096.0 * 4096.0 * double(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_OutputGemm)->Unit(benchmark::kMillisecond)->MinTime(1.0);
 
@@ -79,8 +80,8 @@ void BM_SmoothQuantScales(benchmark::State& state) {
     const Eigen::VectorXf amax = l.x.cwiseAbs().colwise().maxCoeff().transpose();
     const ptq::SmoothQuant sq;
     for (auto _ : state) benchmark::DoNotOptimize(sq.scales(amax, ptq::linears(l.w, wk, wv)).data());
-    state.counters["weight GB/s"] = benchmark::Counter(3.0 * 4096 * 4096 * 4.0 * double(state.iterations()) / 1e9,
-                                                       benchmark::Counter::kIsRate);
+    state.counters["weight GB/s"] =
+        benchmark::Counter(3.0 * 4096 * 4096 * 4.0 * double(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_SmoothQuantScales)->Unit(benchmark::kMillisecond)->MinTime(1.0);
 

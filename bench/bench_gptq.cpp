@@ -41,7 +41,8 @@ Eigen::MatrixXf random_matrix(Eigen::Index r, Eigen::Index c, unsigned seed, flo
 /// Correlated activations with a few outlier channels.
 Eigen::MatrixXf make_acts(Eigen::Index tokens, Eigen::Index n, unsigned seed) {
     const Eigen::Index k = 64;
-    Eigen::MatrixXf x = random_matrix(tokens, k, seed) * random_matrix(k, n, seed + 1, 0.3f) + random_matrix(tokens, n, seed + 2);
+    Eigen::MatrixXf x =
+        random_matrix(tokens, k, seed) * random_matrix(k, n, seed + 1, 0.3f) + random_matrix(tokens, n, seed + 2);
     for (Eigen::Index j = 7; j < n; j += 97) x.col(j) *= 20.0f;
     return x;
 }
@@ -52,7 +53,9 @@ Eigen::MatrixXd hessian_of(const Eigen::MatrixXf& x) {
     return s.hessian();
 }
 
-double gptq_flops(double rows, double n, double block) { return 2.0 * n * n * n / 3.0 + rows * n * (n - block) + rows * n * block; }
+double gptq_flops(double rows, double n, double block) {
+    return 2.0 * n * n * n / 3.0 + rows * n * (n - block) + rows * n * block;
+}
 
 long read_status_kb(const char* key) {
     std::ifstream f("/proc/self/status");
@@ -69,7 +72,8 @@ void BM_Hessian(benchmark::State& state) {
     const Eigen::MatrixXf x = random_matrix(tokens, n, 1);
     for (auto _ : state) {
         ptq::CalibrationStats s(n, {prec});
-        for (Eigen::Index t = 0; t < tokens; t += 512) s.add(x.middleRows(t, std::min<Eigen::Index>(512, tokens - t)));  // 512-token samples
+        for (Eigen::Index t = 0; t < tokens; t += 512)
+            s.add(x.middleRows(t, std::min<Eigen::Index>(512, tokens - t)));  // 512-token samples
         benchmark::DoNotOptimize(s.hessian().data());
     }
     state.SetLabel(prec == ptq::HessianPrecision::float_chunks ? "float_chunks" : "double_exact");
@@ -101,7 +105,12 @@ void BM_Gptq(benchmark::State& state) {
     state.counters["retries"] = d.retries;
     if (baseline) state.counters["damped_loss/damped_loss_rtn"] = d.damped_loss / d.damped_loss_rtn;
 }
-BENCHMARK(BM_Gptq)->Args({4096, 4096, 0})->Args({4096, 4096, 1})->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
+BENCHMARK(BM_Gptq)
+    ->Args({4096, 4096, 0})
+    ->Args({4096, 4096, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(3);
 
 // Blocked vs the naive oracle on a small layer: the ratio is reported as a counter.
 void BM_GptqBlockedVsNaive(benchmark::State& state) {
@@ -161,7 +170,12 @@ void BM_GptqPeakMemory(benchmark::State& state) {
     state.counters["bound_MB"] = double(3 * w.size() * 4 + h.size() * 8) * mb;
     state.SetLabel(o.rtn_baseline ? "+RTN baseline (result included)" : "result included");
 }
-BENCHMARK(BM_GptqPeakMemory)->Args({4096, 0})->Args({4096, 1})->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
+BENCHMARK(BM_GptqPeakMemory)
+    ->Args({4096, 0})
+    ->Args({4096, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(1);
 
 void BM_EigenSgemm(benchmark::State& state) {
     const Eigen::Index n = state.range(0);

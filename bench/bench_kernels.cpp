@@ -99,7 +99,8 @@ void BM_dequant(benchmark::State& st) {
     const std::uint64_t c0 = cycles_now();
     for (auto _ : st) {
         for (std::size_t r = 0; r < rows; ++r) {
-            if constexpr (Reference) ref::dequantize_row<F>(q.row_data(r), q.layout(), q.row_params(r), out.data() + r * kCols);
+            if constexpr (Reference)
+                ref::dequantize_row<F>(q.row_data(r), q.layout(), q.row_params(r), out.data() + r * kCols);
             else kernel::dequantize_row<F>(q.row_data(r), q.layout(), q.row_params(r), out.data() + r * kCols);
         }
         benchmark::DoNotOptimize(out.data());
@@ -135,9 +136,7 @@ using MxInt4 = MxInt<4, 32>;
 using MxInt8 = MxInt<8, 32>;
 using E4M3 = Fp8<4, 3>;
 
-void sizes_all(benchmark::internal::Benchmark* b) {
-    b->Arg(16 * KiB)->Arg(1 * MiB)->Arg(256 * MiB)->MinTime(0.2);
-}
+void sizes_all(benchmark::internal::Benchmark* b) { b->Arg(16 * KiB)->Arg(1 * MiB)->Arg(256 * MiB)->MinTime(0.2); }
 void sizes_cache(benchmark::internal::Benchmark* b) { b->Arg(16 * KiB)->Arg(1 * MiB)->MinTime(0.2); }
 void size_l2(benchmark::internal::Benchmark* b) { b->Arg(1 * MiB)->MinTime(0.2); }
 

@@ -75,7 +75,8 @@ void lqer_forward_bench(benchmark::State& state, bool low_rank) {
         benchmark::DoNotOptimize(y.data());
     }
     const double flops = 2.0 * double(tokens) * double(n) * double(n) * (low_rank ? 1.0 + r.extra_macs_ratio() : 1.0);
-    state.counters["GFLOP/s"] = benchmark::Counter(flops * double(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+    state.counters["GFLOP/s"] =
+        benchmark::Counter(flops * double(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
     state.counters["extra_macs_ratio"] = low_rank ? r.extra_macs_ratio() : 0.0;
 }
 void BM_DenseForward(benchmark::State& s) { lqer_forward_bench(s, false); }

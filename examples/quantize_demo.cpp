@@ -79,10 +79,11 @@ int main(int argc, char** argv) {
         return 2;
     }
     const auto w = make_llm_like(rows, cols, 42);
-    std::printf("ptq demo: LLM-like weight %zux%zu (Student-t(4) x 0.02, 6 outlier input channels x20-50)\n", rows, cols);
+    std::printf("ptq demo: LLM-like weight %zux%zu (Student-t(4) x 0.02, 6 outlier input channels x20-50)\n", rows,
+                cols);
     std::printf("effective bits count an fp16 scale (+ fp16 zero if asymmetric) per group, 8 bits per MX block\n\n");
-    std::printf("%-16s %-14s %6s  %10s  %7s  %8s  %8s\n", "format", "granularity", "bits", "MSE", "SQNR dB",
-                "deq GB/s", "q Melem/s");
+    std::printf("%-16s %-14s %6s  %10s  %7s  %8s  %8s\n", "format", "granularity", "bits", "MSE", "SQNR dB", "deq GB/s",
+                "q Melem/s");
     using namespace ptq;
     all_granularities<IntFormat<8, true>>(w);
     all_granularities<IntFormat<8, false>>(w);

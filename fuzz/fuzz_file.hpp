@@ -11,7 +11,8 @@
 
 inline const std::filesystem::path& fuzz_input_path() {
     static const std::filesystem::path p = [] {
-        const std::filesystem::path dir = std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : std::filesystem::temp_directory_path();
+        const std::filesystem::path dir =
+            std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : std::filesystem::temp_directory_path();
         return dir / ("ptq_fuzz_" + std::to_string(::getpid()) + ".bin");
     }();
     return p;

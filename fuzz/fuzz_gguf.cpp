@@ -15,7 +15,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         for (const auto& [k, v] : f.kv()) sink = sink + k.size() + v.array_size() + std::size_t(v.element_type());
         for (const auto& t : f.tensors()) {
             const auto v = f.tensor(t);
-            if (v.data.data() < bytes.data() || v.data.data() + v.data.size() > bytes.data() + bytes.size()) __builtin_trap();
+            if (v.data.data() < bytes.data() || v.data.data() + v.data.size() > bytes.data() + bytes.size())
+                __builtin_trap();
             if ((f.header().data_offset + t.offset) % f.header().alignment != 0) __builtin_trap();
             if (!ptq::io::has_float_conversion(v.type)) continue;
             sink = sink + ptq::io::to_float(v).size();

@@ -15,7 +15,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         for (const auto& t : f.tensors()) {
             const auto v = f.tensor(t.name);
             // The view lies inside the input and has the validated size.
-            if (v.data.data() < bytes.data() || v.data.data() + v.data.size() > bytes.data() + bytes.size()) __builtin_trap();
+            if (v.data.data() < bytes.data() || v.data.data() + v.data.size() > bytes.data() + bytes.size())
+                __builtin_trap();
             if (v.data.size() * 8 != v.numel() * ptq::io::bits_per_element(v.dtype)) __builtin_trap();
             if (!ptq::io::has_float_conversion(v.dtype)) continue;
             const auto x = ptq::io::to_float(v);

@@ -53,10 +53,14 @@ void gguf_seeds(const fs::path& d) {
         {"general.architecture", GgufValue("llama")},
         {"llama.block_count", GgufValue(std::uint32_t{1})},
         {"llama.attention.layer_norm_rms_epsilon", GgufValue(1e-5f)},
-        {"u8", GgufValue(std::uint8_t{1})},   {"i8", GgufValue(std::int8_t{-1})},
-        {"u16", GgufValue(std::uint16_t{2})}, {"i16", GgufValue(std::int16_t{-2})},
-        {"i32", GgufValue(std::int32_t{-3})}, {"b", GgufValue(true)},
-        {"u64", GgufValue(std::uint64_t{5})}, {"i64", GgufValue(std::int64_t{-5})},
+        {"u8", GgufValue(std::uint8_t{1})},
+        {"i8", GgufValue(std::int8_t{-1})},
+        {"u16", GgufValue(std::uint16_t{2})},
+        {"i16", GgufValue(std::int16_t{-2})},
+        {"i32", GgufValue(std::int32_t{-3})},
+        {"b", GgufValue(true)},
+        {"u64", GgufValue(std::uint64_t{5})},
+        {"i64", GgufValue(std::int64_t{-5})},
         {"f64", GgufValue(0.5)},
         {"tokenizer.ggml.tokens", GgufValue(std::vector<std::string>{"<unk>", "<s>", "a"})},
         {"tokenizer.ggml.scores", GgufValue(std::vector<float>{0, 0, -1})},
@@ -68,12 +72,10 @@ void gguf_seeds(const fs::path& d) {
     };
     const auto f32 = pattern(4 * 8, 1), f16 = pattern(2 * 8, 2), bf = pattern(2 * 4, 3), q40 = pattern(18 * 2, 4),
                q80 = pattern(34, 5), mx = pattern(17, 6);
-    const std::vector<GgufTensorData> ts = {{"token_embd.weight", GgmlType::F32, {4, 2}, f32},
-                                            {"blk.0.attn_q.weight", GgmlType::F16, {4, 2}, f16},
-                                            {"output_norm.weight", GgmlType::BF16, {4}, bf},
-                                            {"blk.0.ffn_up.weight", GgmlType::Q4_0, {32, 2}, q40},
-                                            {"blk.0.ffn_down.weight", GgmlType::Q8_0, {32}, q80},
-                                            {"blk.0.ffn_gate.weight", GgmlType::MXFP4, {32, 1}, mx}};
+    const std::vector<GgufTensorData> ts = {
+        {"token_embd.weight", GgmlType::F32, {4, 2}, f32},    {"blk.0.attn_q.weight", GgmlType::F16, {4, 2}, f16},
+        {"output_norm.weight", GgmlType::BF16, {4}, bf},      {"blk.0.ffn_up.weight", GgmlType::Q4_0, {32, 2}, q40},
+        {"blk.0.ffn_down.weight", GgmlType::Q8_0, {32}, q80}, {"blk.0.ffn_gate.weight", GgmlType::MXFP4, {32, 1}, mx}};
     write_gguf(d / "model.gguf", kv, ts);
     write_gguf(d / "align8.gguf", GgufMetadata{{"general.alignment", GgufValue(std::uint32_t{8})}},
                std::span(ts).first(3));
@@ -147,7 +149,8 @@ int main(int argc, char** argv) {
         return 2;
     }
     const fs::path out = argv[1];
-    for (const char* t : {"safetensors", "gguf", "llama_checkpoint", "llama_tokenizer"}) fs::create_directories(out / t);
+    for (const char* t : {"safetensors", "gguf", "llama_checkpoint", "llama_tokenizer"})
+        fs::create_directories(out / t);
     safetensors_seeds(out / "safetensors");
     gguf_seeds(out / "gguf");
     checkpoint_seeds(out / "llama_checkpoint");

@@ -31,15 +31,15 @@ namespace ptq::llama {
 /// Result of the chunked protocol: `chunks` chunks of n_ctx tokens, `result.predicted_tokens`
 /// scored tokens, `result.nll_sum` their summed NLL (perplexity = result.perplexity()).
 struct ChunkedEvalResult {
-  std::size_t tokens = 0;  ///< tokens of the whole text (BOS included)
-  std::size_t chunks = 0;
-  int n_ctx = 0;
-  EvalResult result;
+    std::size_t tokens = 0;  ///< tokens of the whole text (BOS included)
+    std::size_t chunks = 0;
+    int n_ctx = 0;
+    EvalResult result;
 };
 
 /// The tokens llama-perplexity evaluates: the whole `text` encoded once with BOS.
 inline std::vector<int> encode_whole_text(const Tokenizer& tok, std::string_view text) {
-  return tok.encode(text, /*bos=*/true);
+    return tok.encode(text, /*bos=*/true);
 }
 
 /// llama-perplexity's protocol on already encoded `tokens` (see the file comment). n_ctx
@@ -47,36 +47,37 @@ inline std::vector<int> encode_whole_text(const Tokenizer& tok, std::string_view
 /// std::invalid_argument when there are fewer than 2 * n_ctx tokens (llama-perplexity refuses
 /// such input too).
 inline ChunkedEvalResult evaluate_chunked(const Model& m, std::span<const int> tokens, int n_ctx = 512) {
-  if (n_ctx < 2 || n_ctx > m.config.seq_len)
-    throw std::invalid_argument("ptq::llama::evaluate_chunked: n_ctx = " + std::to_string(n_ctx) + " outside [2, seq_len = " +
-                                std::to_string(m.config.seq_len) + "]");
-  if (tokens.size() < 2 * static_cast<std::size_t>(n_ctx))
-    throw std::invalid_argument("ptq::llama::evaluate_chunked: " + std::to_string(tokens.size()) +
-                                " tokens, at least 2 * n_ctx = " + std::to_string(2 * n_ctx) + " needed");
-  ChunkedEvalResult r;
-  r.tokens = tokens.size();
-  r.n_ctx = n_ctx;
-  r.chunks = tokens.size() / static_cast<std::size_t>(n_ctx);
-  const int first = n_ctx / 2;
-  std::vector<int> chunk(static_cast<std::size_t>(n_ctx));
-  for (std::size_t c = 0; c < r.chunks; ++c) {
-    const std::size_t start = c * static_cast<std::size_t>(n_ctx);
-    for (int k = 0; k < n_ctx; ++k) chunk[static_cast<std::size_t>(k)] = tokens[start + static_cast<std::size_t>(k)];
-    chunk[0] = Tokenizer::kBos;
-    // Logits of positions 0 .. n_ctx-2 (the last position predicts nothing inside the chunk).
-    const RowMatrix logits = forward(m, std::span<const int>(chunk).first(static_cast<std::size_t>(n_ctx) - 1));
-    for (int t = first; t < n_ctx - 1; ++t) {
-      const auto row = logits.row(t);
-      const float mx = row.maxCoeff();
-      double sum_exp = 0.0;
-      for (Eigen::Index i = 0; i < row.size(); ++i) sum_exp += static_cast<double>(std::exp(row(i) - mx));
-      const int next = chunk[static_cast<std::size_t>(t) + 1];
-      r.result.nll_sum += -(static_cast<double>(row(next) - mx) - std::log(sum_exp));
-      ++r.result.predicted_tokens;
+    if (n_ctx < 2 || n_ctx > m.config.seq_len)
+        throw std::invalid_argument("ptq::llama::evaluate_chunked: n_ctx = " + std::to_string(n_ctx) +
+                                    " outside [2, seq_len = " + std::to_string(m.config.seq_len) + "]");
+    if (tokens.size() < 2 * static_cast<std::size_t>(n_ctx))
+        throw std::invalid_argument("ptq::llama::evaluate_chunked: " + std::to_string(tokens.size()) +
+                                    " tokens, at least 2 * n_ctx = " + std::to_string(2 * n_ctx) + " needed");
+    ChunkedEvalResult r;
+    r.tokens = tokens.size();
+    r.n_ctx = n_ctx;
+    r.chunks = tokens.size() / static_cast<std::size_t>(n_ctx);
+    const int first = n_ctx / 2;
+    std::vector<int> chunk(static_cast<std::size_t>(n_ctx));
+    for (std::size_t c = 0; c < r.chunks; ++c) {
+        const std::size_t start = c * static_cast<std::size_t>(n_ctx);
+        for (int k = 0; k < n_ctx; ++k)
+            chunk[static_cast<std::size_t>(k)] = tokens[start + static_cast<std::size_t>(k)];
+        chunk[0] = Tokenizer::kBos;
+        // Logits of positions 0 .. n_ctx-2 (the last position predicts nothing inside the chunk).
+        const RowMatrix logits = forward(m, std::span<const int>(chunk).first(static_cast<std::size_t>(n_ctx) - 1));
+        for (int t = first; t < n_ctx - 1; ++t) {
+            const auto row = logits.row(t);
+            const float mx = row.maxCoeff();
+            double sum_exp = 0.0;
+            for (Eigen::Index i = 0; i < row.size(); ++i) sum_exp += static_cast<double>(std::exp(row(i) - mx));
+            const int next = chunk[static_cast<std::size_t>(t) + 1];
+            r.result.nll_sum += -(static_cast<double>(row(next) - mx) - std::log(sum_exp));
+            ++r.result.predicted_tokens;
+        }
+        ++r.result.sequences;
     }
-    ++r.result.sequences;
-  }
-  return r;
+    return r;
 }
 
 }  // namespace ptq::llama

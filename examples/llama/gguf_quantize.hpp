@@ -38,85 +38,85 @@ enum class GgufQuantType { q8_0, q4_0, q4_1, mxfp4 };
 
 /// "q8_0", "q4_0", "q4_1", "mxfp4" (case-sensitive) or nullopt.
 inline std::optional<GgufQuantType> parse_gguf_quant_type(std::string_view s) {
-  if (s == "q8_0") return GgufQuantType::q8_0;
-  if (s == "q4_0") return GgufQuantType::q4_0;
-  if (s == "q4_1") return GgufQuantType::q4_1;
-  if (s == "mxfp4") return GgufQuantType::mxfp4;
-  return std::nullopt;
+    if (s == "q8_0") return GgufQuantType::q8_0;
+    if (s == "q4_0") return GgufQuantType::q4_0;
+    if (s == "q4_1") return GgufQuantType::q4_1;
+    if (s == "mxfp4") return GgufQuantType::mxfp4;
+    return std::nullopt;
 }
 
 /// The name parse_gguf_quant_type reads.
 inline const char* gguf_quant_type_name(GgufQuantType t) {
-  switch (t) {
-    case GgufQuantType::q8_0: return "q8_0";
-    case GgufQuantType::q4_0: return "q4_0";
-    case GgufQuantType::q4_1: return "q4_1";
-    case GgufQuantType::mxfp4: return "mxfp4";
-  }
-  return "?";
+    switch (t) {
+        case GgufQuantType::q8_0: return "q8_0";
+        case GgufQuantType::q4_0: return "q4_0";
+        case GgufQuantType::q4_1: return "q4_1";
+        case GgufQuantType::mxfp4: return "mxfp4";
+    }
+    return "?";
 }
 
 /// llama.cpp's llama_ftype of a model whose linears are of type t (general.file_type).
 inline std::uint32_t gguf_file_type(GgufQuantType t) {
-  switch (t) {
-    case GgufQuantType::q8_0: return 7;   // LLAMA_FTYPE_MOSTLY_Q8_0
-    case GgufQuantType::q4_0: return 2;   // LLAMA_FTYPE_MOSTLY_Q4_0
-    case GgufQuantType::q4_1: return 3;   // LLAMA_FTYPE_MOSTLY_Q4_1
-    case GgufQuantType::mxfp4: return 38; // LLAMA_FTYPE_MOSTLY_MXFP4_MOE
-  }
-  return 0;
+    switch (t) {
+        case GgufQuantType::q8_0: return 7;    // LLAMA_FTYPE_MOSTLY_Q8_0
+        case GgufQuantType::q4_0: return 2;    // LLAMA_FTYPE_MOSTLY_Q4_0
+        case GgufQuantType::q4_1: return 3;    // LLAMA_FTYPE_MOSTLY_Q4_1
+        case GgufQuantType::mxfp4: return 38;  // LLAMA_FTYPE_MOSTLY_MXFP4_MOE
+    }
+    return 0;
 }
 
 /// A model with RTN-quantized linears: `model` holds the dequantized weights (what ptq
 /// evaluates), `linears` their GGUF encoding, layer-major in kLinearNames order.
 struct GgufQuantizedModel {
-  Model model;
-  std::vector<GgufEncodedWeight> linears;
-  std::uint32_t file_type = 0;
+    Model model;
+    std::vector<GgufEncodedWeight> linears;
+    std::uint32_t file_type = 0;
 
-  /// save_gguf options that write `linears` (the model passed to save_gguf must be `model`).
-  GgufWriteOptions write_options(std::string name) const {
-    GgufWriteOptions o;
-    o.name = std::move(name);
-    o.file_type = file_type;
-    o.encode = [this](int layer, std::string_view linear, const RowMatrix&) {
-      return linears.at(static_cast<std::size_t>(layer) * 7 + static_cast<std::size_t>(linear_index(linear)));
-    };
-    return o;
-  }
+    /// save_gguf options that write `linears` (the model passed to save_gguf must be `model`).
+    GgufWriteOptions write_options(std::string name) const {
+        GgufWriteOptions o;
+        o.name = std::move(name);
+        o.file_type = file_type;
+        o.encode = [this](int layer, std::string_view linear, const RowMatrix&) {
+            return linears.at(static_cast<std::size_t>(layer) * 7 + static_cast<std::size_t>(linear_index(linear)));
+        };
+        return o;
+    }
 };
 
 namespace detail {
 template <class F>
 GgufQuantizedModel quantize_linears_for_gguf(const Model& m) {
-  QuantOptions o;
-  o.scale_storage = ScaleStorage::f16;
-  io::GgmlExportOptions e;
-  e.ragged_fallback = io::GgmlType::F32;
-  const Rtn<F, PerGroup<32>> rtn(o);
-  GgufQuantizedModel out;
-  out.model = m;
-  out.model.for_each_linear([&](int l, std::string_view name, RowMatrix& w) {
-    const QuantizedMatrix<F> q = rtn.quantize(w);
-    io::GgmlTensor t = io::to_ggml(q, gguf_linear_name(l, name), e);
-    w = dequantize(q);
-    out.linears.push_back({t.type, std::move(t.data)});
-  });
-  return out;
+    QuantOptions o;
+    o.scale_storage = ScaleStorage::f16;
+    io::GgmlExportOptions e;
+    e.ragged_fallback = io::GgmlType::F32;
+    const Rtn<F, PerGroup<32>> rtn(o);
+    GgufQuantizedModel out;
+    out.model = m;
+    out.model.for_each_linear([&](int l, std::string_view name, RowMatrix& w) {
+        const QuantizedMatrix<F> q = rtn.quantize(w);
+        io::GgmlTensor t = io::to_ggml(q, gguf_linear_name(l, name), e);
+        w = dequantize(q);
+        out.linears.push_back({t.type, std::move(t.data)});
+    });
+    return out;
 }
 }  // namespace detail
 
 /// RTN of the seven linears of every layer of `m` into `type` (see the file comment).
 inline GgufQuantizedModel quantize_for_gguf(const Model& m, GgufQuantType type) {
-  GgufQuantizedModel q;
-  switch (type) {
-    case GgufQuantType::q8_0: q = detail::quantize_linears_for_gguf<IntFormat<8, true>>(m); break;
-    case GgufQuantType::q4_0: q = detail::quantize_linears_for_gguf<IntFormat<4, true>>(m); break;
-    case GgufQuantType::q4_1: q = detail::quantize_linears_for_gguf<IntMinFormat<4>>(m); break;
-    case GgufQuantType::mxfp4: q = detail::quantize_linears_for_gguf<MxFp<2, 1, 32>>(m); break;
-  }
-  q.file_type = gguf_file_type(type);
-  return q;
+    GgufQuantizedModel q;
+    switch (type) {
+        case GgufQuantType::q8_0: q = detail::quantize_linears_for_gguf<IntFormat<8, true>>(m); break;
+        case GgufQuantType::q4_0: q = detail::quantize_linears_for_gguf<IntFormat<4, true>>(m); break;
+        case GgufQuantType::q4_1: q = detail::quantize_linears_for_gguf<IntMinFormat<4>>(m); break;
+        case GgufQuantType::mxfp4: q = detail::quantize_linears_for_gguf<MxFp<2, 1, 32>>(m); break;
+    }
+    q.file_type = gguf_file_type(type);
+    return q;
 }
 
 }  // namespace ptq::llama

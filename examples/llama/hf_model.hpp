@@ -46,147 +46,154 @@ namespace ptq::llama {
 
 /// HF name of linear `name` ("wq" ... "w3") of layer `layer`.
 inline std::string hf_linear_name(int layer, std::string_view name) {
-  static constexpr std::string_view kHf[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                                              "mlp.gate_proj",    "mlp.down_proj",    "mlp.up_proj"};
-  return "model.layers." + std::to_string(layer) + "." + std::string(kHf[linear_index(name)]) + ".weight";
+    static constexpr std::string_view kHf[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                                "self_attn.o_proj", "mlp.gate_proj",    "mlp.down_proj",
+                                                "mlp.up_proj"};
+    return "model.layers." + std::to_string(layer) + "." + std::string(kHf[linear_index(name)]) + ".weight";
 }
 
 /// Rows of a q or k weight ([n_heads * head_size x in]) from llama2.c's adjacent-pair order to
 /// transformers' rotate-half order: out row h*hs + j*half + i = in row h*hs + 2i + j.
 inline RowMatrix rope_rows_to_rotate_half(const RowMatrix& w, int n_heads) {
-  if (n_heads <= 0 || w.rows() % n_heads != 0 || (w.rows() / n_heads) % 2 != 0)
-    throw std::invalid_argument("ptq::llama::rope_rows_to_rotate_half: " + std::to_string(w.rows()) +
-                                " rows are not n_heads = " + std::to_string(n_heads) + " heads of even size");
-  const Eigen::Index hs = w.rows() / n_heads, half = hs / 2;
-  RowMatrix out(w.rows(), w.cols());
-  for (Eigen::Index h = 0; h < n_heads; ++h)
-    for (Eigen::Index i = 0; i < half; ++i)
-      for (Eigen::Index j = 0; j < 2; ++j) out.row(h * hs + j * half + i) = w.row(h * hs + 2 * i + j);
-  return out;
+    if (n_heads <= 0 || w.rows() % n_heads != 0 || (w.rows() / n_heads) % 2 != 0)
+        throw std::invalid_argument("ptq::llama::rope_rows_to_rotate_half: " + std::to_string(w.rows()) +
+                                    " rows are not n_heads = " + std::to_string(n_heads) + " heads of even size");
+    const Eigen::Index hs = w.rows() / n_heads, half = hs / 2;
+    RowMatrix out(w.rows(), w.cols());
+    for (Eigen::Index h = 0; h < n_heads; ++h)
+        for (Eigen::Index i = 0; i < half; ++i)
+            for (Eigen::Index j = 0; j < 2; ++j) out.row(h * hs + j * half + i) = w.row(h * hs + 2 * i + j);
+    return out;
 }
 
 /// The inverse of rope_rows_to_rotate_half: out row h*hs + 2i + j = in row h*hs + j*half + i.
 inline RowMatrix rope_rows_to_adjacent_pairs(const RowMatrix& w, int n_heads) {
-  if (n_heads <= 0 || w.rows() % n_heads != 0 || (w.rows() / n_heads) % 2 != 0)
-    throw std::invalid_argument("ptq::llama::rope_rows_to_adjacent_pairs: " + std::to_string(w.rows()) +
-                                " rows are not n_heads = " + std::to_string(n_heads) + " heads of even size");
-  const Eigen::Index hs = w.rows() / n_heads, half = hs / 2;
-  RowMatrix out(w.rows(), w.cols());
-  for (Eigen::Index h = 0; h < n_heads; ++h)
-    for (Eigen::Index i = 0; i < half; ++i)
-      for (Eigen::Index j = 0; j < 2; ++j) out.row(h * hs + 2 * i + j) = w.row(h * hs + j * half + i);
-  return out;
+    if (n_heads <= 0 || w.rows() % n_heads != 0 || (w.rows() / n_heads) % 2 != 0)
+        throw std::invalid_argument("ptq::llama::rope_rows_to_adjacent_pairs: " + std::to_string(w.rows()) +
+                                    " rows are not n_heads = " + std::to_string(n_heads) + " heads of even size");
+    const Eigen::Index hs = w.rows() / n_heads, half = hs / 2;
+    RowMatrix out(w.rows(), w.cols());
+    for (Eigen::Index h = 0; h < n_heads; ++h)
+        for (Eigen::Index i = 0; i < half; ++i)
+            for (Eigen::Index j = 0; j < 2; ++j) out.row(h * hs + 2 * i + j) = w.row(h * hs + j * half + i);
+    return out;
 }
 
 /// transformers' config.json of `c` (LlamaForCausalLM, float32).
 inline nlohmann::ordered_json hf_config_json(const Config& c) {
-  nlohmann::ordered_json j;
-  j["architectures"] = {"LlamaForCausalLM"};
-  j["model_type"] = "llama";
-  j["hidden_size"] = c.dim;
-  j["intermediate_size"] = c.hidden_dim;
-  j["num_hidden_layers"] = c.n_layers;
-  j["num_attention_heads"] = c.n_heads;
-  j["num_key_value_heads"] = c.n_kv_heads;
-  j["head_dim"] = c.head_size();
-  j["vocab_size"] = c.vocab_size;
-  j["max_position_embeddings"] = c.seq_len;
-  j["hidden_act"] = "silu";
-  j["rms_norm_eps"] = 1e-5;
-  j["rope_theta"] = 10000.0;
-  j["rope_scaling"] = nullptr;
-  j["attention_bias"] = false;
-  j["attention_dropout"] = 0.0;
-  j["mlp_bias"] = false;
-  j["initializer_range"] = 0.02;
-  j["pretraining_tp"] = 1;
-  j["tie_word_embeddings"] = c.shared_classifier;
-  j["bos_token_id"] = Tokenizer::kBos;
-  j["eos_token_id"] = Tokenizer::kEos;
-  j["torch_dtype"] = "float32";
-  j["use_cache"] = true;
-  return j;
+    nlohmann::ordered_json j;
+    j["architectures"] = {"LlamaForCausalLM"};
+    j["model_type"] = "llama";
+    j["hidden_size"] = c.dim;
+    j["intermediate_size"] = c.hidden_dim;
+    j["num_hidden_layers"] = c.n_layers;
+    j["num_attention_heads"] = c.n_heads;
+    j["num_key_value_heads"] = c.n_kv_heads;
+    j["head_dim"] = c.head_size();
+    j["vocab_size"] = c.vocab_size;
+    j["max_position_embeddings"] = c.seq_len;
+    j["hidden_act"] = "silu";
+    j["rms_norm_eps"] = 1e-5;
+    j["rope_theta"] = 10000.0;
+    j["rope_scaling"] = nullptr;
+    j["attention_bias"] = false;
+    j["attention_dropout"] = 0.0;
+    j["mlp_bias"] = false;
+    j["initializer_range"] = 0.02;
+    j["pretraining_tp"] = 1;
+    j["tie_word_embeddings"] = c.shared_classifier;
+    j["bos_token_id"] = Tokenizer::kBos;
+    j["eos_token_id"] = Tokenizer::kEos;
+    j["torch_dtype"] = "float32";
+    j["use_cache"] = true;
+    return j;
 }
 
 /// Writes `m` into the folder `dir` (created if needed) as model.safetensors (F32, q/k rows in
 /// rotate-half order) and config.json. Each file is written all or nothing. Throws
 /// std::invalid_argument for shapes that disagree with the config, ptq::file_error for I/O.
 inline void save_hf(const Model& m, const std::filesystem::path& dir) {
-  const Config& c = m.config;
-  (void)checkpoint_float_count(c, dir);  // validates the config
-  if (m.layers.size() != static_cast<std::size_t>(c.n_layers))
-    throw std::invalid_argument("ptq::llama::save_hf: layers.size() != n_layers");
-  std::vector<RowMatrix> permuted;  // q/k in HF order (kept alive until written)
-  permuted.reserve(2 * m.layers.size());
-  std::vector<io::TensorData> tensors;
-  auto add = [&](std::string name, const float* p, Eigen::Index rows, Eigen::Index cols, Eigen::Index want_rows,
-                 Eigen::Index want_cols, bool matrix) {
-    if (rows != want_rows || cols != want_cols)
-      throw std::invalid_argument("ptq::llama::save_hf: " + name + " is " + std::to_string(rows) + " x " +
-                                  std::to_string(cols) + ", expected " + std::to_string(want_rows) + " x " +
-                                  std::to_string(want_cols));
-    std::vector<std::uint64_t> shape{static_cast<std::uint64_t>(rows)};
-    if (matrix) shape.push_back(static_cast<std::uint64_t>(cols));
-    tensors.push_back({std::move(name), io::DType::F32, std::move(shape),
-                       {reinterpret_cast<const std::byte*>(p), static_cast<std::size_t>(rows * cols) * sizeof(float)}});
-  };
-  const Eigen::Index dim = c.dim, vocab = c.vocab_size;
-  add("model.embed_tokens.weight", m.token_embedding.data(), m.token_embedding.rows(), m.token_embedding.cols(), vocab, dim, true);
-  add("model.norm.weight", m.rms_final.data(), m.rms_final.size(), 1, dim, 1, false);
-  if (!c.shared_classifier) add("lm_head.weight", m.classifier.data(), m.classifier.rows(), m.classifier.cols(), vocab, dim, true);
-  for (int l = 0; l < c.n_layers; ++l) {
-    const Layer& L = m.layers[static_cast<std::size_t>(l)];
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    add(p + "input_layernorm.weight", L.rms_att.data(), L.rms_att.size(), 1, dim, 1, false);
-    add(p + "post_attention_layernorm.weight", L.rms_ffn.data(), L.rms_ffn.size(), 1, dim, 1, false);
-    for (std::string_view name : kLinearNames) {
-      const RowMatrix* w = &L.linear(name);
-      const auto [rows, cols] = linear_shape(c, name);
-      if (w->rows() == rows && w->cols() == cols && (name == "wq" || name == "wk")) {
-        permuted.push_back(rope_rows_to_rotate_half(*w, name == "wq" ? c.n_heads : c.n_kv_heads));
-        w = &permuted.back();
-      }
-      add(hf_linear_name(l, name), w->data(), w->rows(), w->cols(), rows, cols, true);
+    const Config& c = m.config;
+    (void)checkpoint_float_count(c, dir);  // validates the config
+    if (m.layers.size() != static_cast<std::size_t>(c.n_layers))
+        throw std::invalid_argument("ptq::llama::save_hf: layers.size() != n_layers");
+    std::vector<RowMatrix> permuted;  // q/k in HF order (kept alive until written)
+    permuted.reserve(2 * m.layers.size());
+    std::vector<io::TensorData> tensors;
+    auto add = [&](std::string name, const float* p, Eigen::Index rows, Eigen::Index cols, Eigen::Index want_rows,
+                   Eigen::Index want_cols, bool matrix) {
+        if (rows != want_rows || cols != want_cols)
+            throw std::invalid_argument("ptq::llama::save_hf: " + name + " is " + std::to_string(rows) + " x " +
+                                        std::to_string(cols) + ", expected " + std::to_string(want_rows) + " x " +
+                                        std::to_string(want_cols));
+        std::vector<std::uint64_t> shape{static_cast<std::uint64_t>(rows)};
+        if (matrix) shape.push_back(static_cast<std::uint64_t>(cols));
+        tensors.push_back(
+            {std::move(name),
+             io::DType::F32,
+             std::move(shape),
+             {reinterpret_cast<const std::byte*>(p), static_cast<std::size_t>(rows * cols) * sizeof(float)}});
+    };
+    const Eigen::Index dim = c.dim, vocab = c.vocab_size;
+    add("model.embed_tokens.weight", m.token_embedding.data(), m.token_embedding.rows(), m.token_embedding.cols(),
+        vocab, dim, true);
+    add("model.norm.weight", m.rms_final.data(), m.rms_final.size(), 1, dim, 1, false);
+    if (!c.shared_classifier)
+        add("lm_head.weight", m.classifier.data(), m.classifier.rows(), m.classifier.cols(), vocab, dim, true);
+    for (int l = 0; l < c.n_layers; ++l) {
+        const Layer& L = m.layers[static_cast<std::size_t>(l)];
+        const std::string p = "model.layers." + std::to_string(l) + ".";
+        add(p + "input_layernorm.weight", L.rms_att.data(), L.rms_att.size(), 1, dim, 1, false);
+        add(p + "post_attention_layernorm.weight", L.rms_ffn.data(), L.rms_ffn.size(), 1, dim, 1, false);
+        for (std::string_view name : kLinearNames) {
+            const RowMatrix* w = &L.linear(name);
+            const auto [rows, cols] = linear_shape(c, name);
+            if (w->rows() == rows && w->cols() == cols && (name == "wq" || name == "wk")) {
+                permuted.push_back(rope_rows_to_rotate_half(*w, name == "wq" ? c.n_heads : c.n_kv_heads));
+                w = &permuted.back();
+            }
+            add(hf_linear_name(l, name), w->data(), w->rows(), w->cols(), rows, cols, true);
+        }
     }
-  }
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) throw ptq::file_error(dir.string(), "create", ec.message());
-  io::write_safetensors(dir / "model.safetensors", tensors);
-  const std::string text = hf_config_json(c).dump(2) + "\n";
-  io::AtomicFile cfg(dir / "config.json");
-  cfg.write(text.data(), text.size());
-  cfg.commit();
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) throw ptq::file_error(dir.string(), "create", ec.message());
+    io::write_safetensors(dir / "model.safetensors", tensors);
+    const std::string text = hf_config_json(c).dump(2) + "\n";
+    io::AtomicFile cfg(dir / "config.json");
+    cfg.write(text.data(), text.size());
+    cfg.commit();
 }
 
 namespace detail {
 
 struct HfConfigReader {
-  std::string file;
-  const nlohmann::json& j;
+    std::string file;
+    const nlohmann::json& j;
 
-  [[noreturn]] void fail(const std::string& key, const std::string& what) const {
-    throw ptq::file_error(file, "key '" + key + "'", what);
-  }
-  bool has(const char* key) const { return j.contains(key) && !j.at(key).is_null(); }
-  int integer(const char* key, long long lo, long long hi) const {
-    if (!j.contains(key)) fail(key, "missing");
-    const nlohmann::json& v = j.at(key);
-    if (!v.is_number_integer()) fail(key, "expected an integer, found " + v.dump());
-    const long long x = v.get<long long>();
-    if (x < lo || x > hi) fail(key, std::to_string(x) + " outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
-    return static_cast<int>(x);
-  }
-  double number(const char* key) const {
-    const nlohmann::json& v = j.at(key);
-    if (!v.is_number()) fail(key, "expected a number, found " + v.dump());
-    return v.get<double>();
-  }
-  bool boolean(const char* key) const {
-    const nlohmann::json& v = j.at(key);
-    if (!v.is_boolean()) fail(key, "expected true or false, found " + v.dump());
-    return v.get<bool>();
-  }
+    [[noreturn]] void fail(const std::string& key, const std::string& what) const {
+        throw ptq::file_error(file, "key '" + key + "'", what);
+    }
+    bool has(const char* key) const { return j.contains(key) && !j.at(key).is_null(); }
+    int integer(const char* key, long long lo, long long hi) const {
+        if (!j.contains(key)) fail(key, "missing");
+        const nlohmann::json& v = j.at(key);
+        if (!v.is_number_integer()) fail(key, "expected an integer, found " + v.dump());
+        const long long x = v.get<long long>();
+        if (x < lo || x > hi)
+            fail(key, std::to_string(x) + " outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+        return static_cast<int>(x);
+    }
+    double number(const char* key) const {
+        const nlohmann::json& v = j.at(key);
+        if (!v.is_number()) fail(key, "expected a number, found " + v.dump());
+        return v.get<double>();
+    }
+    bool boolean(const char* key) const {
+        const nlohmann::json& v = j.at(key);
+        if (!v.is_boolean()) fail(key, "expected true or false, found " + v.dump());
+        return v.get<bool>();
+    }
 };
 
 }  // namespace detail
@@ -196,115 +203,118 @@ struct HfConfigReader {
 /// ptq::file_error naming the file and the key or tensor on any mismatch (unknown architecture,
 /// missing or extra tensor, wrong shape, unsupported hyper-parameter).
 inline Model load_hf(const std::filesystem::path& dir) {
-  const std::filesystem::path cfg_path = dir / "config.json";
-  std::ifstream in(cfg_path, std::ios::binary);
-  if (!in) throw ptq::file_error(cfg_path.string(), "open", "cannot open (not a Hugging Face model folder?)");
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    throw ptq::file_error(cfg_path.string(), "json", std::string("not valid JSON: ") + e.what());
-  }
-  if (!j.is_object()) throw ptq::file_error(cfg_path.string(), "json", "not a JSON object");
-  const detail::HfConfigReader r{cfg_path.string(), j};
-
-  bool llama = j.contains("model_type") && j["model_type"] == "llama";
-  if (j.contains("architectures") && j["architectures"].is_array())
-    for (const auto& a : j["architectures"]) llama = llama || a == "LlamaForCausalLM";
-  if (!llama)
-    r.fail("architectures", "unsupported architecture " + (j.contains("architectures") ? j["architectures"].dump() : "(none)") +
-                                " / model_type " + (j.contains("model_type") ? j["model_type"].dump() : "(none)") +
-                                " (only LlamaForCausalLM / llama)");
-  Model m;
-  Config& c = m.config;
-  constexpr long long kMax = 1 << 20;
-  c.dim = r.integer("hidden_size", 1, kMax);
-  c.hidden_dim = r.integer("intermediate_size", 1, kMax);
-  c.n_layers = r.integer("num_hidden_layers", 1, 4096);
-  c.n_heads = r.integer("num_attention_heads", 1, kMax);
-  c.n_kv_heads = r.has("num_key_value_heads") ? r.integer("num_key_value_heads", 1, kMax) : c.n_heads;
-  c.vocab_size = r.integer("vocab_size", 1, kMax);
-  c.seq_len = r.integer("max_position_embeddings", 1, kMax);
-  if (r.has("head_dim") && c.dim % c.n_heads == 0 && r.integer("head_dim", 1, kMax) != c.dim / c.n_heads)
-    r.fail("head_dim", "must be hidden_size / num_attention_heads = " + std::to_string(c.dim / c.n_heads));
-  if (r.has("hidden_act") && j["hidden_act"] != "silu") r.fail("hidden_act", j["hidden_act"].dump() + " is not supported (silu only)");
-  if (r.has("rms_norm_eps") && std::abs(r.number("rms_norm_eps") - 1e-5) > 1e-9)
-    r.fail("rms_norm_eps", j["rms_norm_eps"].dump() + "; the harness implements 1e-5");
-  if (r.has("rope_theta") && r.number("rope_theta") != 10000.0)
-    r.fail("rope_theta", j["rope_theta"].dump() + "; the harness implements 10000");
-  if (r.has("rope_scaling")) r.fail("rope_scaling", "RoPE scaling is not supported");
-  for (const char* k : {"attention_bias", "mlp_bias"})
-    if (r.has(k) && r.boolean(k)) r.fail(k, "biases are not supported");
-  (void)checkpoint_float_count(c, cfg_path);  // the structural checks of a llama2.c header
-
-  const io::SafetensorsCheckpoint ck(dir);
-  const std::string ck_name = (dir / (std::filesystem::exists(dir / io::safetensors_index_name)
-                                          ? std::string(io::safetensors_index_name)
-                                          : std::string("model.safetensors")))
-                                  .string();
-  c.shared_classifier = !ck.contains("lm_head.weight");
-  if (r.has("tie_word_embeddings") && r.boolean("tie_word_embeddings") != c.shared_classifier)
-    r.fail("tie_word_embeddings", c.shared_classifier ? "is false but the checkpoint has no lm_head.weight"
-                                                      : "is true but the checkpoint has lm_head.weight");
-  std::set<std::string, std::less<>> used;
-  auto fetch = [&](const std::string& name, Eigen::Index rows, Eigen::Index cols, bool matrix) -> RowMatrix {
-    if (!ck.contains(name)) throw ptq::file_error(ck_name, "tensor '" + name + "'", "missing");
-    used.insert(name);
-    const io::TensorView t = ck.tensor(name);
-    const std::vector<std::uint64_t> want =
-        matrix ? std::vector<std::uint64_t>{static_cast<std::uint64_t>(rows), static_cast<std::uint64_t>(cols)}
-               : std::vector<std::uint64_t>{static_cast<std::uint64_t>(rows)};
-    if (!std::equal(t.shape.begin(), t.shape.end(), want.begin(), want.end())) {
-      auto show = [](auto&& s) {
-        std::string out = "[";
-        for (std::size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-        return out + "]";
-      };
-      throw ptq::file_error(std::string(t.file), "tensor '" + name + "'",
-                            "shape is " + show(t.shape) + ", expected " + show(want));
+    const std::filesystem::path cfg_path = dir / "config.json";
+    std::ifstream in(cfg_path, std::ios::binary);
+    if (!in) throw ptq::file_error(cfg_path.string(), "open", "cannot open (not a Hugging Face model folder?)");
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+        throw ptq::file_error(cfg_path.string(), "json", std::string("not valid JSON: ") + e.what());
     }
-    if (t.dtype != io::DType::F32 && t.dtype != io::DType::F16 && t.dtype != io::DType::BF16)
-      throw ptq::file_error(std::string(t.file), "tensor '" + name + "'",
-                            "dtype " + std::string(io::dtype_name(t.dtype)) + " is not supported (F32, F16, BF16)");
-    const std::vector<float> v = io::to_float(t);
-    RowMatrix w(rows, cols);
-    std::memcpy(w.data(), v.data(), v.size() * sizeof(float));
-    return w;
-  };
-  auto fetch_vector = [&](const std::string& name, Eigen::Index n) -> Vector {
-    const RowMatrix w = fetch(name, n, 1, false);
-    return Eigen::Map<const Vector>(w.data(), n);
-  };
-  const Eigen::Index dim = c.dim, vocab = c.vocab_size;
-  m.token_embedding = fetch("model.embed_tokens.weight", vocab, dim, true);
-  m.rms_final = fetch_vector("model.norm.weight", dim);
-  if (!c.shared_classifier) m.classifier = fetch("lm_head.weight", vocab, dim, true);
-  m.layers.resize(static_cast<std::size_t>(c.n_layers));
-  for (int l = 0; l < c.n_layers; ++l) {
-    Layer& L = m.layers[static_cast<std::size_t>(l)];
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    L.rms_att = fetch_vector(p + "input_layernorm.weight", dim);
-    L.rms_ffn = fetch_vector(p + "post_attention_layernorm.weight", dim);
-    for (std::string_view name : kLinearNames) {
-      const auto [rows, cols] = linear_shape(c, name);
-      RowMatrix w = fetch(hf_linear_name(l, name), rows, cols, true);
-      if (name == "wq") w = rope_rows_to_adjacent_pairs(w, c.n_heads);
-      if (name == "wk") w = rope_rows_to_adjacent_pairs(w, c.n_kv_heads);
-      L.linear(name) = std::move(w);
+    if (!j.is_object()) throw ptq::file_error(cfg_path.string(), "json", "not a JSON object");
+    const detail::HfConfigReader r{cfg_path.string(), j};
+
+    bool llama = j.contains("model_type") && j["model_type"] == "llama";
+    if (j.contains("architectures") && j["architectures"].is_array())
+        for (const auto& a : j["architectures"]) llama = llama || a == "LlamaForCausalLM";
+    if (!llama)
+        r.fail("architectures", "unsupported architecture " +
+                                    (j.contains("architectures") ? j["architectures"].dump() : "(none)") +
+                                    " / model_type " + (j.contains("model_type") ? j["model_type"].dump() : "(none)") +
+                                    " (only LlamaForCausalLM / llama)");
+    Model m;
+    Config& c = m.config;
+    constexpr long long kMax = 1 << 20;
+    c.dim = r.integer("hidden_size", 1, kMax);
+    c.hidden_dim = r.integer("intermediate_size", 1, kMax);
+    c.n_layers = r.integer("num_hidden_layers", 1, 4096);
+    c.n_heads = r.integer("num_attention_heads", 1, kMax);
+    c.n_kv_heads = r.has("num_key_value_heads") ? r.integer("num_key_value_heads", 1, kMax) : c.n_heads;
+    c.vocab_size = r.integer("vocab_size", 1, kMax);
+    c.seq_len = r.integer("max_position_embeddings", 1, kMax);
+    if (r.has("head_dim") && c.dim % c.n_heads == 0 && r.integer("head_dim", 1, kMax) != c.dim / c.n_heads)
+        r.fail("head_dim", "must be hidden_size / num_attention_heads = " + std::to_string(c.dim / c.n_heads));
+    if (r.has("hidden_act") && j["hidden_act"] != "silu")
+        r.fail("hidden_act", j["hidden_act"].dump() + " is not supported (silu only)");
+    if (r.has("rms_norm_eps") && std::abs(r.number("rms_norm_eps") - 1e-5) > 1e-9)
+        r.fail("rms_norm_eps", j["rms_norm_eps"].dump() + "; the harness implements 1e-5");
+    if (r.has("rope_theta") && r.number("rope_theta") != 10000.0)
+        r.fail("rope_theta", j["rope_theta"].dump() + "; the harness implements 10000");
+    if (r.has("rope_scaling")) r.fail("rope_scaling", "RoPE scaling is not supported");
+    for (const char* k : {"attention_bias", "mlp_bias"})
+        if (r.has(k) && r.boolean(k)) r.fail(k, "biases are not supported");
+    (void)checkpoint_float_count(c, cfg_path);  // the structural checks of a llama2.c header
+
+    const io::SafetensorsCheckpoint ck(dir);
+    const std::string ck_name =
+        (dir / (std::filesystem::exists(dir / io::safetensors_index_name) ? std::string(io::safetensors_index_name)
+                                                                          : std::string("model.safetensors")))
+            .string();
+    c.shared_classifier = !ck.contains("lm_head.weight");
+    if (r.has("tie_word_embeddings") && r.boolean("tie_word_embeddings") != c.shared_classifier)
+        r.fail("tie_word_embeddings", c.shared_classifier ? "is false but the checkpoint has no lm_head.weight"
+                                                          : "is true but the checkpoint has lm_head.weight");
+    std::set<std::string, std::less<>> used;
+    auto fetch = [&](const std::string& name, Eigen::Index rows, Eigen::Index cols, bool matrix) -> RowMatrix {
+        if (!ck.contains(name)) throw ptq::file_error(ck_name, "tensor '" + name + "'", "missing");
+        used.insert(name);
+        const io::TensorView t = ck.tensor(name);
+        const std::vector<std::uint64_t> want =
+            matrix ? std::vector<std::uint64_t>{static_cast<std::uint64_t>(rows), static_cast<std::uint64_t>(cols)}
+                   : std::vector<std::uint64_t>{static_cast<std::uint64_t>(rows)};
+        if (!std::equal(t.shape.begin(), t.shape.end(), want.begin(), want.end())) {
+            auto show = [](auto&& s) {
+                std::string out = "[";
+                for (std::size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+                return out + "]";
+            };
+            throw ptq::file_error(std::string(t.file), "tensor '" + name + "'",
+                                  "shape is " + show(t.shape) + ", expected " + show(want));
+        }
+        if (t.dtype != io::DType::F32 && t.dtype != io::DType::F16 && t.dtype != io::DType::BF16)
+            throw ptq::file_error(std::string(t.file), "tensor '" + name + "'",
+                                  "dtype " + std::string(io::dtype_name(t.dtype)) +
+                                      " is not supported (F32, F16, BF16)");
+        const std::vector<float> v = io::to_float(t);
+        RowMatrix w(rows, cols);
+        std::memcpy(w.data(), v.data(), v.size() * sizeof(float));
+        return w;
+    };
+    auto fetch_vector = [&](const std::string& name, Eigen::Index n) -> Vector {
+        const RowMatrix w = fetch(name, n, 1, false);
+        return Eigen::Map<const Vector>(w.data(), n);
+    };
+    const Eigen::Index dim = c.dim, vocab = c.vocab_size;
+    m.token_embedding = fetch("model.embed_tokens.weight", vocab, dim, true);
+    m.rms_final = fetch_vector("model.norm.weight", dim);
+    if (!c.shared_classifier) m.classifier = fetch("lm_head.weight", vocab, dim, true);
+    m.layers.resize(static_cast<std::size_t>(c.n_layers));
+    for (int l = 0; l < c.n_layers; ++l) {
+        Layer& L = m.layers[static_cast<std::size_t>(l)];
+        const std::string p = "model.layers." + std::to_string(l) + ".";
+        L.rms_att = fetch_vector(p + "input_layernorm.weight", dim);
+        L.rms_ffn = fetch_vector(p + "post_attention_layernorm.weight", dim);
+        for (std::string_view name : kLinearNames) {
+            const auto [rows, cols] = linear_shape(c, name);
+            RowMatrix w = fetch(hf_linear_name(l, name), rows, cols, true);
+            if (name == "wq") w = rope_rows_to_adjacent_pairs(w, c.n_heads);
+            if (name == "wk") w = rope_rows_to_adjacent_pairs(w, c.n_kv_heads);
+            L.linear(name) = std::move(w);
+        }
     }
-  }
-  // Old transformers checkpoints also store each layer's RoPE frequencies (derived from
-  // rope_theta, checked above): the only tensors tolerated beyond the model's.
-  auto derived = [](std::string_view n) {
-    constexpr std::string_view suffix = ".self_attn.rotary_emb.inv_freq";
-    return n.size() >= suffix.size() && n.substr(n.size() - suffix.size()) == suffix;
-  };
-  for (const std::string& name : ck.names())
-    if (!used.count(name) && !derived(name))
-      throw ptq::file_error(ck_name, "tensor '" + name + "'", "not part of the llama model (unexpected tensor)");
-  compute_rope_tables(m);
-  return m;
+    // Old transformers checkpoints also store each layer's RoPE frequencies (derived from
+    // rope_theta, checked above): the only tensors tolerated beyond the model's.
+    auto derived = [](std::string_view n) {
+        constexpr std::string_view suffix = ".self_attn.rotary_emb.inv_freq";
+        return n.size() >= suffix.size() && n.substr(n.size() - suffix.size()) == suffix;
+    };
+    for (const std::string& name : ck.names())
+        if (!used.count(name) && !derived(name))
+            throw ptq::file_error(ck_name, "tensor '" + name + "'", "not part of the llama model (unexpected tensor)");
+    compute_rope_tables(m);
+    return m;
 }
 
 }  // namespace ptq::llama

@@ -34,8 +34,8 @@ namespace ptq::llama {
 
 /// A recipe string that cannot be parsed or names an unsupported combination.
 class RecipeError : public std::invalid_argument {
- public:
-  using std::invalid_argument::invalid_argument;
+public:
+    using std::invalid_argument::invalid_argument;
 };
 
 enum class TransformKind { none, smooth_quant, awq };
@@ -43,25 +43,25 @@ enum class ReconstructKind { rtn, gptq };
 enum class LowRankKind { none, lqer, l2qer, lorc };
 
 struct RecipeSpec {
-  std::string weight = "int4-asym";  ///< canonical format name (ptq's Format::name())
-  std::size_t group = 32;            ///< 0 = per-channel; MX: the block (informational)
-  std::string act = "none";          ///< canonical activation format name
-  TransformKind transform = TransformKind::none;
-  ReconstructKind reconstruct = ReconstructKind::rtn;
-  LowRankKind low_rank = LowRankKind::none;
-  int rank = 0;
-  std::string calib = "tinystories";
-  std::optional<bool> sequential;    ///< unset: the program-wide default
+    std::string weight = "int4-asym";  ///< canonical format name (ptq's Format::name())
+    std::size_t group = 32;            ///< 0 = per-channel; MX: the block (informational)
+    std::string act = "none";          ///< canonical activation format name
+    TransformKind transform = TransformKind::none;
+    ReconstructKind reconstruct = ReconstructKind::rtn;
+    LowRankKind low_rank = LowRankKind::none;
+    int rank = 0;
+    std::string calib = "tinystories";
+    std::optional<bool> sequential;  ///< unset: the program-wide default
 
-  bool is_mx() const { return weight.rfind("mx", 0) == 0; }
-  /// "w=int4-asym:g32,a=none,algo=awq+gptq,calib=tinystories" (seq only when set).
-  std::string text() const;
-  std::string weight_text() const;  ///< "int4-asym:g32", "mxint4:b32"
-  std::string algo_text() const;    ///< "awq+gptq+l2qer8"
-  /// Needs calibration activations (any transformation, GPTQ or L2QER).
-  bool needs_calibration() const;
-  /// The RTN recipe with the same weight format, granularity and activation format.
-  RecipeSpec rtn_baseline() const;
+    bool is_mx() const { return weight.rfind("mx", 0) == 0; }
+    /// "w=int4-asym:g32,a=none,algo=awq+gptq,calib=tinystories" (seq only when set).
+    std::string text() const;
+    std::string weight_text() const;  ///< "int4-asym:g32", "mxint4:b32"
+    std::string algo_text() const;    ///< "awq+gptq+l2qer8"
+    /// Needs calibration activations (any transformation, GPTQ or L2QER).
+    bool needs_calibration() const;
+    /// The RTN recipe with the same weight format, granularity and activation format.
+    RecipeSpec rtn_baseline() const;
 };
 
 /// Parses a recipe string; throws RecipeError with a message naming the bad part and listing
@@ -78,11 +78,11 @@ ActivationQuantizer make_activation_quantizer(const std::string& act);
 /// Calibration sequences of one set, plus (lazily, shared by all recipes) the fp32 model's
 /// inputs of every linear group for the non-sequential protocol.
 struct CalibData {
-  std::string name;
-  std::vector<std::vector<int>> seqs;
-  std::size_t tokens = 0;
-  struct Fp32Captures;                 ///< defined in recipe.cpp
-  std::shared_ptr<Fp32Captures> fp32;  ///< filled on first non-sequential use
+    std::string name;
+    std::vector<std::vector<int>> seqs;
+    std::size_t tokens = 0;
+    struct Fp32Captures;                 ///< defined in recipe.cpp
+    std::shared_ptr<Fp32Captures> fp32;  ///< filled on first non-sequential use
 };
 
 /// Loads a calibration set: "tinystories" (DATA/tinystories/train_calib.txt), "wikitext"
@@ -91,12 +91,12 @@ CalibData load_calibration(const std::string& set, const std::filesystem::path& 
                            int seq_len, std::size_t token_budget);
 
 struct QuantReport {
-  double effective_bits = 0.0;   ///< bits per weight over the 7 linears of all layers (scales, zeros, factors)
-  std::size_t weights = 0;       ///< number of weights counted
-  double seconds = 0.0;          ///< total quantization time (calibration capture included)
-  double calib_seconds = 0.0;    ///< of which: forward passes capturing calibration inputs
-  double calib_loss_ratio = 0.0; ///< mean over linears of layer-output MSE / RTN's (NaN if not measured)
-  std::string notes;             ///< e.g. chosen AWQ alphas, GPTQ damping retries
+    double effective_bits = 0.0;    ///< bits per weight over the 7 linears of all layers (scales, zeros, factors)
+    std::size_t weights = 0;        ///< number of weights counted
+    double seconds = 0.0;           ///< total quantization time (calibration capture included)
+    double calib_seconds = 0.0;     ///< of which: forward passes capturing calibration inputs
+    double calib_loss_ratio = 0.0;  ///< mean over linears of layer-output MSE / RTN's (NaN if not measured)
+    std::string notes;              ///< e.g. chosen AWQ alphas, GPTQ damping retries
 };
 
 /// Effective-bits metadata convention: fp16 scale and fp16 zero point per group (the papers'

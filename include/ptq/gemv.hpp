@@ -68,12 +68,13 @@ float combine_int_dots(const std::int64_t* dots, std::size_t ngroups, const type
 template <QuantFormat F, class Arch = xsimd::default_arch>
 RowMatrixXf gemm(const QuantizedMatrix<F>& w, const Eigen::Ref<const RowMatrixXf>& X) {
     if (std::size_t(X.cols()) != w.cols())
-        detail::throw_invalid("gemm", "X", "has " + std::to_string(X.cols()) + " columns, the weights have " +
-                                               std::to_string(w.cols()));
+        detail::throw_invalid(
+            "gemm", "X", "has " + std::to_string(X.cols()) + " columns, the weights have " + std::to_string(w.cols()));
     RowMatrixXf y(X.rows(), static_cast<Eigen::Index>(w.rows()));
     for (Eigen::Index t = 0; t < X.rows(); ++t)
         for (std::size_t o = 0; o < w.rows(); ++o)
-            y(t, Eigen::Index(o)) = kernel::dot_row<F, Arch>(w.row_data(o), w.layout(), w.row_params(o), X.row(t).data());
+            y(t, Eigen::Index(o)) =
+                kernel::dot_row<F, Arch>(w.row_data(o), w.layout(), w.row_params(o), X.row(t).data());
     return y;
 }
 
@@ -82,8 +83,9 @@ RowMatrixXf gemm(const QuantizedMatrix<F>& w, const Eigen::Ref<const RowMatrixXf
 template <QuantFormat F, class Arch = xsimd::default_arch>
 Eigen::VectorXf gemv(const QuantizedMatrix<F>& w, const Eigen::Ref<const Eigen::VectorXf>& x) {
     if (std::size_t(x.size()) != w.cols())
-        detail::throw_invalid("gemv", "x", "has " + std::to_string(x.size()) + " elements, the weights have " +
-                                               std::to_string(w.cols()) + " columns");
+        detail::throw_invalid("gemv", "x",
+                              "has " + std::to_string(x.size()) + " elements, the weights have " +
+                                  std::to_string(w.cols()) + " columns");
     Eigen::VectorXf y(static_cast<Eigen::Index>(w.rows()));
     for (std::size_t o = 0; o < w.rows(); ++o)
         y[Eigen::Index(o)] = kernel::dot_row<F, Arch>(w.row_data(o), w.layout(), w.row_params(o), x.data());
@@ -104,8 +106,8 @@ RowMatrixXf gemm(const QuantizedMatrix<F>& w, const QuantizedMatrix<A>& xq) {
                   "activations and use gemm(w, X) otherwise");
     const std::size_t n = w.cols();
     if (xq.cols() != n)
-        detail::throw_invalid("gemm", "xq", "has " + std::to_string(xq.cols()) + " columns, the weights have " +
-                                                std::to_string(n));
+        detail::throw_invalid("gemm", "xq",
+                              "has " + std::to_string(xq.cols()) + " columns, the weights have " + std::to_string(n));
     if constexpr (F::is_mx) {
         if (n > 0 && (xq.layout().group_cols != w.layout().group_cols || xq.layout().group_rows != 1 ||
                       w.layout().group_rows != 1))
@@ -129,8 +131,8 @@ RowMatrixXf gemm(const QuantizedMatrix<F>& w, const QuantizedMatrix<A>& xq) {
             qsums[g] = s;
         }
         for (std::size_t o = 0; o < w.rows(); ++o) {
-            kernel::int_group_dots<F, A, Arch>(w.row_data(o), L, w.row_params(o), q.data(), qsums.data(), scratch.data(),
-                                               dots.data());
+            kernel::int_group_dots<F, A, Arch>(w.row_data(o), L, w.row_params(o), q.data(), qsums.data(),
+                                               scratch.data(), dots.data());
             y(Eigen::Index(t), Eigen::Index(o)) =
                 detail::combine_int_dots<F, A>(dots.data(), ng, w.row_params(o), xq.row_params(t));
         }
@@ -141,7 +143,8 @@ RowMatrixXf gemm(const QuantizedMatrix<F>& w, const QuantizedMatrix<A>& xq) {
 /// y = W^ x^ for one quantized activation row (xq has exactly one row): gemm(w, xq) as a vector.
 template <QuantFormat F, QuantFormat A, class Arch = xsimd::default_arch>
 Eigen::VectorXf gemv(const QuantizedMatrix<F>& w, const QuantizedMatrix<A>& xq) {
-    if (xq.rows() != 1) detail::throw_invalid("gemv", "xq", "must have exactly one row, got " + std::to_string(xq.rows()));
+    if (xq.rows() != 1)
+        detail::throw_invalid("gemv", "xq", "must have exactly one row, got " + std::to_string(xq.rows()));
     return gemm<F, A, Arch>(w, xq).row(0).transpose();
 }
 

@@ -72,9 +72,8 @@ QuantizedMatrix<F> encode_with_params(const float* x, const GroupLayout& layout,
                               "has " + std::to_string(params.size()) + " entries for " +
                                   std::to_string(layout.num_groups()) + " groups");
     const std::size_t ncg = layout.col_groups();
-    return quantize_groups<F, Arch>(x, layout, r, [&](const float*, std::size_t, std::size_t rg, std::size_t cg) {
-        return params[rg * ncg + cg];
-    });
+    return quantize_groups<F, Arch>(
+        x, layout, r, [&](const float*, std::size_t, std::size_t rg, std::size_t cg) { return params[rg * ncg + cg]; });
 }
 
 namespace detail {
@@ -89,14 +88,13 @@ QuantizedMatrix<F> round_to_nearest(const Eigen::MatrixBase<Derived>& w, const Q
     RowMatrixXf storage;
     const auto x = as_row_major(w, storage);
     const GroupLayout layout = resolve_layout<F>(gran, std::size_t(x.rows()), std::size_t(x.cols()));
-    return quantize_groups<F, Arch>(x.data(), layout, o.rounding,
-                                    [&](const float* g, std::size_t n, std::size_t rg, std::size_t cg) {
-                                        const RangeStats s = kernel::range<Arch>(g, n);
-                                        if (s.non_finite && o.non_finite == NonFinite::error)
-                                            throw_non_finite("quantize", arg,
-                                                             "row " + std::to_string(rg) + ", group " + std::to_string(cg));
-                                        return choose_params<F>(g, n, s, o);
-                                    });
+    return quantize_groups<F, Arch>(
+        x.data(), layout, o.rounding, [&](const float* g, std::size_t n, std::size_t rg, std::size_t cg) {
+            const RangeStats s = kernel::range<Arch>(g, n);
+            if (s.non_finite && o.non_finite == NonFinite::error)
+                throw_non_finite("quantize", arg, "row " + std::to_string(rg) + ", group " + std::to_string(cg));
+            return choose_params<F>(g, n, s, o);
+        });
 }
 }  // namespace detail
 
@@ -105,7 +103,8 @@ QuantizedMatrix<F> round_to_nearest(const Eigen::MatrixBase<Derived>& w, const Q
 /// MSE clipping search, QuantOptions::range), codes = F::quantize (formula, rounding and clamp
 /// range in the format's comment), packed canonically. NaN/Inf: QuantOptions::non_finite.
 template <QuantFormat F, class G = default_granularity_t<F>, class Arch = xsimd::default_arch, class Derived>
-QuantizedMatrix<F> quantize(const Eigen::MatrixBase<Derived>& w, const QuantOptions& o = {}, const G& granularity = {}) {
+QuantizedMatrix<F> quantize(const Eigen::MatrixBase<Derived>& w, const QuantOptions& o = {},
+                            const G& granularity = {}) {
     return detail::round_to_nearest<F, Arch>(w, o, granularity, "w");
 }
 

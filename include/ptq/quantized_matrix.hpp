@@ -52,9 +52,7 @@ public:
     const Params* row_params(std::size_t r) const noexcept {
         return params_.data() + layout_.row_group(r) * layout_.col_groups();
     }
-    Params* row_params(std::size_t r) noexcept {
-        return params_.data() + layout_.row_group(r) * layout_.col_groups();
-    }
+    Params* row_params(std::size_t r) noexcept { return params_.data() + layout_.row_group(r) * layout_.col_groups(); }
     /// Parameters of the group of element (r, c) (bounds-checked).
     const Params& params_at(std::size_t r, std::size_t c) const {
         check(r, c);

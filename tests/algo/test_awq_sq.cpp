@@ -76,7 +76,8 @@ TEST_CASE("smoothquant: the transform is exact and folds into an RMSNorm") {
         const RowMatrixXf prev = gaussian(48, 40, 6), in = gaussian(10, 40, 7);
         RowMatrixXf folded = prev;
         ptq::fold_into_rows(folded, r.scales);
-        CHECK(rel((in * folded.transpose()) * r.weights[0].transpose(), (in * prev.transpose()) * wq.transpose()) < 1e-5);
+        CHECK(rel((in * folded.transpose()) * r.weights[0].transpose(), (in * prev.transpose()) * wq.transpose()) <
+              1e-5);
     }
 }
 
@@ -86,7 +87,8 @@ TEST_CASE("smoothquant: lowers the W8A8 output error on outlier activations") {
     const RowMatrixXf ref = x * w.transpose();
     using I8 = ptq::IntFormat<8, true>;
     auto w8a8 = [&](const RowMatrixXf& xa, const RowMatrixXf& wa) {
-        return (ptq::fake_quantize_activations<I8>(xa) * ptq::fake_quantize<I8>(wa, {}, ptq::PerChannel{}).transpose() - ref)
+        return (ptq::fake_quantize_activations<I8>(xa) * ptq::fake_quantize<I8>(wa, {}, ptq::PerChannel{}).transpose() -
+                ref)
             .norm();
     };
     const double plain = w8a8(x, w);

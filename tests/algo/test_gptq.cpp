@@ -86,7 +86,8 @@ void check_vs_naive(const G& gran, const ptq::GptqOptions& o, Eigen::Index rows,
     CHECK(a.diagnostics.damping == b.diagnostics.damping);
     std::size_t mismatch = 0;
     for (std::size_t r = 0; r < std::size_t(rows); ++r)
-        for (std::size_t c = 0; c < std::size_t(n); ++c) mismatch += code_at(a.quantized, r, c) != code_at(b.quantized, r, c);
+        for (std::size_t c = 0; c < std::size_t(n); ++c)
+            mismatch += code_at(a.quantized, r, c) != code_at(b.quantized, r, c);
     // A code that flips at a near-tie changes every later column's update, so flips cascade;
     // how many depends on the float summation order, which differs between the blocked GEMMs
     // and the oracle's loops and with the optimisation level (FMA contraction). FP8 with
@@ -130,7 +131,9 @@ TEST_CASE("Gptq blocked == naive oracle") {
         CAPTURE(act);
         o.act_order = act;
         SUBCASE("int4 asym g32, ragged 24x172") { check_vs_naive<Int4Asym>(ptq::PerGroup<32>{}, o, 24, 172, 1); }
-        SUBCASE("int4 asym g48 (groups straddle blocks)") { check_vs_naive<Int4Asym>(ptq::PerGroup<48>{}, o, 16, 150, 2); }
+        SUBCASE("int4 asym g48 (groups straddle blocks)") {
+            check_vs_naive<Int4Asym>(ptq::PerGroup<48>{}, o, 16, 150, 2);
+        }
         SUBCASE("int4 asym g32 static groups") {
             ptq::GptqOptions s = o;
             s.static_groups = true;
@@ -212,7 +215,9 @@ TEST_CASE("Gptq act-order layout: permuted storage, g_idx rebuild, static groups
     o.act_order = true;
     const auto r = ptq::Gptq<Int4Asym, ptq::PerGroup<32>>(o).quantize(w, h);
     CHECK(r.permuted_storage);
-    for (std::size_t k = 1; k < r.perm.size(); ++k) CHECK(h(Eigen::Index(r.perm[k - 1]), Eigen::Index(r.perm[k - 1])) >= h(Eigen::Index(r.perm[k]), Eigen::Index(r.perm[k])));
+    for (std::size_t k = 1; k < r.perm.size(); ++k)
+        CHECK(h(Eigen::Index(r.perm[k - 1]), Eigen::Index(r.perm[k - 1])) >=
+              h(Eigen::Index(r.perm[k]), Eigen::Index(r.perm[k])));
     std::vector<std::size_t> inv(r.perm.size());
     for (std::size_t k = 0; k < r.perm.size(); ++k) inv[r.perm[k]] = k;
     for (std::size_t row = 0; row < 8; ++row)
@@ -297,13 +302,16 @@ TEST_CASE("Gptq robustness") {
         CHECK_THROWS_AS((void)g.quantize(w, Eigen::MatrixXd::Identity(15, 15)), ptq::invalid_argument);
         ptq::GptqOptions bad;
         bad.block_size = 0;
-        CHECK_THROWS_AS((void)ptq::Gptq<Int4Asym>(bad).quantize(w, Eigen::MatrixXd::Identity(16, 16)), ptq::invalid_argument);
+        CHECK_THROWS_AS((void)ptq::Gptq<Int4Asym>(bad).quantize(w, Eigen::MatrixXd::Identity(16, 16)),
+                        ptq::invalid_argument);
         ptq::GptqOptions mx;
         mx.mx_micro_block = 48;
-        CHECK_THROWS_AS((void)ptq::Gptq<MxInt4>(mx).quantize(w, Eigen::MatrixXd::Identity(16, 16)), ptq::invalid_argument);
+        CHECK_THROWS_AS((void)ptq::Gptq<MxInt4>(mx).quantize(w, Eigen::MatrixXd::Identity(16, 16)),
+                        ptq::invalid_argument);
     }
     SUBCASE("empty shapes") {
-        const auto r = ptq::Gptq<Int4Asym, ptq::PerChannel>().quantize(Eigen::MatrixXf(0, 8), Eigen::MatrixXd::Identity(8, 8));
+        const auto r =
+            ptq::Gptq<Int4Asym, ptq::PerChannel>().quantize(Eigen::MatrixXf(0, 8), Eigen::MatrixXd::Identity(8, 8));
         CHECK(r.dequantized.rows() == 0);
         const auto c = ptq::Gptq<Int4Asym, ptq::PerChannel>().quantize(Eigen::MatrixXf(3, 0), Eigen::MatrixXd(0, 0));
         CHECK(c.dequantized.cols() == 0);

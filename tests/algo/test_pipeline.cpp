@@ -69,8 +69,8 @@ TEST_CASE_TEMPLATE("pipeline: every combination on INT, MXINT and FP8 targets", 
         CHECK(r->scales.allFinite());
     }
     MESSAGE(F::name() << " output MSE: rtn " << total(rtn.output_mse) << "  gptq " << total(gptq.output_mse) << "  sq "
-                      << total(sq.output_mse) << "  awq " << total(awq.output_mse) << "  sq+gptq " << total(sq_gptq.output_mse)
-                      << "  awq+gptq " << total(awq_gptq.output_mse));
+                      << total(sq.output_mse) << "  awq " << total(awq.output_mse) << "  sq+gptq "
+                      << total(sq_gptq.output_mse) << "  awq+gptq " << total(awq_gptq.output_mse));
     CHECK(total(gptq.output_mse) < total(rtn.output_mse));
     CHECK(total(awq.output_mse) <= total(rtn.output_mse));
     CHECK(total(awq_gptq.output_mse) < total(rtn.output_mse));

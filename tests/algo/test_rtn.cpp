@@ -57,7 +57,7 @@ TEST_CASE("any Eigen expression gives the same result as a row-major float copy"
     using G = PerGroup<dynamic_group>;
     const G gran{10};
     Eigen::MatrixXf big = random_matrix(20, 60, Dist::heavy_tailed, 21);  // column-major
-    const RM ref_src = big.block(3, 5, 7, 33);                             // plain row-major copy
+    const RM ref_src = big.block(3, 5, 7, 33);                            // plain row-major copy
     const auto ref = quantize<F>(ref_src, {}, gran);
     auto same = [&](const QuantizedMatrix<F>& q) {
         CHECK(q.rows() == ref.rows());
@@ -101,4 +101,4 @@ TEST_CASE("any Eigen expression gives the same result as a row-major float copy"
     }
 }
 
-}  // TEST_SUITE
+}  // TEST_SUITE("algo.rtn")

@@ -36,8 +36,8 @@ using RowMatrixXf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::
 // ---- random data ---------------------------------------------------------------------------
 
 enum class Dist { normal, heavy_tailed, positive, outliers, tiny, huge };
-inline constexpr Dist all_dists[] = {Dist::normal, Dist::heavy_tailed, Dist::positive,
-                                     Dist::outliers, Dist::tiny,  Dist::huge};
+inline constexpr Dist all_dists[] = {Dist::normal,   Dist::heavy_tailed, Dist::positive,
+                                     Dist::outliers, Dist::tiny,         Dist::huge};
 
 /// r x c matrix (type M) of N(0, sd^2) samples from mt19937(seed), drawn in M's storage order.
 template <class M = RowMatrixXf>

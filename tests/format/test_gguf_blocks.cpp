@@ -34,7 +34,8 @@ int bit_mismatches(const RM& a, const RM& b) {
     int bad = 0;
     for (Eigen::Index i = 0; i < a.size(); ++i) {
         const float x = a.data()[i], y = b.data()[i];
-        const bool same = (x == 0.0f && y == 0.0f) || std::bit_cast<std::uint32_t>(x) == std::bit_cast<std::uint32_t>(y);
+        const bool same =
+            (x == 0.0f && y == 0.0f) || std::bit_cast<std::uint32_t>(x) == std::bit_cast<std::uint32_t>(y);
         if (!same) ++bad;
     }
     return bad;
@@ -74,8 +75,8 @@ std::string error_of(Fn&& f) {
 
 TEST_SUITE("io.gguf_blocks") {
 
-TEST_CASE_TEMPLATE("export -> ggml's dequantization == ptq::dequantize, export -> import == identity", F, Q8, Q8F, Q4, Q4F,
-                   ptq::IntMinFormat<4>, ptq::MxFp4) {
+TEST_CASE_TEMPLATE("export -> ggml's dequantization == ptq::dequantize, export -> import == identity", F, Q8, Q8F, Q4,
+                   Q4F, ptq::IntMinFormat<4>, ptq::MxFp4) {
     constexpr GgmlType type = ptq::io::ggml_type_of<F>();
     std::uint32_t seed = 11;
     for (Dist d : {Dist::normal, Dist::heavy_tailed, Dist::outliers, Dist::positive}) {
@@ -261,7 +262,8 @@ TEST_CASE("float tensors: F32 / F16 / BF16 bytes") {
     CHECK(bit_mismatches(ptq::io::ggml_dequantize(f.type, f.ne, f.data, "n"), w) == 0);
     const auto h = ptq::io::float_to_ggml(w, GgmlType::F16, "n");
     const auto b = ptq::io::float_to_ggml(w, GgmlType::BF16, "n");
-    const RM hv = ptq::io::ggml_dequantize(h.type, h.ne, h.data, "n"), bv = ptq::io::ggml_dequantize(b.type, b.ne, b.data, "n");
+    const RM hv = ptq::io::ggml_dequantize(h.type, h.ne, h.data, "n"),
+             bv = ptq::io::ggml_dequantize(b.type, b.ne, b.data, "n");
     for (Eigen::Index i = 0; i < w.size(); ++i) {
         CHECK(hv.data()[i] == ptq::round_to_half(w.data()[i]));
         CHECK(bv.data()[i] == ptq::round_to_bf16(w.data()[i]));
@@ -294,13 +296,13 @@ TEST_CASE("import refuses hostile or mismatched bytes") {
     CHECK(imp(t.type, t.ne, all.first(all.size() - 1)).find("blk.1.attn_k.weight") != std::string::npos);  // short
     std::vector<std::byte> longer(t.data);
     longer.push_back(std::byte{0});
-    CHECK(!imp(t.type, t.ne, longer).empty());                                   // long
-    CHECK(imp(t.type, {48, 2}, all).find("multiple") != std::string::npos);      // ragged ne[0]
-    CHECK(!imp(t.type, {64, 0}, all).empty());                                   // zero extent
-    CHECK(!imp(t.type, {}, all).empty());                                        // no dimensions
-    CHECK(!imp(t.type, {64, 1, 2}, all).empty());                                // 3-D
-    CHECK(!imp(t.type, {64, 2, 1, 1, 1}, all).empty());                          // 5 dimensions
-    CHECK(!imp(t.type, {std::uint64_t(1) << 62, 2}, all).empty());               // absurd extent
+    CHECK(!imp(t.type, t.ne, longer).empty());                               // long
+    CHECK(imp(t.type, {48, 2}, all).find("multiple") != std::string::npos);  // ragged ne[0]
+    CHECK(!imp(t.type, {64, 0}, all).empty());                               // zero extent
+    CHECK(!imp(t.type, {}, all).empty());                                    // no dimensions
+    CHECK(!imp(t.type, {64, 1, 2}, all).empty());                            // 3-D
+    CHECK(!imp(t.type, {64, 2, 1, 1, 1}, all).empty());                      // 5 dimensions
+    CHECK(!imp(t.type, {std::uint64_t(1) << 62, 2}, all).empty());           // absurd extent
     CHECK(imp(GgmlType::Q8_0, {32, 2}, std::span<const std::byte>(all).first(68)).find("q8_0") != std::string::npos);
     CHECK(!imp(GgmlType::Q4_K, {256, 1}, all.first(144)).empty());
 
@@ -316,16 +318,18 @@ TEST_CASE("import refuses hostile or mismatched bytes") {
     std::vector<std::byte> b = bytes_of({0x00, 0x3C});  // d = 1
     for (int j = 0; j < 16; ++j) b.push_back(std::byte{0x88});
     b[5] = std::byte{0x80};  // element 3 = nibble 0
-    CHECK(error_of([&] { (void)ptq::io::from_ggml<Q4>(GgmlType::Q4_0, std::vector<std::uint64_t>{32, 1}, b, "r"); })
-              .find("IntRange::full") != std::string::npos);
+    CHECK(error_of([&] {
+              (void)ptq::io::from_ggml<Q4>(GgmlType::Q4_0, std::vector<std::uint64_t>{32, 1}, b, "r");
+          }).find("IntRange::full") != std::string::npos);
     const auto qf = ptq::io::from_ggml<Q4F>(GgmlType::Q4_0, std::vector<std::uint64_t>{32, 1}, b, "r");
     CHECK(ptq::dequantize(qf)(0, 3) == -8.0f);
 
     // MXFP4 byte 255.
     std::vector<std::byte> m = bytes_of({255});
     for (int j = 0; j < 16; ++j) m.push_back(std::byte{0x21});
-    CHECK(error_of([&] { (void)ptq::io::from_ggml<ptq::MxFp4>(GgmlType::MXFP4, std::vector<std::uint64_t>{32, 1}, m, "mx"); })
-              .find("255") != std::string::npos);
+    CHECK(error_of([&] {
+              (void)ptq::io::from_ggml<ptq::MxFp4>(GgmlType::MXFP4, std::vector<std::uint64_t>{32, 1}, m, "mx");
+          }).find("255") != std::string::npos);
     m[0] = std::byte{254};
     CHECK_NOTHROW((void)ptq::io::from_ggml<ptq::MxFp4>(GgmlType::MXFP4, std::vector<std::uint64_t>{32, 1}, m, "mx"));
 }
@@ -346,7 +350,8 @@ TEST_CASE("import of blocks written by ggml's own quantizer (negative and zero d
     CHECK(bit_mismatches(ptq::dequantize(q), ggml) == 0);
     // Nibble 0 with d < 0 is +8 * |d|: not a 4-bit symmetric level.
     b[2] = std::byte{0x80};
-    CHECK(error_of([&] { (void)ptq::io::from_ggml<Q4F>(GgmlType::Q4_0, ne, b, "g"); }).find("d < 0") != std::string::npos);
+    CHECK(error_of([&] { (void)ptq::io::from_ggml<Q4F>(GgmlType::Q4_0, ne, b, "g"); }).find("d < 0") !=
+          std::string::npos);
 }
 
 TEST_CASE_TEMPLATE("random bytes: import is refused or equals ggml's dequantization", F, Q8F, Q4F, ptq::IntMinFormat<4>,
@@ -371,7 +376,7 @@ TEST_CASE_TEMPLATE("random bytes: import is refused or equals ggml's dequantizat
     CHECK(refused > 0);  // random d hits NaN / Inf, and negated levels leave the range
 }
 
-}  // TEST_SUITE
+}  // TEST_SUITE("io.gguf_blocks")
 
 TEST_CASE("readme: the ggml blocks snippet") {
     const RM W = ptq_test::random_matrix(8, 64, Dist::normal, 99);

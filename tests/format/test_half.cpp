@@ -34,8 +34,8 @@ std::uint16_t oracle_half(float x) {
     const double a = std::fabs(static_cast<double>(x));
     const std::uint16_t sign = std::signbit(x) ? 0x8000 : 0;
     if (a >= 65520.0) return sign | 0x7C00;
-    auto it = std::lower_bound(codes.begin(), codes.end(), a,
-                               [](std::uint16_t h, double v) { return half_value(h) < v; });
+    auto it =
+        std::lower_bound(codes.begin(), codes.end(), a, [](std::uint16_t h, double v) { return half_value(h) < v; });
     if (it == codes.end()) return sign | codes.back();  // between 65504 and the Inf threshold
     std::uint16_t best = *it;
     if (it != codes.begin()) {
@@ -77,12 +77,12 @@ TEST_CASE("fp16: encoding equals the nearest-value oracle") {
         CHECK(float_to_half_bits(65519.99f) == 0x7BFF);
         CHECK(float_to_half_bits(65520.0f) == 0x7C00);  // tie above the max rounds to Inf
         CHECK(float_to_half_bits(0x1p-24f) == 0x0001);
-        CHECK(float_to_half_bits(0x1p-25f) == 0x0000);             // tie with 0: even
-        CHECK(float_to_half_bits(0x1.8p-24f) == 0x0002);           // tie 1.5 ulp: even (2)
+        CHECK(float_to_half_bits(0x1p-25f) == 0x0000);    // tie with 0: even
+        CHECK(float_to_half_bits(0x1.8p-24f) == 0x0002);  // tie 1.5 ulp: even (2)
         CHECK(float_to_half_bits(std::nextafter(0x1p-25f, 1.0f)) == 0x0001);
-        CHECK(float_to_half_bits(1.0f + 0x1p-11f) == 0x3C00);      // tie: even
-        CHECK(float_to_half_bits(1.0f + 0x1.8p-10f) == 0x3C02);    // tie 1.5 ulp: even
-        CHECK(float_to_half_bits(0x1.ffcp-15f) == 0x0400);         // subnormal rounding up to the smallest normal
+        CHECK(float_to_half_bits(1.0f + 0x1p-11f) == 0x3C00);    // tie: even
+        CHECK(float_to_half_bits(1.0f + 0x1.8p-10f) == 0x3C02);  // tie 1.5 ulp: even
+        CHECK(float_to_half_bits(0x1.ffcp-15f) == 0x0400);       // subnormal rounding up to the smallest normal
         CHECK(float_to_half_bits(-0.0f) == 0x8000);
         CHECK(std::isnan(half_bits_to_float(float_to_half_bits(std::numeric_limits<float>::quiet_NaN()))));
         CHECK(float_to_half_bits(-std::numeric_limits<float>::infinity()) == 0xFC00);
@@ -98,7 +98,8 @@ TEST_CASE("fp16: encoding equals the nearest-value oracle") {
     }
     SUBCASE("exact midpoints between neighbouring codes") {
         for (std::uint32_t h = 0; h + 1 < 0x7C00; h += 7) {
-            const double mid = (half_value(static_cast<std::uint16_t>(h)) + half_value(static_cast<std::uint16_t>(h + 1))) / 2;
+            const double mid =
+                (half_value(static_cast<std::uint16_t>(h)) + half_value(static_cast<std::uint16_t>(h + 1))) / 2;
             const float x = static_cast<float>(mid);  // exact: fp16 midpoints fit in a float
             REQUIRE(static_cast<double>(x) == mid);
             REQUIRE(float_to_half_bits(x) == oracle_half(x));
@@ -123,4 +124,4 @@ TEST_CASE("bf16: truncation with round to nearest even") {
     CHECK(round_to_half(0.1f) == 0.0999755859375f);
 }
 
-}
+}  // TEST_SUITE("format.half")

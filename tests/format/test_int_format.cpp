@@ -62,7 +62,7 @@ TEST_CASE("asymmetric 4-bit by hand: [-1, 0, 0.5, 2]") {
     using F = IntFormat<4, false>;
     const auto p = F::make_params(stats_of({-1.0f, 0.0f, 0.5f, 2.0f}));
     CHECK(p.scale == doctest::Approx(0.2).epsilon(1e-7));  // (2 - (-1)) / 15
-    CHECK(p.zero == 5);                                   // round(1 / 0.2)
+    CHECK(p.zero == 5);                                    // round(1 / 0.2)
     CHECK(F::quantize(-1.0f, p, Rounding::half_even) == 0);
     CHECK(F::quantize(0.0f, p, Rounding::half_even) == 5);
     CHECK(F::quantize(0.5f, p, Rounding::half_even) == 7);  // 2.5 -> 2 (even)
@@ -177,10 +177,13 @@ TEST_CASE("ranges at the float limit decode to finite values (regression)") {
             CHECK(std::isfinite(F::dequantize(std::uint8_t(c), p)));
         }
         // the ends at +-FLT_MAX keep their sign
-        if (s.hi == std::numeric_limits<float>::max()) CHECK(F::dequantize(F::quantize(s.hi, p, Rounding::half_even), p) > 0.0f);
-        if (s.lo == -std::numeric_limits<float>::max()) CHECK(F::dequantize(F::quantize(s.lo, p, Rounding::half_even), p) < 0.0f);
+        if (s.hi == std::numeric_limits<float>::max())
+            CHECK(F::dequantize(F::quantize(s.hi, p, Rounding::half_even), p) > 0.0f);
+        if (s.lo == -std::numeric_limits<float>::max())
+            CHECK(F::dequantize(F::quantize(s.lo, p, Rounding::half_even), p) < 0.0f);
     };
-    for (const RangeStats& s : {stats_of({-m, m}), stats_of({-m, 1.0f}), stats_of({-1e38f, m}), stats_of({-m, 3e38f})}) {
+    for (const RangeStats& s :
+         {stats_of({-m, m}), stats_of({-m, 1.0f}), stats_of({-1e38f, m}), stats_of({-m, 3e38f})}) {
         all_codes_finite(IntFormat<2, false>{}, s);
         all_codes_finite(IntFormat<4, false>{}, s);
         all_codes_finite(IntFormat<8, false>{}, s);
@@ -209,4 +212,4 @@ TEST_CASE("format constants") {
     CHECK(IntFormat<8, true>::symmetric_zero == 128);
 }
 
-}  // TEST_SUITE
+}  // TEST_SUITE("format.int")

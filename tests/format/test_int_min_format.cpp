@@ -68,7 +68,8 @@ TEST_CASE_TEMPLATE("make_params and codes == the formula oracle", F, ptq::IntMin
                 for (std::size_t g = 0; g < 3; ++g) {
                     float lo = INFINITY, hi = -INFINITY;
                     for (std::size_t c = 32 * g; c < 32 * g + 32; ++c)
-                        lo = std::min(lo, w(Eigen::Index(r), Eigen::Index(c))), hi = std::max(hi, w(Eigen::Index(r), Eigen::Index(c)));
+                        lo = std::min(lo, w(Eigen::Index(r), Eigen::Index(c))),
+                        hi = std::max(hi, w(Eigen::Index(r), Eigen::Index(c)));
                     const auto want = oracle_params<B>(lo, hi, st);
                     const auto& p = q.row_params(r)[g];
                     if (!(p == want)) ++bad_p;
@@ -122,7 +123,8 @@ TEST_CASE_TEMPLATE("RTN properties: error bound, monotonicity, both ends reached
                             CHECK(std::fabs(x - wh(r, c)) <= bound);
                         }
                         // in f32 nothing is clipped beyond rounding: lo = min, and hi misses top by at most
-                        // the scale's two roundings (float, then 24 - b bits: < one ulp of 24 - b bits) times the levels
+                        // the scale's two roundings (float, then 24 - b bits: < one ulp of 24 - b bits) times the
+                        // levels
                         const double slack = F::levels * p.scale * std::ldexp(1.0, -(23 - F::bits)) +
                                              std::ldexp(std::fabs(x), -22) + 1e-44;
                         if (st == ScaleStorage::f32 && clip > slack && ++bad <= 2) {
@@ -157,7 +159,8 @@ TEST_CASE("degenerate and extreme groups") {
     for (ScaleStorage st : {ScaleStorage::f32, ScaleStorage::bf16}) {
         ptq::QuantOptions os;
         os.scale_storage = st;
-        for (const auto& s : {ptq::RangeStats{-mx, mx, false}, ptq::RangeStats{1e38f, mx, false}, ptq::RangeStats{-mx, -1e38f, false}}) {
+        for (const auto& s : {ptq::RangeStats{-mx, mx, false}, ptq::RangeStats{1e38f, mx, false},
+                              ptq::RangeStats{-mx, -1e38f, false}}) {
             const auto p = F::make_params(s, os);
             CHECK(significant_bits(p.scale) <= 20);
             for (int c = 0; c < 16; ++c) CHECK(std::isfinite(F::dequantize(std::uint8_t(c), p)));
@@ -198,7 +201,8 @@ TEST_CASE("MSE clipping search through IntMinFormat: never worse than min-max pe
         }
     CHECK(worse == 0);
     CHECK(better > 0);
-    for (const auto& p : qc.params()) CHECK((ptq::is_storable(p.scale, ScaleStorage::f16) && ptq::is_storable(p.min, ScaleStorage::f16)));
+    for (const auto& p : qc.params())
+        CHECK((ptq::is_storable(p.scale, ScaleStorage::f16) && ptq::is_storable(p.min, ScaleStorage::f16)));
 }
 
 TEST_CASE("GPTQ with IntMinFormat<4> and fp16 storage beats RTN") {
@@ -221,4 +225,4 @@ TEST_CASE("GPTQ with IntMinFormat<4> and fp16 storage beats RTN") {
     CHECK(ptq::dequantize(r.quantized) == RM(r.dequantized));
 }
 
-}  // TEST_SUITE
+}  // TEST_SUITE("format.int_min")

@@ -155,14 +155,14 @@ TEST_CASE("FP6 / FP4 values by hand") {
             CHECK(Fp4::encode(table[c]) == c);
             CHECK(Fp4::encode(-table[c]) == (c | 8));
         }
-        CHECK(Fp4::encode(0.25f) == 0);            // tie 0 vs 0.5 -> 0 (even)
+        CHECK(Fp4::encode(0.25f) == 0);  // tie 0 vs 0.5 -> 0 (even)
         CHECK(Fp4::encode(0.25f, kAway) == 1);
-        CHECK(Fp4::encode(2.5f) == 4);             // tie 2 vs 3 -> 2
+        CHECK(Fp4::encode(2.5f) == 4);  // tie 2 vs 3 -> 2
         CHECK(Fp4::encode(2.5f, kAway) == 5);
-        CHECK(Fp4::encode(3.5f) == 6);             // tie 3 vs 4 -> 4
-        CHECK(Fp4::encode(5.0f) == 6);             // tie 4 vs 6 -> 4 (mag code 6 even)
+        CHECK(Fp4::encode(3.5f) == 6);  // tie 3 vs 4 -> 4
+        CHECK(Fp4::encode(5.0f) == 6);  // tie 4 vs 6 -> 4 (mag code 6 even)
         CHECK(Fp4::encode(5.0f, kAway) == 7);
-        CHECK(Fp4::encode(7.0f) == 7);             // saturates to 6
+        CHECK(Fp4::encode(7.0f) == 7);                    // saturates to 6
         CHECK(Fp4::encode(100.0f, kEven, kNonSat) == 7);  // no Inf/NaN: always saturates
         CHECK(Fp4::encode(-std::numeric_limits<float>::infinity(), kEven, kNonSat) == 15);
         CHECK(Fp4::max_normal == 6.0);
@@ -177,7 +177,7 @@ TEST_CASE("FP6 / FP4 values by hand") {
         CHECK(Fp6E2M3::decode(0x1F) == 7.5f);
         CHECK(Fp6E2M3::decode(0x01) == 0.125f);  // bias 1: min subnormal 2^0 * 1/8
         CHECK(Fp6E2M3::decode(0x08) == 1.0f);
-        CHECK(Fp6E2M3::encode(7.75f) == 0x1F);   // above max: saturates
+        CHECK(Fp6E2M3::encode(7.75f) == 0x1F);  // above max: saturates
         CHECK(Fp6E2M3::max_normal == 7.5);
         CHECK(Fp6E3M2::emax == 4);
         CHECK(Fp6E2M3::emax == 2);
@@ -185,8 +185,7 @@ TEST_CASE("FP6 / FP4 values by hand") {
     }
 }
 
-TEST_CASE_TEMPLATE("decode of every code equals the bit-field oracle", F, Fp8E4M3, Fp8E5M2, Fp6E3M2, Fp6E2M3,
-                   Fp4E2M1) {
+TEST_CASE_TEMPLATE("decode of every code equals the bit-field oracle", F, Fp8E4M3, Fp8E5M2, Fp6E3M2, Fp6E2M3, Fp4E2M1) {
     const MiniSpec s = spec_of<F>();
     CHECK(F::max_normal == s.max_value());
     for (std::uint32_t c = 0; c < (1u << F::bits); ++c) {
@@ -203,8 +202,7 @@ TEST_CASE_TEMPLATE("decode of every code equals the bit-field oracle", F, Fp8E4M
     }
 }
 
-TEST_CASE_TEMPLATE("exhaustive round trip encode(decode(c)) == c", F, Fp8E4M3, Fp8E5M2, Fp6E3M2, Fp6E2M3,
-                   Fp4E2M1) {
+TEST_CASE_TEMPLATE("exhaustive round trip encode(decode(c)) == c", F, Fp8E4M3, Fp8E5M2, Fp6E3M2, Fp6E2M3, Fp4E2M1) {
     const MiniSpec s = spec_of<F>();
     int checked = 0;
     for (std::uint32_t c = 0; c < (1u << F::bits); ++c) {
@@ -222,8 +220,8 @@ TEST_CASE_TEMPLATE("exhaustive round trip encode(decode(c)) == c", F, Fp8E4M3, F
     CHECK(checked == (1 << F::bits) - (s.e4m3() ? 2 : s.e5m2() ? 6 : 0));
 }
 
-TEST_CASE_TEMPLATE("encode equals the brute-force nearest-value oracle (random values, all ties)", F, Fp8E4M3,
-                   Fp8E5M2, Fp6E3M2, Fp6E2M3, Fp4E2M1) {
+TEST_CASE_TEMPLATE("encode equals the brute-force nearest-value oracle (random values, all ties)", F, Fp8E4M3, Fp8E5M2,
+                   Fp6E3M2, Fp6E2M3, Fp4E2M1) {
     const MiniSpec s = spec_of<F>();
     std::vector<float> xs;
     // Every midpoint between adjacent magnitudes (the ties), its float neighbours, and the
@@ -281,4 +279,4 @@ TEST_CASE("scaled minifloat parameters: scale = absmax / max_normal") {
     CHECK(Fp8E4M3::dequantize(0xFE, p) == -2.0f);
 }
 
-}  // TEST_SUITE
+}  // TEST_SUITE("format.minifloat")

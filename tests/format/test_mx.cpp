@@ -251,4 +251,4 @@ TEST_CASE("NaN scale byte decodes every code to NaN") {
     CHECK(MxInt<8, 32>::make_params(s).scale_byte == 255);
 }
 
-}  // TEST_SUITE
+}  // TEST_SUITE("format.mx")

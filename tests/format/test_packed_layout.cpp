@@ -69,7 +69,7 @@ TEST_CASE("b = 1: code i is bit i") {
 
 TEST_CASE("b = 8: one byte per code; b = 7, 5, 6, 2") {
     CHECK(pack({0x00, 0x7F, 0x80, 0xFF}, 8) == std::vector<std::uint8_t>{0x00, 0x7F, 0x80, 0xFF});
-    CHECK(pack({0x7F, 0x01}, 7) == std::vector<std::uint8_t>{0xFF, 0x00});     // 1111111 then 1 at bit 7
+    CHECK(pack({0x7F, 0x01}, 7) == std::vector<std::uint8_t>{0xFF, 0x00});        // 1111111 then 1 at bit 7
     CHECK(pack({0x1F, 0x00, 0x1F}, 5) == std::vector<std::uint8_t>{0x1F, 0x7C});  // bits 0-4, 10-14
     CHECK(pack({0x3F, 0x01}, 6) == std::vector<std::uint8_t>{0x7F, 0x00});
     CHECK(pack({1, 2, 3, 0, 3}, 2) == std::vector<std::uint8_t>{0x39, 0x03});
@@ -148,4 +148,4 @@ TEST_CASE("ref::unpack_bits / get_code / set_code") {
     CHECK(ref::get_code(buf.data(), 0, 5) == 0x1F);
 }
 
-}  // TEST_SUITE
+}  // TEST_SUITE("format.packed_layout")

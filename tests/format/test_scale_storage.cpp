@@ -148,7 +148,8 @@ void check_int_group(const float* x, std::size_t n, const typename F::Params& p,
         scale = stored_oracle(std::max(float(double(std::max(-lo, hi)) / qmax), std::numeric_limits<float>::min()), st);
     } else {
         const float l = std::min(lo, 0.0f), h = std::max(hi, 0.0f);
-        scale = stored_oracle(std::max(float((double(h) - double(l)) / F::levels), std::numeric_limits<float>::min()), st);
+        scale =
+            stored_oracle(std::max(float((double(h) - double(l)) / F::levels), std::numeric_limits<float>::min()), st);
         const double z = ptq_test::round_ref(double(-l / scale), o.rounding);
         zero = std::int32_t(std::min(std::max(z, 0.0), double(F::levels)));
     }
@@ -195,8 +196,9 @@ void check_rtn_int(const RowMatrixXf& w, const G& gran, const ptq::QuantOptions&
 
 }  // namespace
 
-TEST_CASE_TEMPLATE("RTN with fp16/bf16 scales: storable scales, codes from the stored scale", F, ptq::IntFormat<4, true>,
-                   ptq::IntFormat<8, true>, ptq::IntFormat<4, false>, ptq::IntFormat<3, true, ptq::IntRange::full>) {
+TEST_CASE_TEMPLATE("RTN with fp16/bf16 scales: storable scales, codes from the stored scale", F,
+                   ptq::IntFormat<4, true>, ptq::IntFormat<8, true>, ptq::IntFormat<4, false>,
+                   ptq::IntFormat<3, true, ptq::IntRange::full>) {
     std::uint32_t seed = 40;
     for (ScaleStorage st : {ScaleStorage::f16, ScaleStorage::bf16}) {
         ptq::QuantOptions o;
@@ -211,8 +213,8 @@ TEST_CASE_TEMPLATE("RTN with fp16/bf16 scales: storable scales, codes from the s
     }
 }
 
-TEST_CASE_TEMPLATE("RTN with fp16 scales keeps the format properties", F, ptq::IntFormat<4, true>, ptq::IntFormat<4, false>,
-                   ptq::IntFormat<8, true>, ptq::Fp8<4, 3>, ptq::Fp4) {
+TEST_CASE_TEMPLATE("RTN with fp16 scales keeps the format properties", F, ptq::IntFormat<4, true>,
+                   ptq::IntFormat<4, false>, ptq::IntFormat<8, true>, ptq::Fp8<4, 3>, ptq::Fp4) {
     // Properties: every scale storable, |x - x^| within half a step of the stored scale (or
     // the distance to the clamped end), monotone within each group, Q(DQ(Q(x))) == Q(x).
     ptq::QuantOptions o;
@@ -232,7 +234,8 @@ TEST_CASE_TEMPLATE("RTN with fp16 scales keeps the format properties", F, ptq::I
                 if constexpr (F::kind == ptq::FormatKind::integer) step = p.scale;
                 else step = p.scale * F::max_normal / double(1 << F::mantissa_bits);  // >= the top binade's step
                 float lo = INFINITY, hi = -INFINITY;
-                for (Eigen::Index c = 32 * g; c < 32 * g + 32; ++c) lo = std::min(lo, wh(r, c)), hi = std::max(hi, wh(r, c));
+                for (Eigen::Index c = 32 * g; c < 32 * g + 32; ++c)
+                    lo = std::min(lo, wh(r, c)), hi = std::max(hi, wh(r, c));
                 for (Eigen::Index c = 32 * g; c < 32 * g + 32; ++c) {
                     const double x = w(r, c), err = std::fabs(x - wh(r, c));
                     const double clip = std::max({0.0, x - hi, lo - x});
@@ -263,13 +266,14 @@ TEST_CASE("Minifloat with fp16 scales: scale = stored(absmax / max_normal), code
     for (std::size_t r = 0; r < 4; ++r)
         for (std::size_t g = 0; g < 2; ++g) {
             float amax = 0.0f;
-            for (std::size_t c = 32 * g; c < 32 * g + 32; ++c) amax = std::max(amax, std::fabs(w(Eigen::Index(r), Eigen::Index(c))));
+            for (std::size_t c = 32 * g; c < 32 * g + 32; ++c)
+                amax = std::max(amax, std::fabs(w(Eigen::Index(r), Eigen::Index(c))));
             const float scale = stored_oracle(amax / 448.0f, ScaleStorage::f16);
             if (q.row_params(r)[g].scale != scale) ++bad;
             const float inv = 1.0f / scale;
             for (std::size_t c = 32 * g; c < 32 * g + 32; ++c)
-                if (q.code(r, c) != spec.encode(double(w(Eigen::Index(r), Eigen::Index(c)) * inv), ptq::Rounding::half_even,
-                                                ptq::Overflow::saturate))
+                if (q.code(r, c) != spec.encode(double(w(Eigen::Index(r), Eigen::Index(c)) * inv),
+                                                ptq::Rounding::half_even, ptq::Overflow::saturate))
                     ++bad;
         }
     CHECK(bad == 0);
@@ -346,4 +350,4 @@ TEST_CASE("GPTQ with fp16 scale storage: storable scales, still beats RTN") {
     }
 }
 
-}  // TEST_SUITE
+}  // TEST_SUITE("format.scale_storage")

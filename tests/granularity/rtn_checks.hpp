@@ -204,9 +204,7 @@ void check_properties(const RM& x, const G& gran, const QuantOptions& o = {}, bo
                 for (std::size_t c = 0; c < cols; ++c) {
                     const std::size_t gi = eg.index(r, c);
                     if (st2[gi].lo != st2[gi].hi && q2.code(r, c) != q.code(r, c)) ++code_diff;
-                    const double tol = is_asym_int<F>()
-                                           ? std::ldexp(std::fabs(double(xh(r, c))), -22) + 1e-45
-                                           : 0.0;
+                    const double tol = is_asym_int<F>() ? std::ldexp(std::fabs(double(xh(r, c))), -22) + 1e-45 : 0.0;
                     if (!(std::fabs(double(xhh(r, c)) - double(xh(r, c))) <= tol)) ++value_diff;
                 }
             CHECK(param_diff == 0);
@@ -288,7 +286,6 @@ void for_each_granularity(Fn&& fn) {
         fn(PerToken{});
     }
 }
-
 
 template <class F>
 void run_properties() {
@@ -385,7 +382,7 @@ void run_edges() {
         RM x(2, 40);
         const float dmin = std::numeric_limits<float>::denorm_min();
         for (Eigen::Index j = 0; j < x.cols(); ++j) {
-            x(0, j) = float(j - 20) * 3 * dmin;                // all denormal
+            x(0, j) = float(j - 20) * 3 * dmin;             // all denormal
             x(1, j) = j % 2 ? 1e-39f * float(j) : -2e-41f;  // denormal mixed
         }
         for_each_granularity<F>([&](const auto& gran) {

@@ -13,8 +13,7 @@ using namespace ptq;
 // (static_asserts inside class templates -- IntFormat<0, false>, MxInt<9, 32>, Fp8<3, 3>,
 // an MX format with a foreign granularity -- cannot be probed with `requires`; they are checked
 // by the compile-fail ctest in tests/compile_fail/.)
-static_assert(!std::is_default_constructible_v<PerGroup<dynamic_group>>,
-              "a runtime group size must be given");
+static_assert(!std::is_default_constructible_v<PerGroup<dynamic_group>>, "a runtime group size must be given");
 static_assert(!std::is_constructible_v<PerGroup<32>, std::size_t>, "a static group size takes no runtime size");
 static_assert(std::is_constructible_v<PerGroup<dynamic_group>, std::size_t>);
 static_assert(Granularity<PerTensor> && Granularity<PerChannel> && Granularity<PerToken> && Granularity<PerGroup<8>> &&
@@ -97,4 +96,4 @@ TEST_CASE("runtime checks") {
     CHECK((resolve_layout<IntFormat<4, false>>(PerGroup<dynamic_group>{16}, 2, 64)).col_groups() == 4);
 }
 
-}  // TEST_SUITE
+}  // TEST_SUITE("granularity")

@@ -6,7 +6,9 @@
 #ifdef PTQ_TEST_QUICK
 #define PTQ_INT_ASYM_FORMATS ptq::IntFormat<1, false>, ptq::IntFormat<4, false>
 #else
-#define PTQ_INT_ASYM_FORMATS ptq::IntFormat<1, false>, ptq::IntFormat<2, false>, ptq::IntFormat<3, false>, ptq::IntFormat<4, false>, ptq::IntFormat<8, false>
+#define PTQ_INT_ASYM_FORMATS                                                                                \
+    ptq::IntFormat<1, false>, ptq::IntFormat<2, false>, ptq::IntFormat<3, false>, ptq::IntFormat<4, false>, \
+        ptq::IntFormat<8, false>
 #endif
 
 TEST_SUITE("granularity.properties") {
@@ -19,4 +21,4 @@ TEST_CASE_TEMPLATE("asymmetric INT: values already on the grid are reconstructed
 }
 TEST_CASE_TEMPLATE("asymmetric INT: edge cases", F, PTQ_INT_ASYM_FORMATS) { ptq_test::run_edges<F>(); }
 
-}  // TEST_SUITE
+}  // TEST_SUITE("granularity.properties")

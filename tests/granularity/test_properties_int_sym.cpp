@@ -6,7 +6,9 @@
 #ifdef PTQ_TEST_QUICK
 #define PTQ_INT_SYM_FORMATS ptq::IntFormat<4, true>, ptq::IntFormat<3, true, ptq::IntRange::full>
 #else
-#define PTQ_INT_SYM_FORMATS ptq::IntFormat<2, true>, ptq::IntFormat<4, true>, ptq::IntFormat<8, true>, ptq::IntFormat<3, true, ptq::IntRange::full>, ptq::IntFormat<4, true, ptq::IntRange::full>
+#define PTQ_INT_SYM_FORMATS                                                    \
+    ptq::IntFormat<2, true>, ptq::IntFormat<4, true>, ptq::IntFormat<8, true>, \
+        ptq::IntFormat<3, true, ptq::IntRange::full>, ptq::IntFormat<4, true, ptq::IntRange::full>
 #endif
 
 TEST_SUITE("granularity.properties") {
@@ -19,4 +21,4 @@ TEST_CASE_TEMPLATE("symmetric INT: values already on the grid are reconstructed 
 }
 TEST_CASE_TEMPLATE("symmetric INT: edge cases", F, PTQ_INT_SYM_FORMATS) { ptq_test::run_edges<F>(); }
 
-}  // TEST_SUITE
+}  // TEST_SUITE("granularity.properties")

@@ -19,4 +19,4 @@ TEST_CASE_TEMPLATE("scaled minifloat: values already on the grid are reconstruct
 }
 TEST_CASE_TEMPLATE("scaled minifloat: edge cases", F, PTQ_MINIFLOAT_FORMATS) { ptq_test::run_edges<F>(); }
 
-}  // TEST_SUITE
+}  // TEST_SUITE("granularity.properties")

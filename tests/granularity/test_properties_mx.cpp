@@ -6,7 +6,9 @@
 #ifdef PTQ_TEST_QUICK
 #define PTQ_MX_FORMATS ptq::MxInt<6, 7>, ptq::MxFp4
 #else
-#define PTQ_MX_FORMATS ptq::MxInt<8, 32>, ptq::MxInt<4, 32>, ptq::MxInt<2, 16>, ptq::MxInt<6, 7>, ptq::MxFp8E4M3, ptq::MxFp8E5M2, ptq::MxFp6E3M2, ptq::MxFp6E2M3, ptq::MxFp4
+#define PTQ_MX_FORMATS                                                                                         \
+    ptq::MxInt<8, 32>, ptq::MxInt<4, 32>, ptq::MxInt<2, 16>, ptq::MxInt<6, 7>, ptq::MxFp8E4M3, ptq::MxFp8E5M2, \
+        ptq::MxFp6E3M2, ptq::MxFp6E2M3, ptq::MxFp4
 #endif
 
 TEST_SUITE("granularity.properties") {
@@ -19,4 +21,4 @@ TEST_CASE_TEMPLATE("MX: values already on the grid are reconstructed exactly", F
 }
 TEST_CASE_TEMPLATE("MX: edge cases", F, PTQ_MX_FORMATS) { ptq_test::run_edges<F>(); }
 
-}  // TEST_SUITE
+}  // TEST_SUITE("granularity.properties")

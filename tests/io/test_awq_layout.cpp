@@ -70,13 +70,15 @@ TEST_CASE("awq layout: nibble j of word c holds out channel 8c + [0,2,4,6,1,3,5,
     for (std::size_t i = 0; i < in; ++i)
         for (std::size_t col = 0; col < out / 8; ++col) {
             std::uint32_t expect = 0;  // qweight[:, col] |= intweight[:, col * 8 + order_map[j]] << (j * 4)
-            for (int j = 0; j < 8; ++j) expect |= std::uint32_t((col * 8 + std::size_t(order_map[j]) + 3 * i) % 16) << (j * 4);
+            for (int j = 0; j < 8; ++j)
+                expect |= std::uint32_t((col * 8 + std::size_t(order_map[j]) + 3 * i) % 16) << (j * 4);
             CHECK(e.tensors[0].load_bits(i * 2 + col) == expect);
         }
     for (std::size_t g = 0; g < 2; ++g)
         for (std::size_t col = 0; col < 2; ++col) {
             std::uint32_t expect = 0;
-            for (int j = 0; j < 8; ++j) expect |= std::uint32_t((2 * (col * 8 + std::size_t(order_map[j])) + g) % 16) << (j * 4);
+            for (int j = 0; j < 8; ++j)
+                expect |= std::uint32_t((2 * (col * 8 + std::size_t(order_map[j])) + g) % 16) << (j * 4);
             CHECK(e.tensors[1].load_bits(g * 2 + col) == expect);
         }
 }
@@ -92,7 +94,8 @@ TEST_CASE("awq layout: refusals") {
     SUBCASE("out_features not a multiple of 8") {
         auto q = ptq::Rtn<F, ptq::PerGroup<32>>().quantize(weights(12, 64, 2));
         make_scales_exact(q);
-        CHECK_THROWS_WITH_AS(ptq::io::export_awq(q, "p"), doctest::Contains("out_features = 12"), ptq::invalid_argument);
+        CHECK_THROWS_WITH_AS(ptq::io::export_awq(q, "p"), doctest::Contains("out_features = 12"),
+                             ptq::invalid_argument);
     }
     SUBCASE("a scale that is not an fp16 value") {
         auto q = ptq::Rtn<F, ptq::PerGroup<32>>().quantize(weights(16, 64, 3));
@@ -103,15 +106,16 @@ TEST_CASE("awq layout: refusals") {
         CHECK_NOTHROW(ptq::io::export_awq(q, "p", ptq::io::ScaleRounding::round_nearest));
     }
     SUBCASE("reader: bits, version, groups that do not cover in") {
-        CHECK_THROWS_WITH_AS(ptq::io::awq_config_from_json({{"bits", 3}, {"group_size", 128}}), doctest::Contains("'bits'"),
-                             ptq::invalid_argument);
+        CHECK_THROWS_WITH_AS(ptq::io::awq_config_from_json({{"bits", 3}, {"group_size", 128}}),
+                             doctest::Contains("'bits'"), ptq::invalid_argument);
         CHECK_THROWS_WITH_AS(ptq::io::awq_config_from_json({{"bits", 4}, {"group_size", 128}, {"version", "gemv"}}),
                              doctest::Contains("'version'"), ptq::invalid_argument);
-        CHECK(ptq::io::awq_config_from_json({{"w_bit", 4}, {"q_group_size", 64}, {"version", "GEMM"}}).group_size == 64);
+        CHECK(ptq::io::awq_config_from_json({{"w_bit", 4}, {"q_group_size", 64}, {"version", "GEMM"}}).group_size ==
+              64);
         auto q = ptq::Rtn<F, ptq::PerGroup<32>>().quantize(weights(16, 64, 4));
         make_scales_exact(q);
         const auto e = ptq::io::export_awq(q, "p");
-        CHECK_THROWS_WITH_AS(ptq::io::dequantize_awq(e.tensors, "p", {16}), doctest::Contains("do not cover in_features"),
-                             ptq::invalid_argument);
+        CHECK_THROWS_WITH_AS(ptq::io::dequantize_awq(e.tensors, "p", {16}),
+                             doctest::Contains("do not cover in_features"), ptq::invalid_argument);
     }
 }

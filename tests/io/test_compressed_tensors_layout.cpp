@@ -203,12 +203,14 @@ TEST_CASE("compressed-tensors: refusals and reader checks") {
         auto q = ptq::Rtn<F, ptq::PerGroup<32>>().quantize(weights(8, 64, 2));
         make_scales_exact(q, Storage::bf16);
         q.row_params(6)[1].scale = 0.3f;
-        CHECK_THROWS_WITH_AS(ptq::io::export_compressed_tensors(q, "p"),
-                             doctest::Contains("'p.weight_scale': scale 0.300000012 at row 6, group 1 is not exactly representable in BF16"),
-                             ptq::invalid_argument);
+        CHECK_THROWS_WITH_AS(
+            ptq::io::export_compressed_tensors(q, "p"),
+            doctest::Contains(
+                "'p.weight_scale': scale 0.300000012 at row 6, group 1 is not exactly representable in BF16"),
+            ptq::invalid_argument);
         CHECK_NOTHROW(ptq::io::export_compressed_tensors(q, "p", {}, {DType::F32}));
-        CHECK_THROWS_WITH_AS(ptq::io::export_compressed_tensors(q, "p", {}, {DType::I32}), doctest::Contains("scale_dtype"),
-                             ptq::invalid_argument);
+        CHECK_THROWS_WITH_AS(ptq::io::export_compressed_tensors(q, "p", {}, {DType::I32}),
+                             doctest::Contains("scale_dtype"), ptq::invalid_argument);
     }
     SUBCASE("mxfp4: in not a multiple of 32, a permutation, a NaN scale byte") {
         using M = ptq::MxFp<2, 1, 32>;
@@ -218,20 +220,20 @@ TEST_CASE("compressed-tensors: refusals and reader checks") {
         CHECK_THROWS_WITH_AS(ptq::io::export_compressed_tensors(q, "p", perm), doctest::Contains("has no g_idx"),
                              ptq::invalid_argument);
         q.row_params(2)[1].scale_byte = 255;
-        CHECK_THROWS_WITH_AS(ptq::io::export_compressed_tensors(q, "p"), doctest::Contains("NaN scale at row 2, group 1"),
-                             ptq::invalid_argument);
+        CHECK_THROWS_WITH_AS(ptq::io::export_compressed_tensors(q, "p"),
+                             doctest::Contains("NaN scale at row 2, group 1"), ptq::invalid_argument);
         auto q2 = ptq::Rtn<M, ptq::PerGroup<32>>().quantize(weights(8, 48, 3));
         CHECK_THROWS_AS(ptq::io::export_compressed_tensors(q2, "p"), ptq::invalid_argument);
     }
     SUBCASE("reader") {
-        CHECK_THROWS_WITH_AS(ptq::io::ct_config_from_json({{"quant_method", "gptq"}}), doctest::Contains("'quant_method'"),
-                             ptq::invalid_argument);
+        CHECK_THROWS_WITH_AS(ptq::io::ct_config_from_json({{"quant_method", "gptq"}}),
+                             doctest::Contains("'quant_method'"), ptq::invalid_argument);
         auto q = ptq::Rtn<F, ptq::PerGroup<32>>().quantize(weights(8, 64, 4));
         const auto e = ptq::io::export_compressed_tensors(q, "p", {}, {DType::F32});
         auto cfg = ptq::io::ct_config_from_json(e.quantization_config);
         cfg.weights.group_size = 16;  // the scale tensor says 32
-        CHECK_THROWS_WITH_AS(ptq::io::dequantize_compressed_tensors(e.tensors, "p", cfg), doctest::Contains("disagrees"),
-                             ptq::invalid_argument);
+        CHECK_THROWS_WITH_AS(ptq::io::dequantize_compressed_tensors(e.tensors, "p", cfg),
+                             doctest::Contains("disagrees"), ptq::invalid_argument);
         cfg.weights.group_size = 32;
         using Fp8 = ptq::Fp8<4, 3>;
         using Int4Sym = ptq::IntFormat<4, true, ptq::IntRange::full>;

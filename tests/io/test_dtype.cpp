@@ -89,7 +89,8 @@ TEST_CASE("FNUZ FP8: hand values and the relation to the IEEE-style codes") {
 TEST_CASE("decode_to_float refuses what it cannot convert and wrong sizes") {
     std::vector<std::uint8_t> b(8);
     std::vector<float> out(2);
-    CHECK_THROWS_AS(decode_to_float(DType::C64, std::as_bytes(std::span(b)), std::span(out).first(1)), ptq::invalid_argument);
+    CHECK_THROWS_AS(decode_to_float(DType::C64, std::as_bytes(std::span(b)), std::span(out).first(1)),
+                    ptq::invalid_argument);
     CHECK_THROWS_AS(decode_to_float(DType::F4, std::as_bytes(std::span(b)).first(1), out), ptq::invalid_argument);
     CHECK_THROWS_AS(decode_to_float(DType::F32, std::as_bytes(std::span(b)).first(7), out), ptq::invalid_argument);
     CHECK_THROWS_AS(decode_to_float(GgmlType::Q8_0, std::as_bytes(std::span(b)), out), ptq::invalid_argument);

@@ -24,7 +24,8 @@ Bytes gguf_start(std::int64_t n_tensors, std::int64_t n_kv, std::uint32_t versio
     return b;
 }
 /// Tensor info: name, n_dims, ne..., type, offset.
-void tensor_info(Bytes& b, const std::string& name, std::vector<std::int64_t> ne, std::int32_t type, std::uint64_t off) {
+void tensor_info(Bytes& b, const std::string& name, std::vector<std::int64_t> ne, std::int32_t type,
+                 std::uint64_t off) {
     b.str(name).put(std::uint32_t(ne.size()));
     for (auto d : ne) b.put(d);
     b.put(type).put(off);
@@ -42,7 +43,8 @@ TEST_CASE("gguf: the writer's bytes equal a file built from the specification") 
     const auto xb = floats_bytes(x);
     std::vector<std::byte> q(18);  // one Q4_0 block
     q[0] = std::byte{0x3C};
-    const GgufMetadata kv = {{"general.architecture", GgufValue("llama")}, {"llama.block_count", GgufValue(std::uint32_t{5})}};
+    const GgufMetadata kv = {{"general.architecture", GgufValue("llama")},
+                             {"llama.block_count", GgufValue(std::uint32_t{5})}};
     const std::vector<GgufTensorData> ts = {{"a", GgmlType::F32, {4}, xb}, {"b.weight", GgmlType::Q4_0, {32, 1}, q}};
     const auto out = serialize_gguf(kv, ts);
 
@@ -163,8 +165,9 @@ TEST_CASE("gguf: F32 / F16 / BF16 to float; ne order in to_matrix") {
     }
     const std::vector<float> m = {1, 2, 3, 4, 5, 6};
     const auto mb = floats_bytes(m);
-    const std::vector<GgufTensorData> ts = {
-        {"h", GgmlType::F16, {65536}, halfs}, {"b", GgmlType::BF16, {256, 256}, halfs}, {"m", GgmlType::F32, {3, 2}, mb}};
+    const std::vector<GgufTensorData> ts = {{"h", GgmlType::F16, {65536}, halfs},
+                                            {"b", GgmlType::BF16, {256, 256}, halfs},
+                                            {"m", GgmlType::F32, {3, 2}, mb}};
     const auto file = serialize_gguf({}, ts);
     const GgufFile g(file, "mem");
     const auto h = to_float(g.tensor("h"));
@@ -233,7 +236,8 @@ TEST_CASE("gguf: each validation rule rejects a file that breaks it") {
         b.str("k").put(std::int32_t(9)).put(std::int32_t(10)).put(std::uint64_t(1000)).zeros(16);
         expect_reject(b, "exceeds the rest of the file");
         b = gguf_start(0, 1);
-        b.str("k").put(std::int32_t(9)).put(std::int32_t(8)).put(std::uint64_t(1000)).zeros(16);  // strings: >= 8 bytes each
+        b.str("k").put(std::int32_t(9)).put(std::int32_t(8)).put(std::uint64_t(1000)).zeros(16);  // strings: >= 8 bytes
+                                                                                                  // each
         expect_reject(b, "exceeds the rest of the file");
     }
     SUBCASE("general.alignment") {
@@ -290,8 +294,10 @@ TEST_CASE("gguf: each validation rule rejects a file that breaks it") {
     }
     SUBCASE("every strict prefix of a valid file is rejected") {
         const auto x = random_bytes(4 * 9, 7);
-        const GgufMetadata kv = {{"general.name", GgufValue("t")}, {"a", GgufValue(std::vector<std::string>{"x", "yz"})}};
-        const std::vector<GgufTensorData> ts = {{"w", GgmlType::F32, {9}, x}, {"v", GgmlType::F16, {2}, std::span(x).first(4)}};
+        const GgufMetadata kv = {{"general.name", GgufValue("t")},
+                                 {"a", GgufValue(std::vector<std::string>{"x", "yz"})}};
+        const std::vector<GgufTensorData> ts = {{"w", GgmlType::F32, {9}, x},
+                                                {"v", GgmlType::F16, {2}, std::span(x).first(4)}};
         const auto file = serialize_gguf(kv, ts);
         CHECK(parse(file).tensors.size() == 2);
         std::size_t rejected = 0;
@@ -310,16 +316,42 @@ TEST_CASE("gguf: the writer refuses bad input and leaves no file behind") {
     ScratchDir dir("gguf_writer_errors");
     const auto p = dir / "x.gguf";
     std::vector<std::byte> q(18 * 6);
-    expect_file_error([&] { write_gguf(p, {}, std::vector<GgufTensorData>{{"w", GgmlType::Q4_0, {172, 1}, q}}); },
-                      "not a multiple of the block size");
-    expect_file_error([&] { write_gguf(p, {}, std::vector<GgufTensorData>{{"w", GgmlType::Q4_0, {64, 2}, q}}); }, "the shape needs 72");
-    expect_file_error([&] { write_gguf(p, {}, std::vector<GgufTensorData>{{std::string(64, 'x'), GgmlType::I8, {4}, std::span(q).first(4)}}); },
-                      "64 bytes or more");
-    expect_file_error([&] { write_gguf(p, {}, std::vector<GgufTensorData>{{"w", GgmlType::I8, {}, {}}}); }, "1 to 4 dimensions");
-    expect_file_error([&] { write_gguf(p, {}, std::vector<GgufTensorData>{{"w", static_cast<GgmlType>(5), {4}, {}}}); },
-                      "invalid ggml type");
-    expect_file_error([&] { write_gguf(p, GgufMetadata{{"general.alignment", GgufValue(std::uint64_t{32})}}, {}); }, "u32 power of 2");
-    expect_file_error([&] { write_gguf(p, GgufMetadata{{"k", GgufValue(1.0f)}, {"k", GgufValue(2.0f)}}, {}); }, "given twice");
+    expect_file_error(
+        [&] {
+            write_gguf(p, {}, std::vector<GgufTensorData>{{"w", GgmlType::Q4_0, {172, 1}, q}});
+        },
+        "not a multiple of the block size");
+    expect_file_error(
+        [&] {
+            write_gguf(p, {}, std::vector<GgufTensorData>{{"w", GgmlType::Q4_0, {64, 2}, q}});
+        },
+        "the shape needs 72");
+    expect_file_error(
+        [&] {
+            write_gguf(p, {},
+                       std::vector<GgufTensorData>{{std::string(64, 'x'), GgmlType::I8, {4}, std::span(q).first(4)}});
+        },
+        "64 bytes or more");
+    expect_file_error(
+        [&] {
+            write_gguf(p, {}, std::vector<GgufTensorData>{{"w", GgmlType::I8, {}, {}}});
+        },
+        "1 to 4 dimensions");
+    expect_file_error(
+        [&] {
+            write_gguf(p, {}, std::vector<GgufTensorData>{{"w", static_cast<GgmlType>(5), {4}, {}}});
+        },
+        "invalid ggml type");
+    expect_file_error(
+        [&] {
+            write_gguf(p, GgufMetadata{{"general.alignment", GgufValue(std::uint64_t{32})}}, {});
+        },
+        "u32 power of 2");
+    expect_file_error(
+        [&] {
+            write_gguf(p, GgufMetadata{{"k", GgufValue(1.0f)}, {"k", GgufValue(2.0f)}}, {});
+        },
+        "given twice");
     expect_file_error([&] { write_gguf(p, GgufMetadata{{"", GgufValue(1.0f)}}, {}); }, "empty key");
     CHECK(dir.file_count() == 0);
 }

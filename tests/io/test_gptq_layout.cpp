@@ -46,8 +46,10 @@ bool check_roundtrip(const ptq::QuantizedMatrix<F>& q, const RowMatrixXf& expect
     CHECK(bit_mismatches(unpermute(ptq::dequantize(imp.quantized), imp.storage_perm), expected) == 0);
     if (perm.empty() && !(q.layout().group_rows > 1)) {
         CHECK(imp.quantized.layout() == q.layout());
-        CHECK(std::equal(q.packed().begin(), q.packed().end(), imp.quantized.packed().begin(), imp.quantized.packed().end()));
-        CHECK(std::equal(q.params().begin(), q.params().end(), imp.quantized.params().begin(), imp.quantized.params().end()));
+        CHECK(std::equal(q.packed().begin(), q.packed().end(), imp.quantized.packed().begin(),
+                         imp.quantized.packed().end()));
+        CHECK(std::equal(q.params().begin(), q.params().end(), imp.quantized.params().begin(),
+                         imp.quantized.params().end()));
     }
     return true;
 }
@@ -134,9 +136,9 @@ void act_order_case(Eigen::Index out, Eigen::Index in, unsigned seed) {
 TEST_CASE("gptq layout: act-order GPTQ (desc_act, g_idx) export -> consumer dequantization is bit-exact") {
     act_order_case<ptq::IntFormat<4, false>, 32>(64, 128, 1);
     act_order_case<ptq::IntFormat<4, true>, 32>(32, 128, 2);
-    act_order_case<ptq::IntFormat<3, false>, 64>(32, 96, 3);   // ragged: 64 + 32
+    act_order_case<ptq::IntFormat<3, false>, 64>(32, 96, 3);  // ragged: 64 + 32
     act_order_case<ptq::IntFormat<2, false>, 16>(32, 64, 4);
-    act_order_case<ptq::IntFormat<8, true>, 48>(32, 96, 5);    // 48 + 48
+    act_order_case<ptq::IntFormat<8, true>, 48>(32, 96, 5);  // 48 + 48
 }
 
 TEST_CASE("gptq layout: the 3-bit stream straddles words exactly as GPTQModel packs it") {
@@ -174,12 +176,15 @@ TEST_CASE("gptq layout: refusals") {
         q.row_params(5)[1].scale = 0.1f;  // not an fp16 value
         make_scales_exact(q);
         q.row_params(5)[1].scale = 0.1f;
-        CHECK_THROWS_WITH_AS(ptq::io::export_gptq(q, "p"),
-                             doctest::Contains("'p.scales': scale 0.100000001 at row 5, group 1 is not exactly representable in F16"),
-                             ptq::invalid_argument);
+        CHECK_THROWS_WITH_AS(
+            ptq::io::export_gptq(q, "p"),
+            doctest::Contains("'p.scales': scale 0.100000001 at row 5, group 1 is not exactly representable in F16"),
+            ptq::invalid_argument);
         // ... unless rounding is asked for: then the file holds the fp16 scale.
-        const auto e = ptq::io::export_gptq(q, "p", {}, {GptqCheckpointFormat::gptq_v2, ptq::io::ScaleRounding::round_nearest});
-        const RowMatrixXf w = ptq::io::dequantize_gptq(e.tensors, "p", ptq::io::gptq_config_from_json(e.quantization_config));
+        const auto e =
+            ptq::io::export_gptq(q, "p", {}, {GptqCheckpointFormat::gptq_v2, ptq::io::ScaleRounding::round_nearest});
+        const RowMatrixXf w =
+            ptq::io::dequantize_gptq(e.tensors, "p", ptq::io::gptq_config_from_json(e.quantization_config));
         q.row_params(5)[1].scale = ptq::round_to_half(0.1f);
         CHECK(bit_mismatches(w, ptq::dequantize(q)) == 0);
     }
@@ -193,8 +198,9 @@ TEST_CASE("gptq layout: refusals") {
                              doctest::Contains("'p.qzeros': zero point 0 at row 3, group 1 cannot be stored"),
                              ptq::invalid_argument);
         const auto e = ptq::io::export_gptq(q, "p", {}, {GptqCheckpointFormat::gptq_v2});
-        CHECK(bit_mismatches(ptq::io::dequantize_gptq(e.tensors, "p", ptq::io::gptq_config_from_json(e.quantization_config)),
-                             ptq::dequantize(q)) == 0);
+        CHECK(bit_mismatches(
+                  ptq::io::dequantize_gptq(e.tensors, "p", ptq::io::gptq_config_from_json(e.quantization_config)),
+                  ptq::dequantize(q)) == 0);
     }
     SUBCASE("shapes the int32 packing cannot hold") {
         auto q = ptq::Rtn<F, ptq::PerChannel>().quantize(weights(32, 36, 9));  // 36 % 8 != 0
@@ -210,7 +216,8 @@ TEST_CASE("gptq layout: refusals") {
         auto q = ptq::Rtn<F, ptq::PerGroup<32>>().quantize(weights(32, 64, 10));
         make_scales_exact(q);
         std::vector<std::size_t> perm(64, 0);
-        CHECK_THROWS_WITH_AS(ptq::io::export_gptq(q, "p", perm), doctest::Contains("storage_perm"), ptq::invalid_argument);
+        CHECK_THROWS_WITH_AS(ptq::io::export_gptq(q, "p", perm), doctest::Contains("storage_perm"),
+                             ptq::invalid_argument);
     }
     SUBCASE("reader: bad config, missing tensor, g_idx out of range, symmetric file with a foreign zero") {
         CHECK_THROWS_WITH_AS(ptq::io::gptq_config_from_json({{"bits", 5}, {"group_size", 128}}),
@@ -225,12 +232,12 @@ TEST_CASE("gptq layout: refusals") {
         auto e = ptq::io::export_gptq(q, "p", {}, {GptqCheckpointFormat::gptq_v2});
         auto cfg = ptq::io::gptq_config_from_json(e.quantization_config);
         std::vector<ptq::io::LayerTensor> missing(e.tensors.begin(), e.tensors.begin() + 3);
-        CHECK_THROWS_WITH_AS(ptq::io::dequantize_gptq(missing, "p", cfg), doctest::Contains("'p.g_idx': tensor is missing"),
-                             ptq::invalid_argument);
+        CHECK_THROWS_WITH_AS(ptq::io::dequantize_gptq(missing, "p", cfg),
+                             doctest::Contains("'p.g_idx': tensor is missing"), ptq::invalid_argument);
         auto bad = e.tensors;
         bad[3].store_bits(7, 2);  // only groups 0 and 1 exist
-        CHECK_THROWS_WITH_AS(ptq::io::dequantize_gptq(bad, "p", cfg), doctest::Contains("entry 7 = 2 is outside [0, 2)"),
-                             ptq::invalid_argument);
+        CHECK_THROWS_WITH_AS(ptq::io::dequantize_gptq(bad, "p", cfg),
+                             doctest::Contains("entry 7 = 2 is outside [0, 2)"), ptq::invalid_argument);
         using Int8 = ptq::IntFormat<8, false>;
         using Int4Sym = ptq::IntFormat<4, true, ptq::IntRange::full>;  // accepts code 0
         CHECK_THROWS_WITH_AS(ptq::io::import_gptq<Int8>(e.tensors, "p", cfg),
@@ -239,9 +246,10 @@ TEST_CASE("gptq layout: refusals") {
                              doctest::Contains("is not the symmetric zero"), ptq::invalid_argument);
         auto uneven = e.tensors;  // column 40 moved from group 1 to group 0: 33 + 31 columns
         uneven[3].store_bits(40, 0);
-        CHECK_THROWS_WITH_AS(ptq::io::import_gptq<F>(uneven, "p", cfg), doctest::Contains("does not have exactly 32 columns"),
-                             ptq::invalid_argument);
-        CHECK(bit_mismatches(ptq::io::dequantize_gptq(uneven, "p", cfg), ptq::io::dequantize_gptq(e.tensors, "p", cfg)) > 0);
+        CHECK_THROWS_WITH_AS(ptq::io::import_gptq<F>(uneven, "p", cfg),
+                             doctest::Contains("does not have exactly 32 columns"), ptq::invalid_argument);
+        CHECK(bit_mismatches(ptq::io::dequantize_gptq(uneven, "p", cfg),
+                             ptq::io::dequantize_gptq(e.tensors, "p", cfg)) > 0);
         cfg.sym = true;  // the file is asymmetric
         CHECK_THROWS_WITH_AS(ptq::io::dequantize_gptq(e.tensors, "p", cfg), doctest::Contains("!= 2^(b-1)"),
                              ptq::invalid_argument);

@@ -88,9 +88,7 @@ TEST_CASE("safetensors: hand-built headers the reference reader accepts") {
         REQUIRE(h.tensors.size() == 1);
         CHECK(h.tensors[0].dtype == DType::BF16);
     }
-    SUBCASE("an empty file header") {
-        CHECK(parse(st_bytes("{}", {})).tensors.empty());
-    }
+    SUBCASE("an empty file header") { CHECK(parse(st_bytes("{}", {})).tensors.empty()); }
 }
 
 TEST_CASE("safetensors: each validation rule rejects a file that breaks it") {
@@ -126,7 +124,8 @@ TEST_CASE("safetensors: each validation rule rejects a file that breaks it") {
         expect_reject(R"({"a":{"dtype":"F32","data_offsets":[0,4]}})", 4, "tensor 'a': shape: missing");
         expect_reject(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", 4, "not an unsigned");
         expect_reject(R"({"a":{"dtype":"F32","shape":[1.0],"data_offsets":[0,4]}})", 4, "not an unsigned");
-        expect_reject(R"({"a":{"dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,4]}})", 4, "not an unsigned");
+        expect_reject(R"({"a":{"dtype":"F32","shape":[18446744073709551616],"data_offsets":[0,4]}})", 4,
+                      "not an unsigned");
         expect_reject(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4,8]}})", 8, "data_offsets");
         expect_reject(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0]}})", 4, "data_offsets");
         expect_reject(R"({"a":{"dtype":7,"shape":[1],"data_offsets":[0,4]}})", 4, "dtype: not a string");
@@ -136,34 +135,44 @@ TEST_CASE("safetensors: each validation rule rejects a file that breaks it") {
         expect_reject(R"({"__metadata__":[]})", 0, "__metadata__");
     }
     SUBCASE("duplicate keys and deep nesting") {
-        expect_reject(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})",
-                      1, "appears twice");
+        expect_reject(
+            R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})",
+            1, "appears twice");
         expect_reject(R"({"a":{"dtype":"U8","dtype":"I8","shape":[1],"data_offsets":[0,1]}})", 1, "appears twice");
         expect_reject(R"({"a":{"dtype":"U8","shape":[[1]],"data_offsets":[0,1]}})", 1, "nested deeper");
         expect_reject(std::string(5000, '[') + std::string(5000, ']'), 0, "nested deeper");
     }
     SUBCASE("offsets: not from 0, gap, overlap, reversed") {
-        expect_reject(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[4,8]}})", 8, "does not start where the previous");
-        expect_reject(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[5,9]}})",
-                      9, "tensor 'b': data_offsets");
-        expect_reject(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[3,7]}})",
-                      7, "gap, overlap");
-        expect_reject(R"({"a":{"dtype":"U8","shape":[0],"data_offsets":[0,0]},"b":{"dtype":"U8","shape":[4],"data_offsets":[4,0]}})",
-                      4, "reversed");
+        expect_reject(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[4,8]}})", 8,
+                      "does not start where the previous");
+        expect_reject(
+            R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[5,9]}})",
+            9, "tensor 'b': data_offsets");
+        expect_reject(
+            R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[3,7]}})",
+            7, "gap, overlap");
+        expect_reject(
+            R"({"a":{"dtype":"U8","shape":[0],"data_offsets":[0,0]},"b":{"dtype":"U8","shape":[4],"data_offsets":[4,0]}})",
+            4, "reversed");
         // The same region claimed twice is an overlap too.
-        expect_reject(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})",
-                      4, "gap, overlap");
+        expect_reject(
+            R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})",
+            4, "gap, overlap");
     }
     SUBCASE("byte counts") {
         expect_reject(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8, "need 12");
         expect_reject(R"({"a":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}})", 2, "not a whole number of bytes");
-        expect_reject(R"({"a":{"dtype":"F6_E2M3","shape":[2],"data_offsets":[0,2]}})", 2, "not a whole number of bytes");
+        expect_reject(R"({"a":{"dtype":"F6_E2M3","shape":[2],"data_offsets":[0,2]}})", 2,
+                      "not a whole number of bytes");
         expect_reject(R"({"a":{"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,0]}})", 0, "overflows");
-        expect_reject(R"({"a":{"dtype":"U64","shape":[4611686018427387904],"data_offsets":[0,0]}})", 0, "bit count overflows");
+        expect_reject(R"({"a":{"dtype":"U64","shape":[4611686018427387904],"data_offsets":[0,0]}})", 0,
+                      "bit count overflows");
     }
     SUBCASE("the data buffer must end at the file end") {
-        expect_reject(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})", 3, "truncated file or trailing bytes");
-        expect_reject(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})", 5, "truncated file or trailing bytes");
+        expect_reject(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})", 3,
+                      "truncated file or trailing bytes");
+        expect_reject(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})", 5,
+                      "truncated file or trailing bytes");
         expect_reject("{}", 1, "truncated file or trailing bytes");
     }
 }
@@ -216,18 +225,38 @@ TEST_CASE("safetensors: the writer refuses bad input and leaves no file behind")
     ScratchDir dir("st_writer_errors");
     std::vector<std::byte> b8(8);
     const auto path = dir / "out.safetensors";
-    expect_file_error([&] { write_safetensors(path, std::vector<TensorData>{{"a", DType::F32, {3}, b8}}); }, "the shape needs 12");
-    expect_file_error([&] { write_safetensors(path, std::vector<TensorData>{{"a", DType::U8, {8}, b8}, {"a", DType::U8, {8}, b8}}); },
-                      "name given twice");
-    expect_file_error([&] { write_safetensors(path, std::vector<TensorData>{{"__metadata__", DType::U8, {8}, b8}}); }, "reserved");
-    expect_file_error([&] { write_safetensors(path, std::vector<TensorData>{{"a", DType::F4, {3}, {}}}); }, "whole number of bytes");
+    expect_file_error(
+        [&] {
+            write_safetensors(path, std::vector<TensorData>{{"a", DType::F32, {3}, b8}});
+        },
+        "the shape needs 12");
+    expect_file_error(
+        [&] {
+            write_safetensors(path, std::vector<TensorData>{{"a", DType::U8, {8}, b8}, {"a", DType::U8, {8}, b8}});
+        },
+        "name given twice");
+    expect_file_error(
+        [&] {
+            write_safetensors(path, std::vector<TensorData>{{"__metadata__", DType::U8, {8}, b8}});
+        },
+        "reserved");
+    expect_file_error(
+        [&] {
+            write_safetensors(path, std::vector<TensorData>{{"a", DType::F4, {3}, {}}});
+        },
+        "whole number of bytes");
     CHECK(dir.file_count() == 0);
     // An existing file is replaced only by a complete new one.
     write_safetensors(path, std::vector<TensorData>{{"a", DType::U8, {8}, b8}});
-    expect_file_error([&] { write_safetensors(path, std::vector<TensorData>{{"b", DType::F32, {3}, b8}}); }, "the shape needs");
+    expect_file_error(
+        [&] {
+            write_safetensors(path, std::vector<TensorData>{{"b", DType::F32, {3}, b8}});
+        },
+        "the shape needs");
     CHECK(SafetensorsFile(path).contains("a"));
     CHECK(dir.file_count() == 1);
-    expect_file_error([&] { write_safetensors(dir / "no/such/dir/x.safetensors", std::vector<TensorData>{}); }, "create");
+    expect_file_error([&] { write_safetensors(dir / "no/such/dir/x.safetensors", std::vector<TensorData>{}); },
+                      "create");
 }
 
 TEST_CASE("safetensors: float conversions") {
@@ -243,8 +272,11 @@ TEST_CASE("safetensors: float conversions") {
             const auto v = to_float(SafetensorsFile(file, "mem").tensor("x"));
             std::size_t bad = 0;
             for (std::uint32_t i = 0; i < 65536; ++i) {
-                const float ref = t == DType::F16 ? ptq::half_bits_to_float(std::uint16_t(i)) : ptq::bf16_bits_to_float(std::uint16_t(i));
-                if (!(std::isnan(ref) ? std::isnan(v[i]) : std::bit_cast<std::uint32_t>(ref) == std::bit_cast<std::uint32_t>(v[i]))) ++bad;
+                const float ref = t == DType::F16 ? ptq::half_bits_to_float(std::uint16_t(i))
+                                                  : ptq::bf16_bits_to_float(std::uint16_t(i));
+                if (!(std::isnan(ref) ? std::isnan(v[i])
+                                      : std::bit_cast<std::uint32_t>(ref) == std::bit_cast<std::uint32_t>(v[i])))
+                    ++bad;
             }
             CHECK(bad == 0);
         }
@@ -253,7 +285,8 @@ TEST_CASE("safetensors: float conversions") {
         const std::vector<float> a = {1, 2, 3, 4, 5, 6};
         const auto ab = floats_bytes(a);
         std::vector<std::byte> f4(3);
-        const std::vector<TensorData> ts = {{"m", DType::F32, {2, 3}, ab}, {"v", DType::F32, {6}, ab}, {"q", DType::F4, {6}, f4}};
+        const std::vector<TensorData> ts = {
+            {"m", DType::F32, {2, 3}, ab}, {"v", DType::F32, {6}, ab}, {"q", DType::F4, {6}, f4}};
         const auto file = serialize_safetensors(ts);
         const SafetensorsFile f(file, "mem");
         const auto m = to_matrix(f.tensor("m"));

@@ -43,7 +43,8 @@ RowMatrixXf weights(std::mt19937& rng, std::size_t rows, std::size_t cols) {
     std::normal_distribution<float> nd(0.0f, 1.0f);
     RowMatrixXf w(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
     for (Eigen::Index r = 0; r < w.rows(); ++r)
-        for (Eigen::Index c = 0; c < w.cols(); ++c) w(r, c) = nd(rng) * (r == 2 ? 1e20f : 1.0f) + (r == 3 ? 0.7f : 0.0f);
+        for (Eigen::Index c = 0; c < w.cols(); ++c)
+            w(r, c) = nd(rng) * (r == 2 ? 1e20f : 1.0f) + (r == 3 ? 0.7f : 0.0f);
     if (rows > 1) w.row(1).setZero();
     if (cols > 4) w(0, 4) = 0.0f;
     return w;
@@ -113,8 +114,8 @@ std::size_t log2i(std::size_t w) {
 
 }  // namespace
 
-#define PTQ_GEMV_FORMATS                                                                                            \
-    IntFormat<4, false>, IntFormat<4, true>, IntFormat<8, false>, IntFormat<8, true>, IntFormat<3, false>,        \
+#define PTQ_GEMV_FORMATS                                                                                   \
+    IntFormat<4, false>, IntFormat<4, true>, IntFormat<8, false>, IntFormat<8, true>, IntFormat<3, false>, \
         MxInt<8, 32>, MxFp<2, 1, 32>, Fp8<4, 3>, MxFp<4, 3, 32>
 
 TEST_SUITE("gemv") {
@@ -128,8 +129,8 @@ TEST_CASE_TEMPLATE("gemv / gemm, float activations == dequantize-then-multiply w
             const QuantizedMatrix<F> q = quantize<F>(w, QuantOptions{}, gran);
             const RowMatrixXf w_hat = dequantize(q);
             const std::size_t ng = q.layout().col_groups();
-            const std::string what = F::name() + " " + std::to_string(s.rows) + "x" + std::to_string(s.cols) + " " +
-                                     gname(gran);
+            const std::string what =
+                F::name() + " " + std::to_string(s.rows) + "x" + std::to_string(s.cols) + " " + gname(gran);
             for_each_arch([&]<class Arch>() {
                 const std::size_t W = xsimd::batch<float, Arch>::size;
                 const double k = double(2 * ((s.cols + W - 1) / W + ng) + log2i(W) + 4);
@@ -138,7 +139,8 @@ TEST_CASE_TEMPLATE("gemv / gemm, float activations == dequantize-then-multiply w
                 REQUIRE(std::size_t(y.cols()) == s.rows);
                 for (Eigen::Index t = 0; t < x.rows(); ++t) {
                     const RowMatrixXf yt = y.row(t);
-                    check_bound(w_hat, x.row(t).data(), yt.data(), std::vector<double>(s.rows, k), what + " " + Arch::name());
+                    check_bound(w_hat, x.row(t).data(), yt.data(), std::vector<double>(s.rows, k),
+                                what + " " + Arch::name());
                     // gemv is the same kernel: identical bits.
                     const Eigen::VectorXf v = gemv<F, Arch>(q, x.row(t).transpose());
                     for (std::size_t o = 0; o < s.rows; ++o) CHECK(v[Eigen::Index(o)] == y(t, Eigen::Index(o)));
@@ -183,7 +185,8 @@ TEST_CASE("gemv / gemm: shape errors") {
     CHECK_THROWS_AS(gemm(q, xq), ptq::invalid_argument);
     const auto xg = quantize<IntFormat<8, true>>(RowMatrixXf::Ones(2, 70), QuantOptions{}, PerGroup<32>{});
     CHECK_THROWS_AS(gemm(q, xg), ptq::invalid_argument);
-    CHECK_THROWS_AS(gemv(q, quantize<IntFormat<8, true>>(RowMatrixXf::Ones(2, 70), QuantOptions{}, PerToken{})), ptq::invalid_argument);
+    CHECK_THROWS_AS(gemv(q, quantize<IntFormat<8, true>>(RowMatrixXf::Ones(2, 70), QuantOptions{}, PerToken{})),
+                    ptq::invalid_argument);
     // empty shapes are fine
     const auto e = quantize<IntFormat<4, false>>(RowMatrixXf(0, 5), QuantOptions{}, PerGroup<32>{});
     CHECK(gemv(e, Eigen::VectorXf::Ones(5)).size() == 0);
@@ -233,7 +236,8 @@ void check_int_group_dots(std::mt19937& rng) {
             const std::size_t ng = L.col_groups();
             std::vector<typename F::Params> params(ng);
             for (auto& p : params)
-                if constexpr (F::kind == FormatKind::integer) p.zero = F::symmetric ? F::symmetric_zero : int(rng() % 256) % (F::levels + 1);
+                if constexpr (F::kind == FormatKind::integer)
+                    p.zero = F::symmetric ? F::symmetric_zero : int(rng() % 256) % (F::levels + 1);
             std::vector<std::uint8_t> wc(s.cols), xc(s.cols), packed(packed_bytes(s.cols, F::bits));
             for (auto& c : wc) c = static_cast<std::uint8_t>(rng());
             for (auto& c : xc) c = static_cast<std::uint8_t>(rng());
@@ -298,4 +302,4 @@ TEST_CASE_TEMPLATE("gemm with int8 activations == dequantize-then-multiply withi
     }
 }
 
-}  // TEST_SUITE
+}  // TEST_SUITE("gemv")

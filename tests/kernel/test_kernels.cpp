@@ -27,7 +27,7 @@ namespace {
 using namespace ptq;
 
 // The formats checked at every width: one or two per format family and storage width.
-#define PTQ_REPRESENTATIVE_FORMATS                                                                                 \
+#define PTQ_REPRESENTATIVE_FORMATS                                                                                  \
     IntFormat<1, false>, IntFormat<4, false>, IntFormat<3, true>, IntFormat<8, true, IntRange::full>, MxInt<2, 32>, \
         MxInt<8, 16>, Fp8<4, 3>, Fp6<2, 3>, Fp4, MxFp<5, 2, 32>, MxFp<2, 1, 32>, IntMinFormat<4>
 template <class F, class... Fs>
@@ -120,14 +120,13 @@ typename F::Params some_params(std::mt19937& rng, const float* x, std::size_t n,
 #define PTQ_ALL_FORMATS PTQ_REPRESENTATIVE_FORMATS
 #else
 #define PTQ_ALL_FORMATS                                                                                                \
-    IntFormat<1, false>, IntFormat<2, false>, IntFormat<3, false>, IntFormat<4, false>, IntFormat<5, false>,         \
-        IntFormat<6, false>, IntFormat<7, false>, IntFormat<8, false>, IntFormat<2, true>, IntFormat<3, true>,       \
-        IntFormat<4, true>, IntFormat<5, true>, IntFormat<6, true>, IntFormat<7, true>, IntFormat<8, true>,          \
-        IntFormat<3, true, IntRange::full>, IntFormat<4, true, IntRange::full>, IntFormat<8, true, IntRange::full>, \
-        MxInt<2, 32>, MxInt<3, 32>, MxInt<4, 32>, MxInt<5, 32>, MxInt<6, 32>, MxInt<7, 32>, MxInt<8, 32>,           \
-        MxInt<8, 16>, Fp8<4, 3>, Fp8<5, 2>, Fp6<3, 2>, Fp6<2, 3>, Fp4, MxFp<4, 3, 32>, MxFp<5, 2, 32>,               \
-        MxFp<3, 2, 32>, MxFp<2, 3, 32>, MxFp<2, 1, 32>, MxFp<4, 3, 16>, IntMinFormat<1>, IntMinFormat<4>,          \
-        IntMinFormat<8>
+    IntFormat<1, false>, IntFormat<2, false>, IntFormat<3, false>, IntFormat<4, false>, IntFormat<5, false>,           \
+        IntFormat<6, false>, IntFormat<7, false>, IntFormat<8, false>, IntFormat<2, true>, IntFormat<3, true>,         \
+        IntFormat<4, true>, IntFormat<5, true>, IntFormat<6, true>, IntFormat<7, true>, IntFormat<8, true>,            \
+        IntFormat<3, true, IntRange::full>, IntFormat<4, true, IntRange::full>, IntFormat<8, true, IntRange::full>,    \
+        MxInt<2, 32>, MxInt<3, 32>, MxInt<4, 32>, MxInt<5, 32>, MxInt<6, 32>, MxInt<7, 32>, MxInt<8, 32>,              \
+        MxInt<8, 16>, Fp8<4, 3>, Fp8<5, 2>, Fp6<3, 2>, Fp6<2, 3>, Fp4, MxFp<4, 3, 32>, MxFp<5, 2, 32>, MxFp<3, 2, 32>, \
+        MxFp<2, 3, 32>, MxFp<2, 1, 32>, MxFp<4, 3, 16>, IntMinFormat<1>, IntMinFormat<4>, IntMinFormat<8>
 #endif
 
 TEST_SUITE("kernel") {
@@ -234,9 +233,27 @@ TEST_CASE_TEMPLATE("quantize: exact ties and specials", F, PTQ_ALL_FORMATS) {
     // Values at exact ties of the grid (scale 1, 1/4, power-of-two MX scales) and specials.
     std::vector<float> x;
     for (int k = -300; k <= 300; ++k) x.push_back(0.125f * static_cast<float>(k));
-    for (float s : {0.0f, -0.0f, 1e-40f, -1e-40f, 1e-45f, 1e30f, -1e30f, 448.0f, 464.0f, 57344.0f, 61440.0f, 7.75f,
-                    28.0f, 30.0f, 6.0f, 5.0f, 0.25f, 0.75f, std::numeric_limits<float>::max(),
-                    std::numeric_limits<float>::denorm_min(), std::numeric_limits<float>::min()})
+    for (float s : {0.0f,
+                    -0.0f,
+                    1e-40f,
+                    -1e-40f,
+                    1e-45f,
+                    1e30f,
+                    -1e30f,
+                    448.0f,
+                    464.0f,
+                    57344.0f,
+                    61440.0f,
+                    7.75f,
+                    28.0f,
+                    30.0f,
+                    6.0f,
+                    5.0f,
+                    0.25f,
+                    0.75f,
+                    std::numeric_limits<float>::max(),
+                    std::numeric_limits<float>::denorm_min(),
+                    std::numeric_limits<float>::min()})
         x.push_back(s), x.push_back(-s);
     for (int e = -140; e < 128; ++e) x.push_back(std::ldexp(1.5f, e)), x.push_back(std::ldexp(-1.25f, e));
     std::mt19937 rng(4);
@@ -324,4 +341,4 @@ TEST_CASE_TEMPLATE("params from kernel::range == params from ref::range", F, PTQ
     });
 }
 
-}  // TEST_SUITE
+}  // TEST_SUITE("kernel")

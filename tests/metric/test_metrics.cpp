@@ -108,4 +108,4 @@ TEST_CASE("metrics of a real quantization agree with a naive loop") {
     CHECK(max_abs_error(x, xh) == mx);
 }
 
-}  // TEST_SUITE
+}  // TEST_SUITE("metric")

@@ -24,9 +24,9 @@ std::vector<float> random_group(std::size_t n, int kind, std::mt19937& g) {
     std::vector<float> v(n);
     for (auto& x : v) {
         x = nd(g);
-        if (kind == 1) x /= std::pow(u(g), 1.5f);             // heavy tails
-        if (kind == 2) x = std::fabs(x) + 0.3f;                // one-sided
-        if (kind == 3 && u(g) < 0.06f) x *= 40.0f;             // rare outliers
+        if (kind == 1) x /= std::pow(u(g), 1.5f);   // heavy tails
+        if (kind == 2) x = std::fabs(x) + 0.3f;     // one-sided
+        if (kind == 3 && u(g) < 0.06f) x *= 40.0f;  // rare outliers
     }
     return v;
 }
@@ -35,7 +35,8 @@ std::vector<float> random_group(std::size_t n, int kind, std::mt19937& g) {
 template <class F>
 double err_of(const std::vector<float>& x, const typename F::Params& p, double norm) {
     double e = 0;
-    for (float v : x) e += std::pow(std::fabs(double(v) - double(F::dequantize(F::quantize(v, p, Rounding::half_even), p))), norm);
+    for (float v : x)
+        e += std::pow(std::fabs(double(v) - double(F::dequantize(F::quantize(v, p, Rounding::half_even), p))), norm);
     return e;
 }
 
@@ -109,8 +110,7 @@ void never_worse_than_min_max(const QuantOptions& o) {
 TEST_SUITE("observe.clip_search") {
 
 TEST_CASE_TEMPLATE("group error never exceeds min-max (random groups incl. heavy tails)", F, IntFormat<3, false>,
-                   IntFormat<4, false>, IntFormat<4, true>, IntFormat<2, true>, Fp8E4M3, Fp4E2M1, MxInt<4, 32>,
-                   MxFp4) {
+                   IntFormat<4, false>, IntFormat<4, true>, IntFormat<2, true>, Fp8E4M3, Fp4E2M1, MxInt<4, 32>, MxFp4) {
     QuantOptions o;
     o.range = RangeMethod::mse_search;
     never_worse_than_min_max<F>(o);
@@ -277,14 +277,15 @@ TEST_CASE("clip_search: a batch scored at once equals one search per group") {
         stats.push_back(range_of(groups.back().data(), groups.back().size()));
         std::vector<F::Params> best(groups.size());
         int calls = 0;
-        clip_search<F>(stats, o.clip, o,
-                       [&](std::span<const F::Params> cand, std::span<double> err) {
-                           ++calls;
-                           REQUIRE(cand.size() == groups.size());
-                           for (std::size_t k = 0; k < groups.size(); ++k)
-                               err[k] = group_error<F>(groups[k].data(), groups[k].size(), cand[k], o.rounding, 2.0f);
-                       },
-                       std::span<F::Params>(best));
+        clip_search<F>(
+            stats, o.clip, o,
+            [&](std::span<const F::Params> cand, std::span<double> err) {
+                ++calls;
+                REQUIRE(cand.size() == groups.size());
+                for (std::size_t k = 0; k < groups.size(); ++k)
+                    err[k] = group_error<F>(groups[k].data(), groups[k].size(), cand[k], o.rounding, 2.0f);
+            },
+            std::span<F::Params>(best));
         CHECK(calls > 1);
         for (std::size_t k = 0; k < groups.size(); ++k) {
             CAPTURE(k);
@@ -330,11 +331,12 @@ TEST_CASE("clip_search: ClipBounds::clamp_absmax agrees with a brute-force clamp
             }
         }
         F::Params best;
-        clip_search<F>(std::span<const RangeStats>(&s, 1), c, o,
-                       [&](std::span<const F::Params> cand, std::span<double> err) {
-                           err[0] = group_error<F>(x.data(), x.size(), cand[0], o.rounding, 2.0f);
-                       },
-                       std::span<F::Params>(&best, 1));
+        clip_search<F>(
+            std::span<const RangeStats>(&s, 1), c, o,
+            [&](std::span<const F::Params> cand, std::span<double> err) {
+                err[0] = group_error<F>(x.data(), x.size(), cand[0], o.rounding, 2.0f);
+            },
+            std::span<F::Params>(&best, 1));
         CAPTURE(t);
         CHECK(best.scale == arg.first);
         CHECK(best.zero == arg.second);
@@ -343,4 +345,4 @@ TEST_CASE("clip_search: ClipBounds::clamp_absmax agrees with a brute-force clamp
     CHECK(clipped > 0);
 }
 
-}  // TEST_SUITE
+}  // TEST_SUITE("observe.clip_search")

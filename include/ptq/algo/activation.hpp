@@ -37,8 +37,9 @@ RowMatrixXf fake_quantize_activations(const Eigen::MatrixBase<Derived>& x, const
 /// makes apply() output NaN for the whole batch).
 template <QuantFormat F, class Arch = xsimd::default_arch>
 class StaticActivationQuantizer {
-    static_assert(!F::is_mx, "ptq::StaticActivationQuantizer: MX formats scale each block dynamically; "
-                             "use fake_quantize_activations<MxFormat>");
+    static_assert(!F::is_mx,
+                  "ptq::StaticActivationQuantizer: MX formats scale each block dynamically; "
+                  "use fake_quantize_activations<MxFormat>");
 
 public:
     explicit StaticActivationQuantizer(const QuantOptions& o = {}) : opt_(o) {}
@@ -57,7 +58,8 @@ public:
     const RangeStats& range() const noexcept { return range_; }
     /// The parameters every batch is quantized with.
     typename F::Params params() const {
-        if (!calibrated()) detail::throw_invalid("StaticActivationQuantizer::params", "this", "observe() was never called");
+        if (!calibrated())
+            detail::throw_invalid("StaticActivationQuantizer::params", "this", "observe() was never called");
         return F::make_params(range_, opt_);
     }
 
@@ -69,7 +71,8 @@ public:
         const GroupLayout layout = PerTensor{}.layout(std::size_t(xr.rows()), std::size_t(xr.cols()));
         auto p = params();
         if (!xr.allFinite()) {
-            if (opt_.non_finite == NonFinite::error) detail::throw_non_finite("StaticActivationQuantizer::apply", "x", "batch");
+            if (opt_.non_finite == NonFinite::error)
+                detail::throw_non_finite("StaticActivationQuantizer::apply", "x", "batch");
             p = F::nan_params();
         }
         return dequantize<F, Arch>(

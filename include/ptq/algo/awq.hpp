@@ -28,14 +28,14 @@ namespace ptq {
 
 /// Options of Awq. Plain struct; defaults follow llm-awq.
 struct AwqOptions {
-    int grid = 20;              ///< alpha = i / grid, i = 0 .. grid-1 (alpha = 0 is plain RTN)
-    bool duo_scaling = false;   ///< AutoAWQ's s = mean|X_j|^a / (w_mean_j^(1-a) + 1e-4)
-    float min_scale = 1e-4f;    ///< s is clamped to >= min_scale before normalisation
-    bool clip_search = true;    ///< per-(row, group) clipping search after the scale search
+    int grid = 20;             ///< alpha = i / grid, i = 0 .. grid-1 (alpha = 0 is plain RTN)
+    bool duo_scaling = false;  ///< AutoAWQ's s = mean|X_j|^a / (w_mean_j^(1-a) + 1e-4)
+    float min_scale = 1e-4f;   ///< s is clamped to >= min_scale before normalisation
+    bool clip_search = true;   ///< per-(row, group) clipping search after the scale search
     /// Grid of the clipping search (p = 1 - i / grid, i = 0 .. max_shrink * grid), llm-awq's
     /// clamp to [-p max|w|, p max|w|]; `norm` is not used (candidates are scored on the output).
-    ClipSearch clip{.grid = 20, .max_shrink = 0.5f, .norm = 2.0f, .separate_bounds = false,
-                    .bounds = ClipBounds::clamp_absmax};
+    ClipSearch clip{
+        .grid = 20, .max_shrink = 0.5f, .norm = 2.0f, .separate_bounds = false, .bounds = ClipBounds::clamp_absmax};
     /// Quantizer options; AWQ does not widen [min, max] to contain 0 (llm-awq's convention).
     QuantOptions quant = [] {
         QuantOptions q;
@@ -50,12 +50,12 @@ struct AwqResult {
     /// Per-input-channel scales s: the weights are quantized as Q(W diag(s)) and the input must
     /// be X diag(s)^-1 (fold 1/s into the previous op with fold_into_rmsnorm / fold_into_rows).
     Eigen::VectorXf scales;
-    float alpha = 0.0f;                     ///< the chosen alpha
-    std::vector<double> output_mse_per_alpha;  ///< output MSE (see Awq) for alpha = i / grid (entry 0 = RTN)
-    double output_mse_rtn = 0.0;               ///< output MSE of plain RTN (alpha = 0, no clipping)
-    double output_mse_scaled = 0.0;            ///< at the chosen alpha, before clipping
-    double output_mse = 0.0;                   ///< final (after clipping, if it helped)
-    bool clipped = false;                   ///< whether the clipping result was kept
+    float alpha = 0.0f;                         ///< the chosen alpha
+    std::vector<double> output_mse_per_alpha;   ///< output MSE (see Awq) for alpha = i / grid (entry 0 = RTN)
+    double output_mse_rtn = 0.0;                ///< output MSE of plain RTN (alpha = 0, no clipping)
+    double output_mse_scaled = 0.0;             ///< at the chosen alpha, before clipping
+    double output_mse = 0.0;                    ///< final (after clipping, if it helped)
+    bool clipped = false;                       ///< whether the clipping result was kept
     std::vector<QuantizedMatrix<F>> quantized;  ///< Q(W_k diag(s)), in the order given
     /// Effective weights in the original basis, Q(W_k diag(s)) diag(s)^-1: X W_eff^T equals
     /// (X diag(s)^-1) Q(W_k diag(s))^T. Use these for fake-quantized evaluation.
@@ -207,7 +207,8 @@ private:
             const auto b = Eigen::Index(l.group_begin(g)), n = Eigen::Index(l.group_end(g)) - b;
             const Eigen::MatrixXf gram = xs.middleCols(b, n).transpose() * xs.middleCols(b, n);
             const RowMatrixXf wg = w.middleCols(b, n);
-            for (Eigen::Index r = 0; r < w.rows(); ++r) stats[std::size_t(r)] = range_of(wg.data() + r * n, std::size_t(n));
+            for (Eigen::Index r = 0; r < w.rows(); ++r)
+                stats[std::size_t(r)] = range_of(wg.data() + r * n, std::size_t(n));
             RowMatrixXf d(w.rows(), n);
             std::vector<std::uint8_t> codes(static_cast<std::size_t>(n));
             // errors[r] = d_r Gram d_r^T with d_r = w_r - Q(w_r) under candidates[r].

@@ -52,9 +52,9 @@ struct GptqOptions {
 
 /// What happened inside Gptq::quantize.
 struct GptqDiagnostics {
-    double mean_diag = 0.0;   ///< mean(diag H) after the dead-channel fix (H_ii = 0 -> 1)
-    double damping = 0.0;     ///< lambda finally added to diag(H)
-    int retries = 0;          ///< failed Cholesky attempts before the one that succeeded
+    double mean_diag = 0.0;                 ///< mean(diag H) after the dead-channel fix (H_ii = 0 -> 1)
+    double damping = 0.0;                   ///< lambda finally added to diag(H)
+    int retries = 0;                        ///< failed Cholesky attempts before the one that succeeded
     std::vector<std::size_t> dead_columns;  ///< input channels with H_ii = 0 (W[:, i] was zeroed)
     /// Layer-output loss on the calibration data, measured with the damped Hessian
     /// Hd = H + lambda I (dead H_ii set to 1 first), L(W^) = tr((W - W^) Hd (W - W^)^T)
@@ -82,7 +82,7 @@ struct GptqResult {
     std::vector<std::size_t> perm;          ///< processing order: perm[k] = k-th processed original column
     std::vector<std::size_t> storage_perm;  ///< original column of storage column k
     bool permuted_storage = false;          ///< storage_perm is not the identity
-    std::vector<std::size_t> g_idx;         ///< per original column: its group index (column group of quantized.layout())
+    std::vector<std::size_t> g_idx;  ///< per original column: its group index (column group of quantized.layout())
     GptqDiagnostics diagnostics;
 };
 
@@ -130,7 +130,8 @@ struct GptqResult {
 /// freed); the RTN baseline needs two more rows*in floats while the loop has not started.
 template <QuantFormat F, class G = default_granularity_t<F>, class Arch = xsimd::default_arch>
 class Gptq {
-    static_assert(!std::is_same_v<G, PerToken>, "ptq::Gptq: PerToken is an activation granularity; use PerChannel for weights");
+    static_assert(!std::is_same_v<G, PerToken>,
+                  "ptq::Gptq: PerToken is an activation granularity; use PerChannel for weights");
 
 public:
     /// Throws ptq::invalid_argument naming the option ('options.percdamp', ...) that is invalid.
@@ -148,10 +149,10 @@ public:
         detail::GptqState<F, G, GptqOptions, GptqResult<F>, Arch> st(opt_, gran_, detail::GptqFactor::ldl);
         st.prepare(w, h, "Gptq::quantize");
         const Index rows = st.rows(), n = st.cols(), m = st.unit(), bs = st.block();
-        const Index sub = F::is_mx ? m : std::min<Index>(16, bs);  // eager sub-block
+        const Index sub = F::is_mx ? m : std::min<Index>(16, bs);           // eager sub-block
         const Index sbs = std::max<Index>(bs, ((512 + bs - 1) / bs) * bs);  // super-block
         Eigen::MatrixXf& W = st.W();
-        const Eigen::MatrixXf& V = st.factor();  // Vt (GptqFactor::ldl)
+        const Eigen::MatrixXf& V = st.factor();     // Vt (GptqFactor::ldl)
         Eigen::MatrixXf D(rows, std::min(sbs, n));  // errors w0_B - q_B of the current super-block
         Eigen::MatrixXf cur;
         const Index gs = st.group_size();
@@ -194,7 +195,8 @@ public:
                             D.middleCols(s0 - S0, s1 - s0) * V.block(s0, s1, s1 - s0, b1 - s1);
                 }
                 if (S1 > b1)
-                    W.middleCols(b1, S1 - b1).noalias() += D.middleCols(b0 - S0, b1 - b0) * V.block(b0, b1, b1 - b0, S1 - b1);
+                    W.middleCols(b1, S1 - b1).noalias() +=
+                        D.middleCols(b0 - S0, b1 - b0) * V.block(b0, b1, b1 - b0, S1 - b1);
             }
             if (n > S1) W.rightCols(n - S1).noalias() += D.leftCols(S1 - S0) * V.block(S0, S1, S1 - S0, n - S1);
         }

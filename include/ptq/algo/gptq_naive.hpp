@@ -18,8 +18,8 @@ namespace ptq {
 /// immediately to all later columns, w_R -= E_B U_{B,R}, with no blocks and no lazy batch.
 /// block_size is ignored. O(rows * in^2) memory traffic per column: small layers only.
 template <QuantFormat F, class G = default_granularity_t<F>, class Arch = xsimd::default_arch, class DW, class DH>
-GptqResult<F> gptq_naive(const Eigen::MatrixBase<DW>& w, const Eigen::MatrixBase<DH>& h, const GptqOptions& options = {},
-                         const G& granularity = {}) {
+GptqResult<F> gptq_naive(const Eigen::MatrixBase<DW>& w, const Eigen::MatrixBase<DH>& h,
+                         const GptqOptions& options = {}, const G& granularity = {}) {
     using Index = Eigen::Index;
     check_granularity<F>(granularity);
     detail::check_gptq_options<F>(options, "gptq_naive");

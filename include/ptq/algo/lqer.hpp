@@ -34,8 +34,8 @@ struct LqerOptions {
     /// that dead or tiny channels (s_j ~ 0) do not blow up B = Sigma V^T S^-1. With the default
     /// 1e-3, the columns of B are amplified at most 1000x relative to the largest channel.
     float scale_floor = 1e-3f;
-    QuantOptions weight_quant{};       ///< options of the RTN for Q(W) when it is not given
-    QuantOptions factor_quant{};       ///< options of the RTN of the factors
+    QuantOptions weight_quant{};  ///< options of the RTN for Q(W) when it is not given
+    QuantOptions factor_quant{};  ///< options of the RTN of the factors
 };
 
 /// Result of Lqer::compute.
@@ -125,10 +125,12 @@ public:
         const Eigen::MatrixXf e = wf - Eigen::MatrixXf(r.weight_dequantized);
         if (!e.allFinite()) detail::throw_non_finite("Lqer::compute", "qw", "Q(W) dequantizes to NaN/Inf");
         if (opt_.scaled) {
-            if (!act_scale) detail::throw_invalid("Lqer::compute", "act_scale", "is required for L2QER (scaled = true)");
+            if (!act_scale)
+                detail::throw_invalid("Lqer::compute", "act_scale", "is required for L2QER (scaled = true)");
             if (act_scale->size() != wf.cols())
-                detail::throw_invalid("Lqer::compute", "act_scale", "size " + std::to_string(act_scale->size()) +
-                                                                         " != in_features " + std::to_string(wf.cols()));
+                detail::throw_invalid("Lqer::compute", "act_scale",
+                                      "size " + std::to_string(act_scale->size()) + " != in_features " +
+                                          std::to_string(wf.cols()));
             r.scale = detail::l2qer_scale(*act_scale, opt_.scale_floor);
         } else {
             r.scale = Eigen::VectorXf::Ones(wf.cols());
@@ -170,10 +172,12 @@ private:
 /// the intermediate X B^T are fake-quantized with fake_quantize_activations<AF>, as in the
 /// LQER paper's W/A setting; AF = Float32 keeps them in float.
 template <class AF = Float32, class Arch = xsimd::default_arch, QuantFormat WF, class LF, class Derived>
-RowMatrixXf lqer_forward(const Eigen::MatrixBase<Derived>& x, const LqerResult<WF, LF>& r, const QuantOptions& act = {}) {
+RowMatrixXf lqer_forward(const Eigen::MatrixBase<Derived>& x, const LqerResult<WF, LF>& r,
+                         const QuantOptions& act = {}) {
     if (x.cols() != r.weight_dequantized.cols())
-        detail::throw_invalid("lqer_forward", "x", "has " + std::to_string(x.cols()) + " columns, expected in_features " +
-                                                       std::to_string(r.weight_dequantized.cols()));
+        detail::throw_invalid("lqer_forward", "x",
+                              "has " + std::to_string(x.cols()) + " columns, expected in_features " +
+                                  std::to_string(r.weight_dequantized.cols()));
     RowMatrixXf xq = x.template cast<float>();
     if constexpr (!std::is_same_v<AF, Float32>) xq = fake_quantize_activations<AF, Arch>(xq, act);
     RowMatrixXf xb = xq * r.B.transpose();

@@ -36,9 +36,9 @@ struct PipelineOptions {
     Transform transform = Transform::none;
     Reconstruct reconstruct = Reconstruct::rtn;
     SmoothQuantOptions smooth_quant{};
-    AwqOptions awq{};       ///< AWQ's search; its quant options are also used for RTN after AWQ
-    GptqOptions gptq{};     ///< GPTQ's options (its quant options: rounding, clip search, ...)
-    QuantOptions rtn{};     ///< RTN's options when there is no AWQ
+    AwqOptions awq{};    ///< AWQ's search; its quant options are also used for RTN after AWQ
+    GptqOptions gptq{};  ///< GPTQ's options (its quant options: rounding, clip search, ...)
+    QuantOptions rtn{};  ///< RTN's options when there is no AWQ
 };
 
 /// Result of Pipeline::quantize for a group of linears.
@@ -48,13 +48,13 @@ struct PipelineResult {
     /// stand for W diag(s) and expect the input X diag(s)^-1 — fold 1/s into the previous op
     /// (fold_into_rmsnorm / fold_into_rows) when deploying.
     Eigen::VectorXf scales;
-    std::vector<QuantizedMatrix<F>> quantized;    ///< per linear, in the transformed basis
+    std::vector<QuantizedMatrix<F>> quantized;  ///< per linear, in the transformed basis
     /// Per linear, the weights in the original basis, Q(W diag(s)) diag(s)^-1, so that
     /// X W_eff^T = (X diag(s)^-1) Q(W diag(s))^T: drop-in for fake-quantized evaluation.
     std::vector<RowMatrixXf> effective;
-    std::vector<GptqResult<F>> gptq;              ///< per linear, when reconstruct == gptq
-    std::vector<double> output_mse_rtn;           ///< per linear: ||X (W - RTN(W))^T||^2 / (tokens*out)
-    std::vector<double> output_mse;               ///< per linear: ||X (W - W_eff)^T||^2 / (tokens*out)
+    std::vector<GptqResult<F>> gptq;     ///< per linear, when reconstruct == gptq
+    std::vector<double> output_mse_rtn;  ///< per linear: ||X (W - RTN(W))^T||^2 / (tokens*out)
+    std::vector<double> output_mse;      ///< per linear: ||X (W - W_eff)^T||^2 / (tokens*out)
     float awq_alpha = 0.0f;
 };
 
@@ -69,8 +69,12 @@ template <QuantFormat F, class G = default_granularity_t<F>, class Arch = xsimd:
 class Pipeline {
 public:
     explicit Pipeline(const PipelineOptions& o = {}, const G& granularity = {})
-        : opt_(o), gran_(granularity), smooth_quant_(o.smooth_quant), awq_(o.awq, granularity),
-          gptq_(o.gptq, granularity), rtn_(o.rtn, granularity) {}
+        : opt_(o),
+          gran_(granularity),
+          smooth_quant_(o.smooth_quant),
+          awq_(o.awq, granularity),
+          gptq_(o.gptq, granularity),
+          rtn_(o.rtn, granularity) {}
     const PipelineOptions& options() const noexcept { return opt_; }
     const G& granularity() const noexcept { return gran_; }
 

@@ -17,8 +17,8 @@ namespace ptq {
 /// Options of SmoothQuant. Defaults: alpha 0.5, both maxima clamped to >= 1e-5 (the
 /// reference implementation's clamp).
 struct SmoothQuantOptions {
-    float alpha = 0.5f;        ///< migration strength in [0, 1]
-    float min_value = 1e-5f;   ///< floor of max|X_j| and max|W_:,j| before the powers
+    float alpha = 0.5f;       ///< migration strength in [0, 1]
+    float min_value = 1e-5f;  ///< floor of max|X_j| and max|W_:,j| before the powers
 };
 
 /// Scales and transformed weights of one group of linears that read the same input.

@@ -22,8 +22,8 @@ enum class SvdMethod : std::uint8_t { exact, randomized };
 /// is drawn from std::mt19937_64 (whose output is fully specified by the standard) through
 /// ptq's own Box-Muller transform, so the result is the same on every platform and run.
 struct RandomizedSvdOptions {
-    int oversampling = 10;       ///< extra columns p of the sketch (l = k + p)
-    int power_iterations = 4;    ///< subspace iterations q (each re-orthonormalised)
+    int oversampling = 10;     ///< extra columns p of the sketch (l = k + p)
+    int power_iterations = 4;  ///< subspace iterations q (each re-orthonormalised)
     std::uint64_t seed = 0x5eedULL;
 };
 
@@ -58,8 +58,8 @@ inline Eigen::MatrixXf orthonormalize(const Eigen::MatrixXf& y) {
 
 inline void check_rank(const char* fn, Eigen::Index k, Eigen::Index m, Eigen::Index n) {
     if (k < 0 || k > std::min(m, n))
-        throw_invalid(fn, "rank", std::to_string(k) + " is outside [0, min(rows, cols) = " +
-                                      std::to_string(std::min(m, n)) + "]");
+        throw_invalid(fn, "rank",
+                      std::to_string(k) + " is outside [0, min(rows, cols) = " + std::to_string(std::min(m, n)) + "]");
 }
 
 /// The rank-k "SVD" of a matrix with no rank to give (k = 0 or an empty matrix): zero factors.

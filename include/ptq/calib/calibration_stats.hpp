@@ -21,8 +21,8 @@ namespace ptq {
 ///    whatever the batch boundaries); each full chunk C is reduced in float to the lower
 ///    triangle of S_C = C^T C (panels of 256 columns computed by GEMM; products rounded to
 ///    float, sums of c terms in float), and S_C is widened and added into the double
-///    accumulator; the last partial chunk is reduced in double when hessian() is called. Per entry the relative error is about sqrt(c) * 2^-24 of
-///    sum |x_i x_j| (c = 1024: ~2e-6), far below what GPTQ's 1 % damping cares about (the
+///    accumulator; the last partial chunk is reduced in double when hessian() is called. Per entry the relative error
+///    is about sqrt(c) * 2^-24 of sum |x_i x_j| (c = 1024: ~2e-6), far below what GPTQ's 1 % damping cares about (the
 ///    reference GPTQ accumulates entirely in float32). Because chunks follow the global token
 ///    index, re-splitting the same token stream into other batches gives a bit-identical H;
 ///    merge() of two independent streams concatenates their pending partial chunks, so it
@@ -34,7 +34,7 @@ enum class HessianPrecision : std::uint8_t { float_chunks, double_exact };
 /// Options of CalibrationStats. Plain struct; defaults documented.
 struct CalibOptions {
     HessianPrecision precision = HessianPrecision::float_chunks;  ///< see HessianPrecision
-    std::size_t chunk_tokens = 1024;                                ///< chunk length of float_chunks (>= 1)
+    std::size_t chunk_tokens = 1024;                              ///< chunk length of float_chunks (>= 1)
     bool hessian = true;  ///< accumulate H at all (O(in^2) memory); the per-channel statistics are always kept
 };
 
@@ -77,8 +77,8 @@ public:
     void add(const Eigen::MatrixBase<Derived>& x) {
         if (x.cols() != in_)
             detail::throw_invalid("CalibrationStats::add", "x",
-                                  "has " + std::to_string(x.cols()) + " columns, expected in_features = " +
-                                      std::to_string(in_));
+                                  "has " + std::to_string(x.cols()) +
+                                      " columns, expected in_features = " + std::to_string(in_));
         const Eigen::Index t = x.rows();
         if (t == 0 || in_ == 0) {
             if (t > 0) {
@@ -144,13 +144,15 @@ public:
             h.triangularView<Eigen::Lower>() += p;
         }
         const double f = n_ > 0 ? 2.0 / double(n_) : 0.0;
-        h.triangularView<Eigen::Lower>() = h * f;  // H = 2/n * S on the lower triangle ...
+        h.triangularView<Eigen::Lower>() = h * f;                   // H = 2/n * S on the lower triangle ...
         return Eigen::MatrixXd(h.selfadjointView<Eigen::Lower>());  // ... mirrored to the upper one
     }
     /// Per-channel max |x_j| over all tokens.
     const Eigen::VectorXf& max_abs() const noexcept { return max_abs_; }
     /// Per-channel mean |x_j| = (sum_t |x_tj|) / n (zeros when n = 0).
-    Eigen::VectorXd mean_abs() const { return n_ > 0 ? Eigen::VectorXd(sum_abs_ / double(n_)) : Eigen::VectorXd(sum_abs_); }
+    Eigen::VectorXd mean_abs() const {
+        return n_ > 0 ? Eigen::VectorXd(sum_abs_ / double(n_)) : Eigen::VectorXd(sum_abs_);
+    }
     /// Per-channel sum |x_j| (double).
     const Eigen::VectorXd& sum_abs() const noexcept { return sum_abs_; }
     /// L^2QER's channel magnitude: max over samples of the per-sample mean |x_j|.
@@ -197,7 +199,8 @@ private:
         constexpr Eigen::Index panel = 256;
         for (Eigen::Index j = 0; j < in_; j += panel) {
             const Eigen::Index w = std::min(panel, in_ - j);
-            scratch_.block(j, j, in_ - j, w).noalias() = chunk.middleCols(j, in_ - j).transpose() * chunk.middleCols(j, w);
+            scratch_.block(j, j, in_ - j, w).noalias() =
+                chunk.middleCols(j, in_ - j).transpose() * chunk.middleCols(j, w);
         }
         S_.triangularView<Eigen::Lower>() += scratch_.cast<double>();
     }
@@ -205,13 +208,13 @@ private:
     CalibOptions opt_;
     Eigen::Index in_ = 0;
     std::size_t n_ = 0, samples_ = 0;
-    Eigen::MatrixXd S_;             // lower triangle of sum x^T x
+    Eigen::MatrixXd S_;  // lower triangle of sum x^T x
     Eigen::VectorXf max_abs_;
     Eigen::VectorXd sum_abs_;
     Eigen::VectorXd sample_mean_max_;
-    Eigen::MatrixXf pending_;       // float_chunks: [chunk_tokens x in] buffer (column-major)
-    std::size_t fill_ = 0;          // tokens in pending_
-    Eigen::MatrixXf scratch_;       // float chunk product
+    Eigen::MatrixXf pending_;  // float_chunks: [chunk_tokens x in] buffer (column-major)
+    std::size_t fill_ = 0;     // tokens in pending_
+    Eigen::MatrixXf scratch_;  // float chunk product
 };
 
 }  // namespace ptq

@@ -41,7 +41,8 @@ template <class Derived>
 Eigen::Ref<const RowMatrixXf> as_row_major(const Eigen::MatrixBase<Derived>& m, RowMatrixXf& storage) {
     if constexpr (std::is_same_v<typename Derived::Scalar, float> && (Derived::Flags & Eigen::RowMajorBit) &&
                   (Derived::Flags & Eigen::DirectAccessBit)) {
-        if (m.derived().innerStride() == 1 && m.derived().outerStride() == m.cols()) return Eigen::Ref<const RowMatrixXf>(m.derived());
+        if (m.derived().innerStride() == 1 && m.derived().outerStride() == m.cols())
+            return Eigen::Ref<const RowMatrixXf>(m.derived());
     }
     storage = m.template cast<float>();
     return Eigen::Ref<const RowMatrixXf>(storage);
@@ -91,8 +92,9 @@ inline void check_weights_group(const char* fn, std::span<const RowMatrixRef> ws
     if (ws.empty()) throw_invalid(fn, "weights", "is empty: give at least one linear");
     for (std::size_t k = 0; k < ws.size(); ++k) {
         if (ws[k].cols() != in)
-            throw_invalid(fn, "weights", "entry " + std::to_string(k) + " has " + std::to_string(ws[k].cols()) +
-                                             " columns, the activations have " + std::to_string(in));
+            throw_invalid(fn, "weights",
+                          "entry " + std::to_string(k) + " has " + std::to_string(ws[k].cols()) +
+                              " columns, the activations have " + std::to_string(in));
         if (!ws[k].allFinite()) throw_non_finite(fn, "weights", "entry " + std::to_string(k));
     }
 }

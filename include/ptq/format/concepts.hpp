@@ -15,6 +15,8 @@ enum class FormatKind : std::uint8_t { integer, mx_integer, minifloat, mx_minifl
 
 /// A quantization format: a compile-time type with the code width, a per-group parameter
 /// struct, and the scalar reference numerics (make_params / quantize / dequantize).
+// (clang-format 14 mangles requires-expressions.)
+// clang-format off
 template <class F>
 concept QuantFormat = requires(const RangeStats& s, const QuantOptions& o, float x, std::uint8_t c,
                                const typename F::Params& p) {
@@ -28,6 +30,7 @@ concept QuantFormat = requires(const RangeStats& s, const QuantOptions& o, float
     { F::quantize(x, p, o.rounding) } -> std::same_as<std::uint8_t>;
     { F::dequantize(c, p) } -> std::same_as<float>;
 } && (F::bits >= 1 && F::bits <= 8);
+// clang-format on
 
 /// MX formats carry their own block granularity.
 template <class F>

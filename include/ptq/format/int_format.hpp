@@ -145,9 +145,7 @@ struct IntFormat {
         return static_cast<std::uint8_t>(t);
     }
     /// x^ = scale * (float(c) - float(zero)).
-    static float dequantize(std::uint8_t c, const Params& p) noexcept {
-        return p.scale * (float(c) - float(p.zero));
-    }
+    static float dequantize(std::uint8_t c, const Params& p) noexcept { return p.scale * (float(c) - float(p.zero)); }
 };
 
 }  // namespace ptq

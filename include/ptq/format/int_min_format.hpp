@@ -96,7 +96,8 @@ struct IntMinFormat {
         const double d = (double(s.hi) - double(mn)) / double(levels);
         if (d > cap) return {capped(), mn};
         // d < FLT_MIN: a tiny range, or hi below a min that storage rounded up.
-        float scale = d >= double(std::numeric_limits<float>::min()) ? static_cast<float>(d) : std::numeric_limits<float>::min();
+        float scale =
+            d >= double(std::numeric_limits<float>::min()) ? static_cast<float>(d) : std::numeric_limits<float>::min();
         scale = detail::round_significand(to_stored_scale(scale, st), scale_bits);
         if (double(scale) > cap) scale = capped();  // rounded up past the cap
         return {scale, mn};

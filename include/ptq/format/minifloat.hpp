@@ -56,18 +56,20 @@ struct Minifloat {
     static constexpr int sign_shift = E + M;
     static constexpr std::uint32_t magnitude_mask = (1u << (E + M)) - 1u;
     /// Largest finite magnitude code: E4M3 0x7E, E5M2 0x7B, all-ones otherwise.
-    static constexpr std::uint32_t max_finite_magnitude =
-        (E == 4 && M == 3) ? 0x7Eu : (E == 5 && M == 2) ? 0x7Bu : magnitude_mask;
-    static constexpr std::uint32_t inf_magnitude = has_inf ? 0x7Cu : 0u;       // E5M2 only
+    static constexpr std::uint32_t max_finite_magnitude = (E == 4 && M == 3)   ? 0x7Eu
+                                                          : (E == 5 && M == 2) ? 0x7Bu
+                                                                               : magnitude_mask;
+    static constexpr std::uint32_t inf_magnitude = has_inf ? 0x7Cu : 0u;  // E5M2 only
     static constexpr std::uint32_t nan_magnitude = (E == 4 && M == 3) ? 0x7Fu : (E == 5 && M == 2) ? 0x7Fu : 0u;
     /// Largest finite value.
-    static constexpr double max_normal = (E == 4 && M == 3)   ? 448.0
-                                         : (E == 5 && M == 2) ? 57344.0
-                                                              : (2.0 - 1.0 / (1 << M)) * double(1 << ((1 << E) - 1 - bias));
+    static constexpr double max_normal = (E == 4 && M == 3) ? 448.0
+                                         : (E == 5 && M == 2)
+                                             ? 57344.0
+                                             : (2.0 - 1.0 / (1 << M)) * double(1 << ((1 << E) - 1 - bias));
     /// floor(log2(max_normal)): the emax_elem of the OCP MX spec (8, 15, 4, 2, 2).
     static constexpr int emax = (E == 4 && M == 3) ? 8 : (E == 5 && M == 2) ? 15 : (1 << E) - 1 - bias;
-    static constexpr int min_normal_exponent = 1 - bias;             // min normal = 2^(1-bias)
-    static constexpr int min_subnormal_exponent = 1 - bias - M;      // min subnormal = 2^(1-bias-M)
+    static constexpr int min_normal_exponent = 1 - bias;         // min normal = 2^(1-bias)
+    static constexpr int min_subnormal_exponent = 1 - bias - M;  // min subnormal = 2^(1-bias-M)
 
     static std::string name() {
         return "fp" + std::to_string(bits) + "-e" + std::to_string(E) + "m" + std::to_string(M);
@@ -119,7 +121,8 @@ struct Minifloat {
                 return std::numeric_limits<float>::quiet_NaN();
         }
         if constexpr (has_inf) {
-            if (mag == inf_magnitude) return neg ? -std::numeric_limits<float>::infinity() : std::numeric_limits<float>::infinity();
+            if (mag == inf_magnitude)
+                return neg ? -std::numeric_limits<float>::infinity() : std::numeric_limits<float>::infinity();
         }
         const int ef = static_cast<int>(mag >> M);
         const int mf = static_cast<int>(mag & ((1u << M) - 1u));
@@ -161,7 +164,8 @@ struct Minifloat {
         if (st != ScaleStorage::f32) {
             scale = to_stored_scale(scale, st);
             if (double(scale) * max_normal > double(std::numeric_limits<float>::max()))
-                scale = stored_scale_below(static_cast<float>(double(std::numeric_limits<float>::max()) / max_normal), st);
+                scale =
+                    stored_scale_below(static_cast<float>(double(std::numeric_limits<float>::max()) / max_normal), st);
         }
         return {scale};
     }

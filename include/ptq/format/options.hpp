@@ -79,10 +79,10 @@ struct QuantOptions {
     Rounding rounding = Rounding::half_even;  ///< rounding of x/scale (and of the zero point)
     bool widen_to_zero = true;                ///< asymmetric INT: widen [min, max] to contain 0 (GPTQ: yes, AWQ: no)
     MxScaleRule mx_scale_rule = MxScaleRule::ocp_floor;  ///< MX formats only
-    NonFinite non_finite = NonFinite::error;  ///< NaN / Inf policy
-    RangeMethod range = RangeMethod::min_max; ///< how each group's range is chosen
-    ClipSearch clip{};                        ///< grid of RangeMethod::mse_search
-    ScaleStorage scale_storage = ScaleStorage::f32;  ///< storage type scales are rounded to
+    NonFinite non_finite = NonFinite::error;             ///< NaN / Inf policy
+    RangeMethod range = RangeMethod::min_max;            ///< how each group's range is chosen
+    ClipSearch clip{};                                   ///< grid of RangeMethod::mse_search
+    ScaleStorage scale_storage = ScaleStorage::f32;      ///< storage type scales are rounded to
 };
 
 }  // namespace ptq

@@ -18,8 +18,6 @@ inline float round_integral(float v, Rounding r) noexcept {
     return r == Rounding::half_even ? std::nearbyint(v) : std::round(v);
 }
 
-constexpr const char* to_string(Rounding r) noexcept {
-    return r == Rounding::half_even ? "half-even" : "half-away";
-}
+constexpr const char* to_string(Rounding r) noexcept { return r == Rounding::half_even ? "half-even" : "half-away"; }
 
 }  // namespace ptq

@@ -50,9 +50,7 @@ constexpr float round_to_storage(float x, ScaleStorage st) noexcept {
 }
 
 /// True if x is a value the storage type holds exactly (NaN: false).
-constexpr bool is_storable(float x, ScaleStorage st) noexcept {
-    return !(x != x) && round_to_storage(x, st) == x;
-}
+constexpr bool is_storable(float x, ScaleStorage st) noexcept { return !(x != x) && round_to_storage(x, st) == x; }
 
 /// A positive scale as stored: RNE to the storage type, clamped to
 /// [scale_storage_min, scale_storage_max]. f32 returns s unchanged. NaN stays NaN.

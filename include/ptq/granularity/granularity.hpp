@@ -21,8 +21,8 @@ namespace ptq {
 /// group, which is contiguous in a row-major matrix).
 struct GroupLayout {
     std::size_t rows = 0, cols = 0;
-    std::size_t group_rows = 1;   ///< rows per group (1; rows for PerTensor)
-    std::size_t group_cols = 0;   ///< columns per group along a row (cols for per-channel and per-tensor)
+    std::size_t group_rows = 1;  ///< rows per group (1; rows for PerTensor)
+    std::size_t group_cols = 0;  ///< columns per group along a row (cols for per-channel and per-tensor)
 
     std::size_t row_groups() const noexcept { return group_rows == 0 ? 0 : (rows + group_rows - 1) / group_rows; }
     std::size_t col_groups() const noexcept { return group_cols == 0 ? 0 : (cols + group_cols - 1) / group_cols; }
@@ -49,7 +49,9 @@ struct GroupLayout {
 /// One parameter set for the whole tensor.
 struct PerTensor {
     static constexpr const char* name() { return "per-tensor"; }
-    GroupLayout layout(std::size_t rows, std::size_t cols) const noexcept { return {rows, cols, rows > 0 ? rows : 1, cols}; }
+    GroupLayout layout(std::size_t rows, std::size_t cols) const noexcept {
+        return {rows, cols, rows > 0 ? rows : 1, cols};
+    }
 };
 
 /// One parameter set per output channel: per row of W.
@@ -80,7 +82,9 @@ struct PerGroup {
     }
 
     constexpr std::size_t group_size() const noexcept { return G != dynamic_group ? G : size_; }
-    constexpr std::size_t num_groups(std::size_t cols) const noexcept { return (cols + group_size() - 1) / group_size(); }
+    constexpr std::size_t num_groups(std::size_t cols) const noexcept {
+        return (cols + group_size() - 1) / group_size();
+    }
     constexpr std::size_t group_of(std::size_t col) const noexcept { return col / group_size(); }
     static constexpr const char* name() { return "per-group"; }
     GroupLayout layout(std::size_t rows, std::size_t cols) const noexcept { return {rows, cols, 1, group_size()}; }
@@ -96,8 +100,8 @@ struct is_per_group<PerGroup<G>> : std::true_type {};
 
 /// A granularity policy.
 template <class P>
-concept Granularity = std::is_same_v<P, PerTensor> || std::is_same_v<P, PerChannel> ||
-                      std::is_same_v<P, PerToken> || is_per_group<P>::value;
+concept Granularity = std::is_same_v<P, PerTensor> || std::is_same_v<P, PerChannel> || std::is_same_v<P, PerToken> ||
+    is_per_group<P>::value;
 
 /// The granularity a format implies by default: the MX block for MX formats, else per-channel.
 template <class F>

@@ -36,19 +36,21 @@ ColumnMap column_map(const QuantizedMatrix<F>& q, std::span<const std::size_t> s
     } else {
         if (storage_perm.size() != n)
             ptq::detail::throw_invalid(fn, "storage_perm",
-                                  "has " + std::to_string(storage_perm.size()) + " entries, the matrix " +
-                                      std::to_string(n) + " columns");
+                                       "has " + std::to_string(storage_perm.size()) + " entries, the matrix " +
+                                           std::to_string(n) + " columns");
         std::vector<unsigned char> seen(n, 0);
         for (std::size_t k = 0; k < n; ++k) {
             const std::size_t c = storage_perm[k];
             if (c >= n || seen[c])
-                ptq::detail::throw_invalid(fn, "storage_perm", "is not a permutation (entry " + std::to_string(k) + ")");
+                ptq::detail::throw_invalid(fn, "storage_perm",
+                                           "is not a permutation (entry " + std::to_string(k) + ")");
             seen[c] = 1;
             m.storage_of[c] = k;
             if (c != k) m.permuted = true;
         }
     }
-    const std::size_t gc = (q.layout().group_rows > 1) || q.layout().group_cols == 0 ? (n ? n : 1) : q.layout().group_cols;
+    const std::size_t gc =
+        (q.layout().group_rows > 1) || q.layout().group_cols == 0 ? (n ? n : 1) : q.layout().group_cols;
     for (std::size_t c = 0; c < n; ++c) m.g_idx[c] = static_cast<std::int32_t>(m.storage_of[c] / gc);
     return m;
 }
@@ -68,20 +70,22 @@ struct ImportedMatrix {
 /// every group but the last has exactly group_size columns (then g_idx[storage_perm[k]] =
 /// k / group_size for every k).
 inline std::vector<std::size_t> storage_order_from_groups(std::span<const std::int32_t> g_idx, std::size_t group_size,
-                                                          std::size_t groups, const std::string& tensor, const char* fn) {
+                                                          std::size_t groups, const std::string& tensor,
+                                                          const char* fn) {
     const std::size_t in = g_idx.size();
     if (group_size == 0 || groups != (in + group_size - 1) / group_size)
         ptq::detail::throw_invalid(fn, tensor,
-                              std::to_string(groups) + " groups do not fit " + std::to_string(in) + " columns in groups of " +
-                                  std::to_string(group_size));
+                                   std::to_string(groups) + " groups do not fit " + std::to_string(in) +
+                                       " columns in groups of " + std::to_string(group_size));
     std::vector<std::size_t> perm(in);
     std::iota(perm.begin(), perm.end(), std::size_t{0});
     std::stable_sort(perm.begin(), perm.end(), [&](std::size_t a, std::size_t b) { return g_idx[a] < g_idx[b]; });
     for (std::size_t k = 0; k < in; ++k)
         if (g_idx[perm[k]] != std::int32_t(k / group_size))
             ptq::detail::throw_invalid(fn, tensor,
-                                  "group " + std::to_string(g_idx[perm[k]]) + " does not have exactly " +
-                                      std::to_string(group_size) + " columns (storage column " + std::to_string(k) + ")");
+                                       "group " + std::to_string(g_idx[perm[k]]) + " does not have exactly " +
+                                           std::to_string(group_size) + " columns (storage column " +
+                                           std::to_string(k) + ")");
     return perm;
 }
 

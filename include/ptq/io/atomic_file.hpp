@@ -69,7 +69,8 @@ public:
         const int rc = ::close(fd_);
         fd_ = -1;
         if (rc != 0) throw file_error(path_.string(), "write", std::strerror(errno));
-        if (std::rename(tmp_.c_str(), path_.c_str()) != 0) throw file_error(path_.string(), "rename", std::strerror(errno));
+        if (std::rename(tmp_.c_str(), path_.c_str()) != 0)
+            throw file_error(path_.string(), "rename", std::strerror(errno));
         tmp_.clear();
     }
 

@@ -70,11 +70,13 @@ inline AwqConfig awq_config_from_json(const nlohmann::json& j) {
     if (const nlohmann::json* v = get("version", nullptr)) {
         std::string s = v->is_string() ? v->get<std::string>() : std::string();
         for (char& ch : s) ch = char(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
-        if (s != "gemm") ptq::detail::throw_invalid(fn, "version", "is not \"gemm\" (only the GEMM layout is supported)");
+        if (s != "gemm")
+            ptq::detail::throw_invalid(fn, "version", "is not \"gemm\" (only the GEMM layout is supported)");
     }
     if (const nlohmann::json* v = get("zero_point", nullptr); v && !(v->is_boolean() && v->get<bool>()))
         ptq::detail::throw_invalid(fn, "zero_point", "is not true");
-    if (const nlohmann::json* v = get("quant_method", nullptr); v && !(v->is_string() && v->get<std::string>() == "awq"))
+    if (const nlohmann::json* v = get("quant_method", nullptr);
+        v && !(v->is_string() && v->get<std::string>() == "awq"))
         ptq::detail::throw_invalid(fn, "quant_method", "is not \"awq\"");
     return c;
 }
@@ -110,7 +112,8 @@ LayerExport export_awq(const QuantizedMatrix<F>& q, std::string_view prefix,
 
     LayerExport e;
     e.quantization_config = awq_config_to_json({group_size});
-    LayerTensor qweight = make_tensor(tensor_name(prefix, "qweight"), DType::I32, {std::int64_t(in), std::int64_t(words)});
+    LayerTensor qweight =
+        make_tensor(tensor_name(prefix, "qweight"), DType::I32, {std::int64_t(in), std::int64_t(words)});
     LayerTensor qzeros = make_tensor(tensor_name(prefix, "qzeros"), DType::I32, {std::int64_t(G), std::int64_t(words)});
     LayerTensor scales = make_tensor(tensor_name(prefix, "scales"), DType::F16, {std::int64_t(G), std::int64_t(out)});
     for (std::size_t i = 0; i < in; ++i)
@@ -162,8 +165,8 @@ inline AwqDecoded awq_decode(std::span<const LayerTensor> tensors, std::string_v
     const std::int64_t in = d.in, out = d.out, G = d.groups, gs = d.group_size;
     if (in < 1 || words < 1 || gs < 1 || G * gs != in)
         ptq::detail::throw_invalid(fn, sc.name,
-                                   std::to_string(G) + " groups of " + std::to_string(gs) + " do not cover in_features = " +
-                                       std::to_string(in));
+                                   std::to_string(G) + " groups of " + std::to_string(gs) +
+                                       " do not cover in_features = " + std::to_string(in));
     require_shape(sc, {G, out}, fn);
     require_shape(qz, {G, words}, fn);
     // unpack_awq: iweights[i, 8c + j] = qweight[i, c] >> 4j; reverse_awq_order: column n of
@@ -199,7 +202,8 @@ inline RowMatrixXf dequantize_awq(std::span<const LayerTensor> tensors, std::str
     for (std::int64_t i = 0; i < d.in; ++i)
         for (std::int64_t n = 0; n < d.out; ++n) {
             const std::size_t gn = std::size_t((i / d.group_size) * d.out + n);
-            w(n, i) = float(std::int32_t(d.codes[std::size_t(i * d.out + n)]) - std::int32_t(d.zeros[gn])) * d.scales[gn];
+            w(n, i) =
+                float(std::int32_t(d.codes[std::size_t(i * d.out + n)]) - std::int32_t(d.zeros[gn])) * d.scales[gn];
         }
     return w;
 }
@@ -210,7 +214,8 @@ inline RowMatrixXf dequantize_awq(std::span<const LayerTensor> tensors, std::str
 /// dequantize_awq.
 template <class F>
 QuantizedMatrix<F> import_awq(std::span<const LayerTensor> tensors, std::string_view prefix, const AwqConfig& cfg) {
-    static_assert(is_int_format_v<F> && F::bits == 4, "ptq::io::import_awq: AWQ GEMM checkpoints hold IntFormat<4, ...>");
+    static_assert(is_int_format_v<F> && F::bits == 4,
+                  "ptq::io::import_awq: AWQ GEMM checkpoints hold IntFormat<4, ...>");
     const char* fn = "io::import_awq";
     const detail::AwqDecoded d = detail::awq_decode(tensors, prefix, cfg, fn);
     const std::size_t in = std::size_t(d.in), out = std::size_t(d.out), G = std::size_t(d.groups);
@@ -228,8 +233,8 @@ QuantizedMatrix<F> import_awq(std::span<const LayerTensor> tensors, std::string_
             const std::int32_t z = d.zeros[g * out + n];
             if (F::symmetric && z != F::symmetric_zero)
                 ptq::detail::throw_invalid(fn, tensor_name(prefix, "qzeros"),
-                                           "zero point " + std::to_string(z) + " at row " + std::to_string(n) + ", group " +
-                                               std::to_string(g) + " is not the symmetric zero 8");
+                                           "zero point " + std::to_string(z) + " at row " + std::to_string(n) +
+                                               ", group " + std::to_string(g) + " is not the symmetric zero 8");
             q.row_params(n)[g] = {d.scales[g * out + n], z};
         }
     }

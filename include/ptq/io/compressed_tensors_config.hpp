@@ -20,9 +20,9 @@ enum class CtFormat : std::uint8_t { pack_quantized, mxfp4_pack_quantized, float
 /// "pack-quantized", "mxfp4-pack-quantized", "float-quantized".
 inline const char* ct_format_name(CtFormat f) noexcept {
     switch (f) {
-    case CtFormat::pack_quantized: return "pack-quantized";
-    case CtFormat::mxfp4_pack_quantized: return "mxfp4-pack-quantized";
-    case CtFormat::float_quantized: return "float-quantized";
+        case CtFormat::pack_quantized: return "pack-quantized";
+        case CtFormat::mxfp4_pack_quantized: return "mxfp4-pack-quantized";
+        case CtFormat::float_quantized: return "float-quantized";
     }
     return "?";
 }
@@ -33,7 +33,7 @@ enum class CtStrategy : std::uint8_t { tensor, channel, group };
 /// The `weights` QuantizationArgs of the config group (the fields the layout uses).
 struct CtWeightArgs {
     int num_bits = 4;
-    bool is_float = false;          ///< "type": "float" (else "int")
+    bool is_float = false;  ///< "type": "float" (else "int")
     bool symmetric = true;
     CtStrategy strategy = CtStrategy::group;
     std::int64_t group_size = 128;  ///< strategy group only (channel: -1, tensor: none)
@@ -129,7 +129,8 @@ inline CtConfig ct_config_from_json(const nlohmann::json& j) {
         ptq::detail::throw_invalid(fn, "num_bits", "is missing or not an integer in [1, 8]");
     c.weights.num_bits = int(nb->get<std::int64_t>());
     const std::string type = w.contains("type") ? str_at(w, "type", "type") : std::string("int");
-    if (type != "int" && type != "float") ptq::detail::throw_invalid(fn, "type", "'" + type + "' is not \"int\" or \"float\"");
+    if (type != "int" && type != "float")
+        ptq::detail::throw_invalid(fn, "type", "'" + type + "' is not \"int\" or \"float\"");
     c.weights.is_float = type == "float";
     if (auto s = w.find("symmetric"); s != w.end()) {
         if (!s->is_boolean()) ptq::detail::throw_invalid(fn, "symmetric", "is not a boolean");

@@ -90,12 +90,12 @@ CtGrouping ct_grouping(const QuantizedMatrix<F>& q, const char* fn) {
 /// weight_scale: [1] (tensor), [out, 1] (channel), [out, G] (group), from q's float scales.
 template <class F>
 LayerTensor ct_scale_tensor(const QuantizedMatrix<F>& q, const CtGrouping& gr, std::string_view prefix,
-                           const CtExportOptions& o) {
+                            const CtExportOptions& o) {
     const std::size_t out = q.rows();
     const std::string name = tensor_name(prefix, "weight_scale");
-    const std::vector<std::int64_t> shape =
-        gr.strategy == CtStrategy::tensor ? std::vector<std::int64_t>{1}
-                                          : std::vector<std::int64_t>{std::int64_t(out), std::int64_t(gr.groups)};
+    const std::vector<std::int64_t> shape = gr.strategy == CtStrategy::tensor
+                                                ? std::vector<std::int64_t>{1}
+                                                : std::vector<std::int64_t>{std::int64_t(out), std::int64_t(gr.groups)};
     LayerTensor t = make_tensor(name, o.scale_dtype, shape);
     if (o.scale_dtype != DType::F16 && o.scale_dtype != DType::BF16 && o.scale_dtype != DType::F32)
         ptq::detail::throw_invalid("io::export_compressed_tensors", "scale_dtype",
@@ -144,9 +144,11 @@ LayerExport export_compressed_tensors(const QuantizedMatrix<F>& q, std::string_v
 
     if constexpr (is_mxfp4_v<F>) {
         if (in % 32 != 0)
-            ptq::detail::throw_invalid(fn, "q", "in_features = " + std::to_string(in) + " is not a multiple of 32 (MXFP4)");
+            ptq::detail::throw_invalid(fn, "q",
+                                       "in_features = " + std::to_string(in) + " is not a multiple of 32 (MXFP4)");
         if (m.permuted)
-            ptq::detail::throw_invalid(fn, "storage_perm", "mxfp4-pack-quantized has no g_idx: export unpermuted blocks");
+            ptq::detail::throw_invalid(fn, "storage_perm",
+                                       "mxfp4-pack-quantized has no g_idx: export unpermuted blocks");
         cfg.format = CtFormat::mxfp4_pack_quantized;
         cfg.weights.is_float = true;
         cfg.weights.strategy = CtStrategy::group;  // the MXFP4 scheme: groups of 32 (even when in == 32)
@@ -163,8 +165,8 @@ LayerExport export_compressed_tensors(const QuantizedMatrix<F>& q, std::string_v
             for (std::size_t g = 0; g < in / 32; ++g) {
                 const std::uint8_t b = q.row_params(n)[g].scale_byte;
                 if (E8M0::is_nan(b))
-                    ptq::detail::throw_invalid(fn, scale.name,
-                                               "E8M0 NaN scale at row " + std::to_string(n) + ", group " + std::to_string(g));
+                    ptq::detail::throw_invalid(
+                        fn, scale.name, "E8M0 NaN scale at row " + std::to_string(n) + ", group " + std::to_string(g));
                 scale.data[n * (in / 32) + g] = b;
             }
         }
@@ -173,7 +175,8 @@ LayerExport export_compressed_tensors(const QuantizedMatrix<F>& q, std::string_v
     } else if constexpr (is_fp8_e4m3_v<F>) {
         cfg.format = CtFormat::float_quantized;
         cfg.weights.is_float = true;
-        LayerTensor w = make_tensor(tensor_name(prefix, "weight"), DType::F8_E4M3, {std::int64_t(out), std::int64_t(in)});
+        LayerTensor w =
+            make_tensor(tensor_name(prefix, "weight"), DType::F8_E4M3, {std::int64_t(out), std::int64_t(in)});
         for (std::size_t n = 0; n < out; ++n)
             for (std::size_t c = 0; c < in; ++c) w.data[n * in + c] = q.row_data(n)[m.storage_of[c]];
         e.tensors.push_back(std::move(w));
@@ -206,7 +209,7 @@ LayerExport export_compressed_tensors(const QuantizedMatrix<F>& q, std::string_v
             } else {
                 const std::size_t zw = int32_words(out, b);
                 LayerTensor zp = make_tensor(tensor_name(prefix, "weight_zero_point"), DType::I32,
-                                            {std::int64_t(zw), std::int64_t(gr.groups)});
+                                             {std::int64_t(zw), std::int64_t(gr.groups)});
                 for (std::size_t g = 0; g < gr.groups; ++g)
                     pack_int32_stream(
                         out, b, [&](std::size_t n) { return std::uint32_t(q.row_params(n)[g].zero); },
@@ -272,7 +275,9 @@ struct CtDecoded {
 inline CtDecoded ct_decode(std::span<const LayerTensor> tensors, std::string_view prefix, const CtConfig& cfg,
                            const char* fn) {
     const int b = cfg.weights.num_bits;
-    const int want_bits = cfg.format == CtFormat::float_quantized ? 8 : cfg.format == CtFormat::mxfp4_pack_quantized ? 4 : b;
+    const int want_bits = cfg.format == CtFormat::float_quantized        ? 8
+                          : cfg.format == CtFormat::mxfp4_pack_quantized ? 4
+                                                                         : b;
     if (b < 1 || b > 8 || b != want_bits)
         ptq::detail::throw_invalid(fn, "cfg.weights.num_bits",
                                    std::to_string(b) + " does not fit format " + ct_format_name(cfg.format));
@@ -317,14 +322,15 @@ inline CtDecoded ct_decode(std::span<const LayerTensor> tensors, std::string_vie
         G = sc->shape[1];
         gs = in / G;  // int(x_q.shape[1] / scale.shape[1])
         if (gs < 1 || (in >= gs && in % gs != 0))
-            ptq::detail::throw_invalid(fn, scale_name, "group size " + std::to_string(gs) + " does not divide in_features");
+            ptq::detail::throw_invalid(fn, scale_name,
+                                       "group size " + std::to_string(gs) + " does not divide in_features");
         if (G * gs != in)
             ptq::detail::throw_invalid(fn, scale_name, std::to_string(G) + " groups do not cover in_features");
     } else {
         ptq::detail::throw_invalid(fn, scale_name, "shape matches neither [1], [out, 1] nor [out, G]");
     }
-    if (strategy != cfg.weights.strategy && !(strategy == CtStrategy::channel && cfg.weights.strategy == CtStrategy::group &&
-                                              cfg.weights.group_size == in))
+    if (strategy != cfg.weights.strategy &&
+        !(strategy == CtStrategy::channel && cfg.weights.strategy == CtStrategy::group && cfg.weights.group_size == in))
         ptq::detail::throw_invalid(fn, scale_name, "shape disagrees with the config's strategy");
     if (strategy == CtStrategy::group && cfg.weights.group_size != gs)
         ptq::detail::throw_invalid(fn, scale_name, "group size " + std::to_string(gs) + " disagrees with the config's");
@@ -345,8 +351,8 @@ inline CtDecoded ct_decode(std::span<const LayerTensor> tensors, std::string_vie
             for (std::int64_t g = 0; g < G; ++g)
                 for (std::int64_t n = 0; n < out; ++n)
                     zp[std::size_t(n * G + g)] = detail::ct_unpack_int32(
-                        [&](std::size_t k) { return std::uint32_t(z.load_bits(k * std::size_t(G) + std::size_t(g))); }, zw,
-                        std::size_t(n), b);
+                        [&](std::size_t k) { return std::uint32_t(z.load_bits(k * std::size_t(G) + std::size_t(g))); },
+                        zw, std::size_t(n), b);
         }
     }
 
@@ -446,7 +452,7 @@ inline RowMatrixXf dequantize_compressed_tensors(std::span<const LayerTensor> te
             } else if (cfg.format == CtFormat::float_quantized) {
                 w(n, c) = detail::ct_e4m3_value(std::uint8_t(f)) * d.scale[si];  // weight.to(dtype) * scale
             } else {
-                const float v = e2m1[f & 7] * ((f & 8) ? -1.0f : 1.0f);  // kE2M1[abs] * where(sign, -1, 1)
+                const float v = e2m1[f & 7] * ((f & 8) ? -1.0f : 1.0f);       // kE2M1[abs] * where(sign, -1, 1)
                 w(n, c) = v * std::ldexp(1.0f, int(d.scale_byte[si]) - 127);  // 2 ** (byte - 127)
             }
         }
@@ -463,10 +469,11 @@ inline RowMatrixXf dequantize_compressed_tensors(std::span<const LayerTensor> te
 template <class F>
 ImportedMatrix<F> import_compressed_tensors(std::span<const LayerTensor> tensors, std::string_view prefix,
                                             const CtConfig& cfg) {
-    static_assert(is_int_format_v<F> || is_fp8_e4m3_v<F> || is_mxfp4_v<F>,
-                  "ptq::io::import_compressed_tensors: compressed-tensors holds IntFormat, Fp8<4, 3> and MxFp<2, 1, 32>");
+    static_assert(
+        is_int_format_v<F> || is_fp8_e4m3_v<F> || is_mxfp4_v<F>,
+        "ptq::io::import_compressed_tensors: compressed-tensors holds IntFormat, Fp8<4, 3> and MxFp<2, 1, 32>");
     const char* fn = "io::import_compressed_tensors";
-    const CtFormat want = is_int_format_v<F>   ? CtFormat::pack_quantized
+    const CtFormat want = is_int_format_v<F> ? CtFormat::pack_quantized
                           : is_fp8_e4m3_v<F> ? CtFormat::float_quantized
                                              : CtFormat::mxfp4_pack_quantized;
     if (cfg.format != want)
@@ -480,8 +487,8 @@ ImportedMatrix<F> import_compressed_tensors(std::span<const LayerTensor> tensors
     const std::size_t out = std::size_t(d.out), in = std::size_t(d.in), G = std::size_t(d.groups);
     ImportedMatrix<F> r;
     if (d.permuted) {
-        r.storage_perm = storage_order_from_groups(d.g_idx, std::size_t(d.group_size), G,
-                                                   tensor_name(prefix, "weight_g_idx"), fn);
+        r.storage_perm =
+            storage_order_from_groups(d.g_idx, std::size_t(d.group_size), G, tensor_name(prefix, "weight_g_idx"), fn);
     } else {
         r.storage_perm.resize(in);
         std::iota(r.storage_perm.begin(), r.storage_perm.end(), std::size_t{0});

@@ -22,7 +22,8 @@
 
 namespace ptq::io {
 
-static_assert(std::endian::native == std::endian::little, "ptq::io reads little-endian files on little-endian hosts only");
+static_assert(std::endian::native == std::endian::little,
+              "ptq::io reads little-endian files on little-endian hosts only");
 
 /// Value of an FP8 "FNUZ" code (the AMD/Graphcore variants: F8_E4M3FNUZ with E = 4, M = 3, bias 8;
 /// F8_E5M2FNUZ with E = 5, M = 2, bias 16). No infinities and no negative zero: 0x80 is the only
@@ -72,8 +73,9 @@ std::span<const T> typed_span(std::span<const std::byte> bytes, std::size_t elem
                               const std::string& what) {
     static_assert(std::is_trivially_copyable_v<T>);
     if (element_bits != 8 * sizeof(T))
-        throw file_error(file, what, std::to_string(element_bits) + "-bit elements read as a " +
-                                         std::to_string(8 * sizeof(T)) + "-bit type");
+        throw file_error(file, what,
+                         std::to_string(element_bits) + "-bit elements read as a " + std::to_string(8 * sizeof(T)) +
+                             "-bit type");
     if (reinterpret_cast<std::uintptr_t>(bytes.data()) % alignof(T) != 0)
         throw file_error(file, what, "data is not aligned to " + std::to_string(alignof(T)) + " bytes");
     return {reinterpret_cast<const T*>(bytes.data()), bytes.size() / sizeof(T)};
@@ -92,28 +94,43 @@ inline void decode_to_float(DType t, std::span<const std::byte> in, std::span<fl
     if (in.size() != bytes)
         ptq::detail::throw_invalid("io::decode_to_float", "in",
                                    std::to_string(in.size()) + " bytes for " + std::to_string(out.size()) + " " +
-                                       std::string(dtype_name(t)) + " elements (expected " + std::to_string(bytes) + ")");
+                                       std::string(dtype_name(t)) + " elements (expected " + std::to_string(bytes) +
+                                       ")");
     using namespace detail;
     switch (t) {
-    case DType::BOOL: decode_each<std::uint8_t>(in, out, [](std::uint8_t v) { return v != 0 ? 1.0f : 0.0f; }); break;
-    case DType::U8: decode_each<std::uint8_t>(in, out, [](std::uint8_t v) { return float(v); }); break;
-    case DType::I8: decode_each<std::int8_t>(in, out, [](std::int8_t v) { return float(v); }); break;
-    case DType::I16: decode_each<std::int16_t>(in, out, [](std::int16_t v) { return float(v); }); break;
-    case DType::U16: decode_each<std::uint16_t>(in, out, [](std::uint16_t v) { return float(v); }); break;
-    case DType::F16: decode_each<std::uint16_t>(in, out, [](std::uint16_t v) { return half_bits_to_float(v); }); break;
-    case DType::BF16: decode_each<std::uint16_t>(in, out, [](std::uint16_t v) { return bf16_bits_to_float(v); }); break;
-    case DType::I32: decode_each<std::int32_t>(in, out, [](std::int32_t v) { return float(v); }); break;
-    case DType::U32: decode_each<std::uint32_t>(in, out, [](std::uint32_t v) { return float(v); }); break;
-    case DType::F32: decode_each<float>(in, out, [](float v) { return v; }); break;
-    case DType::F64: decode_each<double>(in, out, [](double v) { return static_cast<float>(v); }); break;
-    case DType::I64: decode_each<std::int64_t>(in, out, [](std::int64_t v) { return float(v); }); break;
-    case DType::U64: decode_each<std::uint64_t>(in, out, [](std::uint64_t v) { return float(v); }); break;
-    case DType::F8_E4M3: decode_each<std::uint8_t>(in, out, [](std::uint8_t v) { return Minifloat<4, 3>::decode(v); }); break;
-    case DType::F8_E5M2: decode_each<std::uint8_t>(in, out, [](std::uint8_t v) { return Minifloat<5, 2>::decode(v); }); break;
-    case DType::F8_E4M3FNUZ: decode_each<std::uint8_t>(in, out, [](std::uint8_t v) { return fp8_fnuz_decode<4, 3>(v); }); break;
-    case DType::F8_E5M2FNUZ: decode_each<std::uint8_t>(in, out, [](std::uint8_t v) { return fp8_fnuz_decode<5, 2>(v); }); break;
-    case DType::F8_E8M0: decode_each<std::uint8_t>(in, out, [](std::uint8_t v) { return E8M0::decode(v); }); break;
-    default: break;  // excluded by has_float_conversion
+        case DType::BOOL:
+            decode_each<std::uint8_t>(in, out, [](std::uint8_t v) { return v != 0 ? 1.0f : 0.0f; });
+            break;
+        case DType::U8: decode_each<std::uint8_t>(in, out, [](std::uint8_t v) { return float(v); }); break;
+        case DType::I8: decode_each<std::int8_t>(in, out, [](std::int8_t v) { return float(v); }); break;
+        case DType::I16: decode_each<std::int16_t>(in, out, [](std::int16_t v) { return float(v); }); break;
+        case DType::U16: decode_each<std::uint16_t>(in, out, [](std::uint16_t v) { return float(v); }); break;
+        case DType::F16:
+            decode_each<std::uint16_t>(in, out, [](std::uint16_t v) { return half_bits_to_float(v); });
+            break;
+        case DType::BF16:
+            decode_each<std::uint16_t>(in, out, [](std::uint16_t v) { return bf16_bits_to_float(v); });
+            break;
+        case DType::I32: decode_each<std::int32_t>(in, out, [](std::int32_t v) { return float(v); }); break;
+        case DType::U32: decode_each<std::uint32_t>(in, out, [](std::uint32_t v) { return float(v); }); break;
+        case DType::F32: decode_each<float>(in, out, [](float v) { return v; }); break;
+        case DType::F64: decode_each<double>(in, out, [](double v) { return static_cast<float>(v); }); break;
+        case DType::I64: decode_each<std::int64_t>(in, out, [](std::int64_t v) { return float(v); }); break;
+        case DType::U64: decode_each<std::uint64_t>(in, out, [](std::uint64_t v) { return float(v); }); break;
+        case DType::F8_E4M3:
+            decode_each<std::uint8_t>(in, out, [](std::uint8_t v) { return Minifloat<4, 3>::decode(v); });
+            break;
+        case DType::F8_E5M2:
+            decode_each<std::uint8_t>(in, out, [](std::uint8_t v) { return Minifloat<5, 2>::decode(v); });
+            break;
+        case DType::F8_E4M3FNUZ:
+            decode_each<std::uint8_t>(in, out, [](std::uint8_t v) { return fp8_fnuz_decode<4, 3>(v); });
+            break;
+        case DType::F8_E5M2FNUZ:
+            decode_each<std::uint8_t>(in, out, [](std::uint8_t v) { return fp8_fnuz_decode<5, 2>(v); });
+            break;
+        case DType::F8_E8M0: decode_each<std::uint8_t>(in, out, [](std::uint8_t v) { return E8M0::decode(v); }); break;
+        default: break;  // excluded by has_float_conversion
     }
 }
 
@@ -121,13 +138,13 @@ inline void decode_to_float(DType t, std::span<const std::byte> in, std::span<fl
 /// ptq::invalid_argument for another type or a size mismatch.
 inline void decode_to_float(GgmlType t, std::span<const std::byte> in, std::span<float> out) {
     switch (t) {
-    case GgmlType::F32: decode_to_float(DType::F32, in, out); return;
-    case GgmlType::F16: decode_to_float(DType::F16, in, out); return;
-    case GgmlType::BF16: decode_to_float(DType::BF16, in, out); return;
-    default:
-        ptq::detail::throw_invalid("io::decode_to_float", "type",
-                                   "ggml type " + std::string(ggml_type_name(t)) +
-                                       " has no direct conversion to float (F32, F16, BF16 only)");
+        case GgmlType::F32: decode_to_float(DType::F32, in, out); return;
+        case GgmlType::F16: decode_to_float(DType::F16, in, out); return;
+        case GgmlType::BF16: decode_to_float(DType::BF16, in, out); return;
+        default:
+            ptq::detail::throw_invalid("io::decode_to_float", "type",
+                                       "ggml type " + std::string(ggml_type_name(t)) +
+                                           " has no direct conversion to float (F32, F16, BF16 only)");
     }
 }
 

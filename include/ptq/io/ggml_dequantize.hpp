@@ -57,27 +57,32 @@ struct MatrixShape {
 inline MatrixShape ggml_matrix_shape(std::string_view fn, std::string_view tensor, GgmlType type,
                                      std::span<const std::uint64_t> ne, std::size_t data_size) {
     const GgmlTypeTraits tr = ggml_type_traits(type);
-    if (tr.block_size == 0) throw_tensor(fn, tensor, "unknown ggml type " + std::to_string(static_cast<std::uint32_t>(type)));
-    if (ne.empty() || ne.size() > 4) throw_tensor(fn, tensor, "ne must have 1 to 4 dimensions, has " + std::to_string(ne.size()));
+    if (tr.block_size == 0)
+        throw_tensor(fn, tensor, "unknown ggml type " + std::to_string(static_cast<std::uint32_t>(type)));
+    if (ne.empty() || ne.size() > 4)
+        throw_tensor(fn, tensor, "ne must have 1 to 4 dimensions, has " + std::to_string(ne.size()));
     for (std::size_t i = 0; i < ne.size(); ++i)
         if (ne[i] == 0) throw_tensor(fn, tensor, "ne[" + std::to_string(i) + "] is 0 (no elements)");
     for (std::size_t i = 2; i < ne.size(); ++i)
-        if (ne[i] != 1) throw_tensor(fn, tensor, "is not a matrix: ne[" + std::to_string(i) + "] = " + std::to_string(ne[i]));
+        if (ne[i] != 1)
+            throw_tensor(fn, tensor, "is not a matrix: ne[" + std::to_string(i) + "] = " + std::to_string(ne[i]));
     constexpr std::uint64_t limit = std::uint64_t(1) << 40;  // elements per dimension: far beyond any model
     if (ne[0] > limit || (ne.size() > 1 && ne[1] > limit)) throw_tensor(fn, tensor, "extent too large");
     MatrixShape s;
     s.cols = static_cast<std::size_t>(ne[0]);
     s.rows = ne.size() > 1 ? static_cast<std::size_t>(ne[1]) : 1;
     if (ne[0] % static_cast<std::uint64_t>(tr.block_size) != 0)
-        throw_tensor(fn, tensor, "row length ne[0] = " + std::to_string(ne[0]) + " is not a multiple of the " +
-                                     std::string(tr.name) + " block size " + std::to_string(tr.block_size));
+        throw_tensor(fn, tensor,
+                     "row length ne[0] = " + std::to_string(ne[0]) + " is not a multiple of the " +
+                         std::string(tr.name) + " block size " + std::to_string(tr.block_size));
     s.blocks_per_row = s.cols / static_cast<std::size_t>(tr.block_size);
     s.row_bytes = s.blocks_per_row * tr.type_size;
     if (s.rows > (std::size_t(1) << 62) / s.row_bytes) throw_tensor(fn, tensor, "size overflows");
     const std::size_t need = s.rows * s.row_bytes;
     if (data_size != need)
-        throw_tensor(fn, tensor, "holds " + std::to_string(data_size) + " bytes, " + std::string(tr.name) + " [" +
-                                     std::to_string(s.cols) + " x " + std::to_string(s.rows) + "] needs " + std::to_string(need));
+        throw_tensor(fn, tensor,
+                     "holds " + std::to_string(data_size) + " bytes, " + std::string(tr.name) + " [" +
+                         std::to_string(s.cols) + " x " + std::to_string(s.rows) + "] needs " + std::to_string(need));
     return s;
 }
 
@@ -120,7 +125,8 @@ inline void ggml_dequantize_row(GgmlType type, const std::byte* src, std::size_t
         case GgmlType::Q8_0:
             for (std::size_t i = 0; i < blocks; ++i, src += 34, out += 32) {
                 const float d = half_bits_to_float(detail::load_u16le(src));
-                for (int j = 0; j < 32; ++j) out[j] = static_cast<float>(static_cast<std::int8_t>(detail::u8(src + 2 + j))) * d;
+                for (int j = 0; j < 32; ++j)
+                    out[j] = static_cast<float>(static_cast<std::int8_t>(detail::u8(src + 2 + j))) * d;
             }
             return;
         case GgmlType::Q4_0:
@@ -166,8 +172,9 @@ inline void ggml_dequantize_row(GgmlType type, const std::byte* src, std::size_t
 inline Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> ggml_dequantize(
     GgmlType type, std::span<const std::uint64_t> ne, std::span<const std::byte> data, std::string_view name) {
     if (!ggml_dequantize_supported(type))
-        detail::throw_tensor("ggml_dequantize", name, "ggml type '" + std::string(ggml_type_name(type)) + "' (" +
-                                                          std::to_string(static_cast<std::uint32_t>(type)) + ") is not supported");
+        detail::throw_tensor("ggml_dequantize", name,
+                             "ggml type '" + std::string(ggml_type_name(type)) + "' (" +
+                                 std::to_string(static_cast<std::uint32_t>(type)) + ") is not supported");
     const auto s = detail::ggml_matrix_shape("ggml_dequantize", name, type, ne, data.size());
     Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> out(static_cast<Eigen::Index>(s.rows),
                                                                               static_cast<Eigen::Index>(s.cols));

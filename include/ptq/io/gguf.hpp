@@ -75,23 +75,23 @@ class GgufValue {
 public:
     /// Alternative i < 13 is a scalar of GgufValueType i, alternative 13 + i an array of it
     /// (9, ARRAY, has placeholders).
-    using Storage = std::variant<std::uint8_t, std::int8_t, std::uint16_t, std::int16_t, std::uint32_t, std::int32_t,
-                                 float, bool, std::string, detail::GgufUnused, std::uint64_t, std::int64_t, double,
-                                 std::vector<std::uint8_t>, std::vector<std::int8_t>, std::vector<std::uint16_t>,
-                                 std::vector<std::int16_t>, std::vector<std::uint32_t>, std::vector<std::int32_t>,
-                                 std::vector<float>, std::vector<bool>, std::vector<std::string>,
-                                 detail::GgufUnusedArray, std::vector<std::uint64_t>, std::vector<std::int64_t>,
-                                 std::vector<double>>;
+    using Storage =
+        std::variant<std::uint8_t, std::int8_t, std::uint16_t, std::int16_t, std::uint32_t, std::int32_t, float, bool,
+                     std::string, detail::GgufUnused, std::uint64_t, std::int64_t, double, std::vector<std::uint8_t>,
+                     std::vector<std::int8_t>, std::vector<std::uint16_t>, std::vector<std::int16_t>,
+                     std::vector<std::uint32_t>, std::vector<std::int32_t>, std::vector<float>, std::vector<bool>,
+                     std::vector<std::string>, detail::GgufUnusedArray, std::vector<std::uint64_t>,
+                     std::vector<std::int64_t>, std::vector<double>>;
 
     GgufValue() = default;
     /// From exactly one of the scalar or vector types above, without conversions: GgufValue(5)
     /// is an INT32 (int is std::int32_t), a `long long` or a `char` does not compile; write
     /// std::uint32_t{5} for a U32.
     template <class T>
-        requires(detail::is_variant_alternative<std::decay_t<T>, Storage>::value &&
-                 !std::is_same_v<std::decay_t<T>, detail::GgufUnused> &&
-                 !std::is_same_v<std::decay_t<T>, detail::GgufUnusedArray>)
-    GgufValue(T&& v) : v_(std::forward<T>(v)) {}  // NOLINT: implicit on purpose, the type is exact
+    requires(detail::is_variant_alternative<std::decay_t<T>, Storage>::value &&
+             !std::is_same_v<std::decay_t<T>, detail::GgufUnused> &&
+             !std::is_same_v<std::decay_t<T>, detail::GgufUnusedArray>) GgufValue(T&& v)
+        : v_(std::forward<T>(v)) {}  // NOLINT: implicit on purpose, the type is exact
     GgufValue(const char* s) : v_(std::string(s)) {}
 
     bool is_array() const noexcept { return v_.index() >= 13; }
@@ -110,8 +110,7 @@ public:
             [](const auto& a) -> std::size_t {
                 if constexpr (requires { a.size(); } && !std::is_same_v<std::decay_t<decltype(a)>, std::string>)
                     return a.size();
-                else
-                    return 0;
+                else return 0;
             },
             v_);
     }
@@ -248,7 +247,8 @@ GgufValue gguf_read_value(GgufCursor& c, const std::string& field, bool is_array
 inline GgufHeader parse_gguf_header(std::span<const std::byte> file, const std::string& filename) {
     detail::GgufCursor c(file, filename);
     GgufHeader h;
-    if (file.size() < 4 || std::memcmp(file.data(), "GGUF", 4) != 0) c.fail("magic", "not a GGUF file (magic is not \"GGUF\")");
+    if (file.size() < 4 || std::memcmp(file.data(), "GGUF", 4) != 0)
+        c.fail("magic", "not a GGUF file (magic is not \"GGUF\")");
     c.seek(4, "magic");
     h.version = c.read<std::uint32_t>("version");
     if (h.version == 0 || (h.version & 0xFFFFu) == 0)
@@ -277,19 +277,21 @@ inline GgufHeader parse_gguf_header(std::span<const std::byte> file, const std::
         }
         GgufValue v;
         switch (type) {
-        case 0: v = detail::gguf_read_value<std::uint8_t>(c, field, is_array, n); break;
-        case 1: v = detail::gguf_read_value<std::int8_t>(c, field, is_array, n); break;
-        case 2: v = detail::gguf_read_value<std::uint16_t>(c, field, is_array, n); break;
-        case 3: v = detail::gguf_read_value<std::int16_t>(c, field, is_array, n); break;
-        case 4: v = detail::gguf_read_value<std::uint32_t>(c, field, is_array, n); break;
-        case 5: v = detail::gguf_read_value<std::int32_t>(c, field, is_array, n); break;
-        case 6: v = detail::gguf_read_value<float>(c, field, is_array, n); break;
-        case 7: v = detail::gguf_read_value<bool>(c, field, is_array, n); break;
-        case 8: v = detail::gguf_read_value<std::string>(c, field, is_array, n); break;
-        case 10: v = detail::gguf_read_value<std::uint64_t>(c, field, is_array, n); break;
-        case 11: v = detail::gguf_read_value<std::int64_t>(c, field, is_array, n); break;
-        case 12: v = detail::gguf_read_value<double>(c, field, is_array, n); break;
-        default: c.fail(field + " type", "invalid GGUF value type " + std::to_string(type) + (is_array ? " in an array" : ""));
+            case 0: v = detail::gguf_read_value<std::uint8_t>(c, field, is_array, n); break;
+            case 1: v = detail::gguf_read_value<std::int8_t>(c, field, is_array, n); break;
+            case 2: v = detail::gguf_read_value<std::uint16_t>(c, field, is_array, n); break;
+            case 3: v = detail::gguf_read_value<std::int16_t>(c, field, is_array, n); break;
+            case 4: v = detail::gguf_read_value<std::uint32_t>(c, field, is_array, n); break;
+            case 5: v = detail::gguf_read_value<std::int32_t>(c, field, is_array, n); break;
+            case 6: v = detail::gguf_read_value<float>(c, field, is_array, n); break;
+            case 7: v = detail::gguf_read_value<bool>(c, field, is_array, n); break;
+            case 8: v = detail::gguf_read_value<std::string>(c, field, is_array, n); break;
+            case 10: v = detail::gguf_read_value<std::uint64_t>(c, field, is_array, n); break;
+            case 11: v = detail::gguf_read_value<std::int64_t>(c, field, is_array, n); break;
+            case 12: v = detail::gguf_read_value<double>(c, field, is_array, n); break;
+            default:
+                c.fail(field + " type",
+                       "invalid GGUF value type " + std::to_string(type) + (is_array ? " in an array" : ""));
         }
         h.kv.emplace_back(std::move(key), std::move(v));
     }
@@ -308,7 +310,8 @@ inline GgufHeader parse_gguf_header(std::span<const std::byte> file, const std::
             c.fail("tensor #" + std::to_string(i) + " name", "length " + std::to_string(t.name.size()) + " >= 64");
         // ggml keeps a name up to its first NUL (and compares names with strcmp): a name with a
         // NUL would mean another tensor there.
-        if (t.name.find('\0') != std::string::npos) c.fail("tensor #" + std::to_string(i) + " name", "contains a NUL byte");
+        if (t.name.find('\0') != std::string::npos)
+            c.fail("tensor #" + std::to_string(i) + " name", "contains a NUL byte");
         const std::string field = "tensor '" + t.name + "'";
         if (!names.insert(t.name).second) c.fail(field, "duplicate tensor name");
         const auto n_dims = c.read<std::uint32_t>(field + " n_dims");
@@ -345,13 +348,15 @@ inline GgufHeader parse_gguf_header(std::span<const std::byte> file, const std::
     std::uint64_t size = 0;
     for (const auto& t : h.tensors) {
         if (t.offset != size)
-            c.fail("tensor '" + t.name + "' offset",
-                   std::to_string(t.offset) + ", expected " + std::to_string(size) + " (previous tensors padded to " +
-                       std::to_string(h.alignment) + ")");
+            c.fail("tensor '" + t.name + "' offset", std::to_string(t.offset) + ", expected " + std::to_string(size) +
+                                                         " (previous tensors padded to " + std::to_string(h.alignment) +
+                                                         ")");
         const std::uint64_t nb = t.nbytes();
-        if (nb > std::numeric_limits<std::uint64_t>::max() - h.alignment) c.fail("tensor '" + t.name + "'", "size overflow");
+        if (nb > std::numeric_limits<std::uint64_t>::max() - h.alignment)
+            c.fail("tensor '" + t.name + "'", "size overflow");
         const std::uint64_t padded = detail::gguf_pad(nb, h.alignment);
-        if (std::numeric_limits<std::uint64_t>::max() - size < padded) c.fail("tensor '" + t.name + "'", "size overflow");
+        if (std::numeric_limits<std::uint64_t>::max() - size < padded)
+            c.fail("tensor '" + t.name + "'", "size overflow");
         size += padded;
     }
     h.data_size = size;
@@ -422,7 +427,8 @@ public:
     bool contains(std::string_view name) const noexcept { return header_.find_tensor(name) != nullptr; }
     GgufTensorView tensor(const GgufTensorInfo& t) const noexcept {
         return {name_, t.name, t.type, t.ne,
-                bytes_.subspan(static_cast<std::size_t>(header_.data_offset + t.offset), static_cast<std::size_t>(t.nbytes()))};
+                bytes_.subspan(static_cast<std::size_t>(header_.data_offset + t.offset),
+                               static_cast<std::size_t>(t.nbytes()))};
     }
     /// The tensor called `name`; throws ptq::file_error (field "tensor '<name>'") if absent.
     GgufTensorView tensor(std::string_view name) const {
@@ -487,7 +493,8 @@ inline std::uint64_t gguf_check(const std::string& file, std::span<const std::pa
         if (!keys.insert(k).second) throw file_error(file, "key '" + k + "'", "given twice");
         if (v.storage().index() == 9 || v.storage().index() == 22)
             throw file_error(file, "key '" + k + "'", "holds no value");
-        if (v.array_size() > gguf_max_array_elements) throw file_error(file, "key '" + k + "'", "array longer than 2^30");
+        if (v.array_size() > gguf_max_array_elements)
+            throw file_error(file, "key '" + k + "'", "array longer than 2^30");
         if (k == "general.alignment") {
             const auto* u = v.get_if<std::uint32_t>();
             if (u == nullptr || *u == 0 || (*u & (*u - 1)) != 0)
@@ -501,19 +508,24 @@ inline std::uint64_t gguf_check(const std::string& file, std::span<const std::pa
         if (t.name.size() >= gguf_max_name) throw file_error(file, field, "name of 64 bytes or more");
         if (t.name.find('\0') != std::string::npos) throw file_error(file, field, "name contains a NUL byte");
         if (!names.insert(t.name).second) throw file_error(file, field, "name given twice");
-        if (!is_valid_ggml_type(static_cast<std::uint32_t>(t.type))) throw file_error(file, field + ": type", "invalid ggml type");
-        if (t.ne.empty() || t.ne.size() > gguf_max_dims) throw file_error(file, field + ": ne", "needs 1 to 4 dimensions");
+        if (!is_valid_ggml_type(static_cast<std::uint32_t>(t.type)))
+            throw file_error(file, field + ": type", "invalid ggml type");
+        if (t.ne.empty() || t.ne.size() > gguf_max_dims)
+            throw file_error(file, field + ": ne", "needs 1 to 4 dimensions");
         std::uint64_t n = 1;
         for (auto d : t.ne)
-            if (d > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) || __builtin_mul_overflow(n, d, &n) ||
+            if (d > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) ||
+                __builtin_mul_overflow(n, d, &n) ||
                 n > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
                 throw file_error(file, field + ": ne", "element count overflows int64");
         const auto tr = ggml_type_traits(t.type);
         if (t.ne[0] % static_cast<std::uint64_t>(tr.block_size) != 0)
-            throw file_error(file, field + ": ne", std::to_string(t.ne[0]) + " is not a multiple of the block size " +
-                                                       std::to_string(tr.block_size) + " of " + std::string(tr.name));
+            throw file_error(file, field + ": ne",
+                             std::to_string(t.ne[0]) + " is not a multiple of the block size " +
+                                 std::to_string(tr.block_size) + " of " + std::string(tr.name));
         std::uint64_t nb = 0;
-        if (__builtin_mul_overflow(n / static_cast<std::uint64_t>(tr.block_size), tr.type_size, &nb) || t.data.size() != nb)
+        if (__builtin_mul_overflow(n / static_cast<std::uint64_t>(tr.block_size), tr.type_size, &nb) ||
+            t.data.size() != nb)
             throw file_error(file, field + ": data",
                              std::to_string(t.data.size()) + " bytes given, the shape needs " + std::to_string(nb));
     }

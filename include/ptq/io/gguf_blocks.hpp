@@ -75,7 +75,9 @@ struct ggml_block_format<MxFp<2, 1, 32>> {
 
 /// A format with a ggml block type.
 template <class F>
-concept GgmlBlockFormat = QuantFormat<F> && requires { ggml_block_format<F>::type; };
+concept GgmlBlockFormat = QuantFormat<F> && requires {
+    ggml_block_format<F>::type;
+};
 
 /// ggml type of F, refused at compile time for a format that has none.
 template <class F>
@@ -138,7 +140,8 @@ inline std::uint16_t fp16_bits(float v, const char* what, std::string_view tenso
 
 inline void check_float_target(std::string_view fn, std::string_view tensor, GgmlType type) {
     if (type != GgmlType::F32 && type != GgmlType::F16 && type != GgmlType::BF16)
-        throw_tensor(fn, tensor, "float type must be F32, F16 or BF16, not '" + std::string(ggml_type_name(type)) + "'");
+        throw_tensor(fn, tensor,
+                     "float type must be F32, F16 or BF16, not '" + std::string(ggml_type_name(type)) + "'");
 }
 
 }  // namespace detail
@@ -147,7 +150,8 @@ inline void check_float_target(std::string_view fn, std::string_view tensor, Ggm
 /// (or {n} for the vector overload). F16 / BF16 round to nearest even (half.hpp). Refused with
 /// ptq::invalid_argument naming the tensor, row and column: NaN / Inf (non_finite_error), and
 /// a finite value that F16 / BF16 would turn into Inf; an empty tensor; another type.
-inline GgmlTensor float_to_ggml(const float* x, std::size_t rows, std::size_t cols, GgmlType type, std::string_view name) {
+inline GgmlTensor float_to_ggml(const float* x, std::size_t rows, std::size_t cols, GgmlType type,
+                                std::string_view name) {
     detail::check_float_target("float_to_ggml", name, type);
     if (rows == 0 || cols == 0) detail::throw_tensor("float_to_ggml", name, "has no elements");
     GgmlTensor t;
@@ -196,9 +200,10 @@ GgmlTensor to_ggml(const QuantizedMatrix<F>& q, std::string_view name, const Ggm
     const GroupLayout& L = q.layout();
     if (q.rows() == 0 || q.cols() == 0) detail::throw_tensor("to_ggml", name, "has no elements");
     if ((L.group_rows > 1) || L.group_cols != K)
-        detail::throw_tensor("to_ggml", name,
-                             std::string(ggml_type_name(type)) + " needs groups of 32 columns (PerGroup<32>), not " +
-                                 ((L.group_rows > 1) ? std::string("per-tensor") : std::to_string(L.group_cols) + "-column groups"));
+        detail::throw_tensor(
+            "to_ggml", name,
+            std::string(ggml_type_name(type)) + " needs groups of 32 columns (PerGroup<32>), not " +
+                ((L.group_rows > 1) ? std::string("per-tensor") : std::to_string(L.group_cols) + "-column groups"));
     if (q.cols() % K != 0) {
         if (o.ragged_fallback) {
             detail::check_float_target("to_ggml", name, *o.ragged_fallback);
@@ -209,7 +214,8 @@ GgmlTensor to_ggml(const QuantizedMatrix<F>& q, std::string_view name, const Ggm
         }
         detail::throw_tensor("to_ggml", name,
                              "row length " + std::to_string(q.cols()) + " is not a multiple of the " +
-                                 std::string(ggml_type_name(type)) + " block size 32 (set GgmlExportOptions::ragged_fallback "
+                                 std::string(ggml_type_name(type)) +
+                                 " block size 32 (set GgmlExportOptions::ragged_fallback "
                                  "to write it as F32, F16 or BF16)");
     }
     const std::size_t nb = q.cols() / K, bs = ggml_type_size(type);
@@ -223,7 +229,8 @@ GgmlTensor to_ggml(const QuantizedMatrix<F>& q, std::string_view name, const Ggm
         for (std::size_t g = 0; g < nb; ++g) {
             const auto& p = params[g];
             if (F::is_nan(p))
-                detail::throw_tensor("to_ggml", name, detail::where(r, g) + ": NaN parameters (NonFinite::propagate) cannot be stored");
+                detail::throw_tensor("to_ggml", name,
+                                     detail::where(r, g) + ": NaN parameters (NonFinite::propagate) cannot be stored");
             ref::unpack_bits(q.row_data(r), g * K, K, F::bits, c);
             std::byte* b = t.data.data() + (r * nb + g) * bs;
             if constexpr (type == GgmlType::MXFP4) {
@@ -302,7 +309,8 @@ QuantizedMatrix<F> from_ggml(GgmlType type, std::span<const std::uint64_t> ne, s
                 params[g].min = m;
             } else {
                 const float d = half_bits_to_float(detail::load_u16le(b));
-                if (!std::isfinite(d)) detail::throw_tensor("from_ggml", name, detail::where(r, g) + ": scale d is NaN or Inf");
+                if (!std::isfinite(d))
+                    detail::throw_tensor("from_ggml", name, detail::where(r, g) + ": scale d is NaN or Inf");
                 // signed levels as ggml decodes them
                 int lv[K];
                 if constexpr (want == GgmlType::Q8_0) {
@@ -323,12 +331,13 @@ QuantizedMatrix<F> from_ggml(GgmlType type, std::span<const std::uint64_t> ne, s
                 }
                 for (std::size_t j = 0; j < K; ++j) {
                     if (lv[j] < F::q_min || lv[j] > F::q_max)
-                        detail::throw_tensor("from_ggml", name,
-                                             detail::where(r, g) + ": level " + std::to_string(lv[j]) + " (element " +
-                                                 std::to_string(g * K + j) + (d < 0.0f ? ", negated for d < 0" : "") +
-                                                 ") is outside the format's range [" + std::to_string(F::q_min) + ", " +
-                                                 std::to_string(F::q_max) + "]" +
-                                                 (F::range == IntRange::restricted ? " (import as IntRange::full)" : ""));
+                        detail::throw_tensor(
+                            "from_ggml", name,
+                            detail::where(r, g) + ": level " + std::to_string(lv[j]) + " (element " +
+                                std::to_string(g * K + j) + (d < 0.0f ? ", negated for d < 0" : "") +
+                                ") is outside the format's range [" + std::to_string(F::q_min) + ", " +
+                                std::to_string(F::q_max) + "]" +
+                                (F::range == IntRange::restricted ? " (import as IntRange::full)" : ""));
                     c[j] = static_cast<std::uint8_t>(lv[j] + F::symmetric_zero);
                 }
                 params[g].scale = scale;

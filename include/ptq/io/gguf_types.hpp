@@ -51,50 +51,50 @@ enum class GgmlType : std::uint32_t {
 /// Size of a ggml type: `block_size` elements are stored in `type_size` bytes.
 /// Both are 0 for a value that is not a (still supported) ggml type.
 struct GgmlTypeTraits {
-    std::string_view name;      ///< ggml's `type_name` ("f32", "q4_0", "q4_K", "mxfp4", ...)
-    std::int64_t block_size;    ///< elements per block (`blck_size`)
-    std::size_t type_size;      ///< bytes per block (`type_size`)
+    std::string_view name;    ///< ggml's `type_name` ("f32", "q4_0", "q4_K", "mxfp4", ...)
+    std::int64_t block_size;  ///< elements per block (`blck_size`)
+    std::size_t type_size;    ///< bytes per block (`type_size`)
 };
 
 /// Traits of the raw type value `t` (any uint32: values from a file are checked with this).
 constexpr GgmlTypeTraits ggml_type_traits(std::uint32_t t) noexcept {
     switch (t) {
-    case 0: return {"f32", 1, 4};
-    case 1: return {"f16", 1, 2};
-    case 2: return {"q4_0", 32, 18};       // f16 d, 16 bytes of nibbles
-    case 3: return {"q4_1", 32, 20};       // f16 d, f16 m, 16 bytes
-    case 6: return {"q5_0", 32, 22};       // f16 d, 4 bytes high bits, 16 bytes
-    case 7: return {"q5_1", 32, 24};       // f16 d, f16 m, 4, 16
-    case 8: return {"q8_0", 32, 34};       // f16 d, int8[32]
-    case 9: return {"q8_1", 32, 36};       // f16 d, f16 s, int8[32]
-    case 10: return {"q2_K", 256, 84};
-    case 11: return {"q3_K", 256, 110};
-    case 12: return {"q4_K", 256, 144};    // f16 d, f16 dmin, 12 bytes of 6-bit scales, 128
-    case 13: return {"q5_K", 256, 176};
-    case 14: return {"q6_K", 256, 210};
-    case 15: return {"q8_K", 256, 292};
-    case 16: return {"iq2_xxs", 256, 66};
-    case 17: return {"iq2_xs", 256, 74};
-    case 18: return {"iq3_xxs", 256, 98};
-    case 19: return {"iq1_s", 256, 50};
-    case 20: return {"iq4_nl", 32, 18};
-    case 21: return {"iq3_s", 256, 110};
-    case 22: return {"iq2_s", 256, 82};
-    case 23: return {"iq4_xs", 256, 136};
-    case 24: return {"i8", 1, 1};
-    case 25: return {"i16", 1, 2};
-    case 26: return {"i32", 1, 4};
-    case 27: return {"i64", 1, 8};
-    case 28: return {"f64", 1, 8};
-    case 29: return {"iq1_m", 256, 56};
-    case 30: return {"bf16", 1, 2};
-    case 34: return {"tq1_0", 256, 54};
-    case 35: return {"tq2_0", 256, 66};
-    case 39: return {"mxfp4", 32, 17};     // u8 E8M0 e, 16 bytes of E2M1 nibbles
-    case 40: return {"nvfp4", 64, 36};     // 4 UE4M3 scales (one per 16), 32 bytes of E2M1
-    case 41: return {"q1_0", 128, 18};     // f16 d, 16 bytes of bits
-    case 42: return {"q2_0", 64, 18};      // f16 d, 16 bytes of 2-bit codes
-    default: return {"", 0, 0};
+        case 0: return {"f32", 1, 4};
+        case 1: return {"f16", 1, 2};
+        case 2: return {"q4_0", 32, 18};  // f16 d, 16 bytes of nibbles
+        case 3: return {"q4_1", 32, 20};  // f16 d, f16 m, 16 bytes
+        case 6: return {"q5_0", 32, 22};  // f16 d, 4 bytes high bits, 16 bytes
+        case 7: return {"q5_1", 32, 24};  // f16 d, f16 m, 4, 16
+        case 8: return {"q8_0", 32, 34};  // f16 d, int8[32]
+        case 9: return {"q8_1", 32, 36};  // f16 d, f16 s, int8[32]
+        case 10: return {"q2_K", 256, 84};
+        case 11: return {"q3_K", 256, 110};
+        case 12: return {"q4_K", 256, 144};  // f16 d, f16 dmin, 12 bytes of 6-bit scales, 128
+        case 13: return {"q5_K", 256, 176};
+        case 14: return {"q6_K", 256, 210};
+        case 15: return {"q8_K", 256, 292};
+        case 16: return {"iq2_xxs", 256, 66};
+        case 17: return {"iq2_xs", 256, 74};
+        case 18: return {"iq3_xxs", 256, 98};
+        case 19: return {"iq1_s", 256, 50};
+        case 20: return {"iq4_nl", 32, 18};
+        case 21: return {"iq3_s", 256, 110};
+        case 22: return {"iq2_s", 256, 82};
+        case 23: return {"iq4_xs", 256, 136};
+        case 24: return {"i8", 1, 1};
+        case 25: return {"i16", 1, 2};
+        case 26: return {"i32", 1, 4};
+        case 27: return {"i64", 1, 8};
+        case 28: return {"f64", 1, 8};
+        case 29: return {"iq1_m", 256, 56};
+        case 30: return {"bf16", 1, 2};
+        case 34: return {"tq1_0", 256, 54};
+        case 35: return {"tq2_0", 256, 66};
+        case 39: return {"mxfp4", 32, 17};  // u8 E8M0 e, 16 bytes of E2M1 nibbles
+        case 40: return {"nvfp4", 64, 36};  // 4 UE4M3 scales (one per 16), 32 bytes of E2M1
+        case 41: return {"q1_0", 128, 18};  // f16 d, 16 bytes of bits
+        case 42: return {"q2_0", 64, 18};   // f16 d, 16 bytes of 2-bit codes
+        default: return {"", 0, 0};
     }
 }
 constexpr GgmlTypeTraits ggml_type_traits(GgmlType t) noexcept {
@@ -134,29 +134,36 @@ enum class GgufValueType : std::uint32_t {
 /// Bytes of one value of a fixed-size type; 0 for STRING, ARRAY and unknown values.
 constexpr std::size_t gguf_value_size(std::uint32_t t) noexcept {
     switch (t) {
-    case 0: case 1: case 7: return 1;
-    case 2: case 3: return 2;
-    case 4: case 5: case 6: return 4;
-    case 10: case 11: case 12: return 8;
-    default: return 0;
+        case 0:
+        case 1:
+        case 7: return 1;
+        case 2:
+        case 3: return 2;
+        case 4:
+        case 5:
+        case 6: return 4;
+        case 10:
+        case 11:
+        case 12: return 8;
+        default: return 0;
     }
 }
 
 constexpr std::string_view gguf_value_type_name(GgufValueType t) noexcept {
     switch (t) {
-    case GgufValueType::UINT8: return "u8";
-    case GgufValueType::INT8: return "i8";
-    case GgufValueType::UINT16: return "u16";
-    case GgufValueType::INT16: return "i16";
-    case GgufValueType::UINT32: return "u32";
-    case GgufValueType::INT32: return "i32";
-    case GgufValueType::FLOAT32: return "f32";
-    case GgufValueType::BOOL: return "bool";
-    case GgufValueType::STRING: return "str";
-    case GgufValueType::ARRAY: return "arr";
-    case GgufValueType::UINT64: return "u64";
-    case GgufValueType::INT64: return "i64";
-    case GgufValueType::FLOAT64: return "f64";
+        case GgufValueType::UINT8: return "u8";
+        case GgufValueType::INT8: return "i8";
+        case GgufValueType::UINT16: return "u16";
+        case GgufValueType::INT16: return "i16";
+        case GgufValueType::UINT32: return "u32";
+        case GgufValueType::INT32: return "i32";
+        case GgufValueType::FLOAT32: return "f32";
+        case GgufValueType::BOOL: return "bool";
+        case GgufValueType::STRING: return "str";
+        case GgufValueType::ARRAY: return "arr";
+        case GgufValueType::UINT64: return "u64";
+        case GgufValueType::INT64: return "i64";
+        case GgufValueType::FLOAT64: return "f64";
     }
     return "?";
 }

@@ -54,10 +54,10 @@ enum class GptqCheckpointFormat : std::uint8_t { gptq, gptq_v2 };
 
 /// The fields of a GPTQ `quantize_config.json` / `quantization_config` that the layout uses.
 struct GptqConfig {
-    int bits = 4;                    ///< 2, 3, 4 or 8
-    std::int64_t group_size = 128;   ///< columns per group along in, or -1 = one group (per channel)
-    bool desc_act = false;           ///< g_idx is not i / group_size (act-order)
-    bool sym = true;                 ///< every zero point is 2^(bits-1)
+    int bits = 4;                   ///< 2, 3, 4 or 8
+    std::int64_t group_size = 128;  ///< columns per group along in, or -1 = one group (per channel)
+    bool desc_act = false;          ///< g_idx is not i / group_size (act-order)
+    bool sym = true;                ///< every zero point is 2^(bits-1)
     GptqCheckpointFormat checkpoint_format = GptqCheckpointFormat::gptq;
 };
 
@@ -166,10 +166,10 @@ LayerExport export_gptq(const QuantizedMatrix<F>& q, std::string_view prefix,
 
     LayerExport e;
     e.quantization_config = gptq_config_to_json({b, group_size, m.permuted, F::symmetric, o.checkpoint_format});
-    LayerTensor qweight = make_tensor(tensor_name(prefix, "qweight"), DType::I32,
-                                     {std::int64_t(in * b / 32), std::int64_t(out)});
-    LayerTensor qzeros = make_tensor(tensor_name(prefix, "qzeros"), DType::I32,
-                                    {std::int64_t(G), std::int64_t(out * b / 32)});
+    LayerTensor qweight =
+        make_tensor(tensor_name(prefix, "qweight"), DType::I32, {std::int64_t(in * b / 32), std::int64_t(out)});
+    LayerTensor qzeros =
+        make_tensor(tensor_name(prefix, "qzeros"), DType::I32, {std::int64_t(G), std::int64_t(out * b / 32)});
     LayerTensor scales = make_tensor(tensor_name(prefix, "scales"), DType::F16, {std::int64_t(G), std::int64_t(out)});
     LayerTensor g_idx = make_tensor(tensor_name(prefix, "g_idx"), DType::I32, {std::int64_t(in)});
 
@@ -189,10 +189,11 @@ LayerExport export_gptq(const QuantizedMatrix<F>& q, std::string_view prefix,
                 const std::int32_t z = q.row_params(n)[g].zero;
                 if (!v1) return std::uint32_t(z);
                 if (z == 0)
-                    ptq::detail::throw_invalid(fn, qzeros.name,
-                                               "zero point 0 at row " + std::to_string(n) + ", group " + std::to_string(g) +
-                                                   " cannot be stored in checkpoint_format \"gptq\" (v1 stores zero - 1, "
-                                                   "which wraps); export with GptqCheckpointFormat::gptq_v2");
+                    ptq::detail::throw_invalid(
+                        fn, qzeros.name,
+                        "zero point 0 at row " + std::to_string(n) + ", group " + std::to_string(g) +
+                            " cannot be stored in checkpoint_format \"gptq\" (v1 stores zero - 1, "
+                            "which wraps); export with GptqCheckpointFormat::gptq_v2");
                 return std::uint32_t(z - 1);
             },
             [&](std::size_t w, std::uint32_t word) { qzeros.store_bits(g * (out * b / 32) + w, word); });
@@ -231,9 +232,9 @@ std::uint32_t gptq_unpack_field(Word&& word, std::size_t k, int b) {
         if (j == 1 && t == 11) v = (v & 1u) | (((w2 & 7u) << 1) & 6u);
         return v & 7u;
     };
-    if (r < 11) return at(0, int(r));        // cat: weight[:, 0, :11]
-    if (r < 22) return at(1, int(r - 10));   //      weight[:, 1, 1:12]
-    return at(2, int(r - 21));               //      weight[:, 2, 1:11]
+    if (r < 11) return at(0, int(r));       // cat: weight[:, 0, :11]
+    if (r < 22) return at(1, int(r - 10));  //      weight[:, 1, 1:12]
+    return at(2, int(r - 21));              //      weight[:, 2, 1:11]
 }
 }  // namespace detail
 
@@ -243,10 +244,10 @@ namespace detail {
 /// import_gptq.
 struct GptqDecoded {
     std::int64_t in = 0, out = 0, groups = 0;
-    std::vector<std::uint8_t> codes;    ///< q[i, n] at i * out + n
-    std::vector<std::int32_t> zeros;    ///< z[g, n] at g * out + n
-    std::vector<float> scales;          ///< scales[g, n] at g * out + n (exact fp16 values)
-    std::vector<std::int32_t> g_idx;    ///< [in], each in [0, groups)
+    std::vector<std::uint8_t> codes;  ///< q[i, n] at i * out + n
+    std::vector<std::int32_t> zeros;  ///< z[g, n] at g * out + n
+    std::vector<float> scales;        ///< scales[g, n] at g * out + n (exact fp16 values)
+    std::vector<std::int32_t> g_idx;  ///< [in], each in [0, groups)
 };
 
 inline GptqDecoded gptq_decode(std::span<const LayerTensor> tensors, std::string_view prefix, const GptqConfig& cfg,
@@ -284,8 +285,9 @@ inline GptqDecoded gptq_decode(std::span<const LayerTensor> tensors, std::string
             }
             if (cfg.sym && v != sym_zero)
                 ptq::detail::throw_invalid(fn, qz.name,
-                                           "symmetric file with zero point " + std::to_string(v) + " != 2^(b-1) at row " +
-                                               std::to_string(n) + ", group " + std::to_string(g));
+                                           "symmetric file with zero point " + std::to_string(v) +
+                                               " != 2^(b-1) at row " + std::to_string(n) + ", group " +
+                                               std::to_string(g));
             d.zeros[std::size_t(g * out + n)] = std::int32_t(v);
             d.scales[std::size_t(g * out + n)] = load_float(sc, std::size_t(g * out + n));
         }
@@ -317,7 +319,8 @@ inline GptqDecoded gptq_decode(std::span<const LayerTensor> tensors, std::string
 /// With cfg.sym every z must be 2^(b-1) (else refused: Marlin would ignore qzeros).
 /// Throws ptq::invalid_argument naming the tensor for missing tensors, wrong dtype or shape,
 /// g_idx out of range.
-inline RowMatrixXf dequantize_gptq(std::span<const LayerTensor> tensors, std::string_view prefix, const GptqConfig& cfg) {
+inline RowMatrixXf dequantize_gptq(std::span<const LayerTensor> tensors, std::string_view prefix,
+                                   const GptqConfig& cfg) {
     const detail::GptqDecoded d = detail::gptq_decode(tensors, prefix, cfg, "io::dequantize_gptq");
     RowMatrixXf w(d.out, d.in);
     for (std::int64_t i = 0; i < d.in; ++i) {
@@ -342,8 +345,8 @@ ImportedMatrix<F> import_gptq(std::span<const LayerTensor> tensors, std::string_
     static_assert(is_int_format_v<F>, "ptq::io::import_gptq: GPTQ checkpoints hold integer formats (IntFormat) only");
     const char* fn = "io::import_gptq";
     if (cfg.bits != F::bits)
-        ptq::detail::throw_invalid(fn, "cfg.bits", std::to_string(cfg.bits) + " differs from the format's " +
-                                                       std::to_string(F::bits));
+        ptq::detail::throw_invalid(fn, "cfg.bits",
+                                   std::to_string(cfg.bits) + " differs from the format's " + std::to_string(F::bits));
     const detail::GptqDecoded d = detail::gptq_decode(tensors, prefix, cfg, fn);
     const std::size_t in = std::size_t(d.in), out = std::size_t(d.out);
     const std::size_t gs = cfg.group_size == -1 ? in : std::min(in, std::size_t(cfg.group_size));
@@ -364,8 +367,8 @@ ImportedMatrix<F> import_gptq(std::span<const LayerTensor> tensors, std::string_
             const std::int32_t z = d.zeros[g * out + n];
             if (F::symmetric && z != F::symmetric_zero)
                 ptq::detail::throw_invalid(fn, tensor_name(prefix, "qzeros"),
-                                           "zero point " + std::to_string(z) + " at row " + std::to_string(n) + ", group " +
-                                               std::to_string(g) + " is not the symmetric zero 2^(b-1)");
+                                           "zero point " + std::to_string(z) + " at row " + std::to_string(n) +
+                                               ", group " + std::to_string(g) + " is not the symmetric zero 2^(b-1)");
             r.quantized.row_params(n)[g] = {d.scales[g * out + n], F::symmetric ? F::symmetric_zero : z};
         }
     }

@@ -55,7 +55,8 @@ struct LayerTensor {
 inline LayerTensor make_tensor(std::string name, DType dtype, std::vector<std::int64_t> shape) {
     LayerTensor t{std::move(name), dtype, std::move(shape), {}};
     for (std::int64_t d : t.shape)
-        if (d < 0) ptq::detail::throw_invalid("io::make_tensor", "shape", "negative dimension in tensor '" + t.name + "'");
+        if (d < 0)
+            ptq::detail::throw_invalid("io::make_tensor", "shape", "negative dimension in tensor '" + t.name + "'");
     t.data.assign(t.numel() * t.element_bytes(), 0);
     return t;
 }
@@ -72,20 +73,20 @@ inline std::string tensor_name(std::string_view prefix, std::string_view suffix)
 /// The tensor called `name` in `tensors`; throws ptq::invalid_argument naming `fn` and the
 /// missing tensor if there is none, or if its dtype or rank differ from what is expected.
 inline const LayerTensor& require_tensor(std::span<const LayerTensor> tensors, const std::string& name, DType dtype,
-                                        std::size_t rank, const char* fn) {
+                                         std::size_t rank, const char* fn) {
     for (const LayerTensor& t : tensors) {
         if (t.name != name) continue;
         if (t.dtype != dtype)
             ptq::detail::throw_invalid(fn, name,
-                                  "has dtype " + std::string(dtype_name(t.dtype)) + ", expected " +
-                                      std::string(dtype_name(dtype)));
+                                       "has dtype " + std::string(dtype_name(t.dtype)) + ", expected " +
+                                           std::string(dtype_name(dtype)));
         if (t.shape.size() != rank)
-            ptq::detail::throw_invalid(fn, name,
-                                  "has rank " + std::to_string(t.shape.size()) + ", expected " + std::to_string(rank));
+            ptq::detail::throw_invalid(
+                fn, name, "has rank " + std::to_string(t.shape.size()) + ", expected " + std::to_string(rank));
         if (t.data.size() != t.numel() * t.element_bytes())
             ptq::detail::throw_invalid(fn, name,
-                                  "holds " + std::to_string(t.data.size()) + " bytes, its shape needs " +
-                                      std::to_string(t.numel() * t.element_bytes()));
+                                       "holds " + std::to_string(t.data.size()) + " bytes, its shape needs " +
+                                           std::to_string(t.numel() * t.element_bytes()));
         return t;
     }
     ptq::detail::throw_invalid(fn, name, "tensor is missing");
@@ -106,7 +107,8 @@ inline void require_shape(const LayerTensor& t, std::initializer_list<std::int64
         for (std::size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
         return r + "]";
     };
-    ptq::detail::throw_invalid(fn, t.name, "has shape " + str(t.shape) + ", expected " + str(std::vector<std::int64_t>(expected)));
+    ptq::detail::throw_invalid(fn, t.name,
+                               "has shape " + str(t.shape) + ", expected " + str(std::vector<std::int64_t>(expected)));
 }
 
 }  // namespace ptq::io

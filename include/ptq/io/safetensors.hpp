@@ -69,9 +69,9 @@ struct SafetensorsTensorInfo {
 
 /// The validated header of a safetensors file.
 struct SafetensorsHeader {
-    std::uint64_t header_size = 0;                     ///< N: bytes of JSON, padding included
-    std::map<std::string, std::string> metadata;       ///< "__metadata__" (empty if absent or null)
-    std::vector<SafetensorsTensorInfo> tensors;        ///< sorted by data offset (then name)
+    std::uint64_t header_size = 0;                ///< N: bytes of JSON, padding included
+    std::map<std::string, std::string> metadata;  ///< "__metadata__" (empty if absent or null)
+    std::vector<SafetensorsTensorInfo> tensors;   ///< sorted by data offset (then name)
     /// Offset of the data buffer in the file.
     std::uint64_t data_offset() const noexcept { return 8 + header_size; }
     /// The tensor called `name`, or nullptr.
@@ -151,14 +151,16 @@ inline SafetensorsHeader parse_safetensors_header(std::span<const std::byte> fil
         throw file_error(filename, field, what);
     };
     SafetensorsHeader h;
-    if (file.size() < 8) fail("header size", "file is " + std::to_string(file.size()) + " bytes, shorter than the 8-byte header size");
+    if (file.size() < 8)
+        fail("header size", "file is " + std::to_string(file.size()) + " bytes, shorter than the 8-byte header size");
     std::uint64_t n = 0;
     std::memcpy(&n, file.data(), 8);
     if (n > safetensors_max_header_size)
-        fail("header size", std::to_string(n) + " bytes exceeds the limit of " + std::to_string(safetensors_max_header_size));
+        fail("header size",
+             std::to_string(n) + " bytes exceeds the limit of " + std::to_string(safetensors_max_header_size));
     if (n > file.size() - 8)
-        fail("header size", std::to_string(n) + " bytes of header but the file has only " + std::to_string(file.size() - 8) +
-                                " bytes after the size field");
+        fail("header size", std::to_string(n) + " bytes of header but the file has only " +
+                                std::to_string(file.size() - 8) + " bytes after the size field");
     h.header_size = n;
     const char* text = reinterpret_cast<const char*>(file.data() + 8);
     if (n >= 3 && static_cast<unsigned char>(text[0]) == 0xEF && static_cast<unsigned char>(text[1]) == 0xBB &&
@@ -236,11 +238,11 @@ inline SafetensorsHeader parse_safetensors_header(std::span<const std::byte> fil
 
 /// A zero-copy view of one tensor of a file (valid while the file object lives and is not moved).
 struct TensorView {
-    std::string_view file;                  ///< file name, for messages
+    std::string_view file;  ///< file name, for messages
     std::string_view name;
     DType dtype = DType::F32;
-    std::span<const std::uint64_t> shape;   ///< row-major, outermost first
-    std::span<const std::byte> data;        ///< exactly numel * bits / 8 bytes
+    std::span<const std::uint64_t> shape;  ///< row-major, outermost first
+    std::span<const std::byte> data;       ///< exactly numel * bits / 8 bytes
     std::uint64_t numel() const noexcept {
         std::uint64_t n = 1;
         for (auto d : shape) n *= d;
@@ -252,7 +254,8 @@ struct TensorView {
 /// std::uint8_t for U8 / F8 / packed F4): see typed_span.
 template <class T>
 std::span<const T> as_span(const TensorView& t) {
-    return typed_span<T>(t.data, bits_per_element(t.dtype), std::string(t.file), "tensor '" + std::string(t.name) + "'");
+    return typed_span<T>(t.data, bits_per_element(t.dtype), std::string(t.file),
+                         "tensor '" + std::string(t.name) + "'");
 }
 
 /// The elements of `t` as float (see decode_to_float for each dtype). Throws ptq::file_error
@@ -326,28 +329,28 @@ namespace detail {
 /// increasing alignment), then name. Keeps every tensor aligned to its element size.
 inline int safetensors_dtype_rank(DType t) noexcept {
     switch (t) {
-    case DType::BOOL: return 0;
-    case DType::F4: return 1;
-    case DType::F6_E2M3: return 2;
-    case DType::F6_E3M2: return 3;
-    case DType::U8: return 4;
-    case DType::I8: return 5;
-    case DType::F8_E5M2: return 6;
-    case DType::F8_E4M3: return 7;
-    case DType::F8_E8M0: return 8;
-    case DType::F8_E4M3FNUZ: return 9;
-    case DType::F8_E5M2FNUZ: return 10;
-    case DType::I16: return 11;
-    case DType::U16: return 12;
-    case DType::F16: return 13;
-    case DType::BF16: return 14;
-    case DType::I32: return 15;
-    case DType::U32: return 16;
-    case DType::F32: return 17;
-    case DType::C64: return 18;
-    case DType::F64: return 19;
-    case DType::I64: return 20;
-    case DType::U64: return 21;
+        case DType::BOOL: return 0;
+        case DType::F4: return 1;
+        case DType::F6_E2M3: return 2;
+        case DType::F6_E3M2: return 3;
+        case DType::U8: return 4;
+        case DType::I8: return 5;
+        case DType::F8_E5M2: return 6;
+        case DType::F8_E4M3: return 7;
+        case DType::F8_E8M0: return 8;
+        case DType::F8_E4M3FNUZ: return 9;
+        case DType::F8_E5M2FNUZ: return 10;
+        case DType::I16: return 11;
+        case DType::U16: return 12;
+        case DType::F16: return 13;
+        case DType::BF16: return 14;
+        case DType::I32: return 15;
+        case DType::U32: return 16;
+        case DType::F32: return 17;
+        case DType::C64: return 18;
+        case DType::F64: return 19;
+        case DType::I64: return 20;
+        case DType::U64: return 21;
     }
     return 0;
 }
@@ -365,10 +368,12 @@ inline std::pair<std::vector<std::size_t>, std::string> safetensors_prepare(
         for (auto d : t.shape)
             if (!checked_mul(nel, d, nel)) throw file_error(file, where + ": shape", "element count overflows 64 bits");
         if (!checked_mul(nel, bits_per_element(t.dtype), nbits) || nbits % 8 != 0)
-            throw file_error(file, where + ": shape", "not a whole number of bytes of " + std::string(dtype_name(t.dtype)));
+            throw file_error(file, where + ": shape",
+                             "not a whole number of bytes of " + std::string(dtype_name(t.dtype)));
         if (t.data.size() != nbits / 8)
             throw file_error(file, where + ": data",
-                             std::to_string(t.data.size()) + " bytes given, the shape needs " + std::to_string(nbits / 8));
+                             std::to_string(t.data.size()) + " bytes given, the shape needs " +
+                                 std::to_string(nbits / 8));
     }
     std::vector<std::size_t> order(tensors.size());
     for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -392,8 +397,9 @@ inline std::pair<std::vector<std::size_t>, std::string> safetensors_prepare(
     std::string header = j.dump();
     header.resize((header.size() + 7) / 8 * 8, ' ');
     if (header.size() > safetensors_max_header_size)
-        throw file_error(file, "header size", std::to_string(header.size()) + " bytes exceeds the limit of " +
-                                                  std::to_string(safetensors_max_header_size));
+        throw file_error(file, "header size",
+                         std::to_string(header.size()) + " bytes exceeds the limit of " +
+                             std::to_string(safetensors_max_header_size));
     return {std::move(order), std::move(header)};
 }
 }  // namespace detail

@@ -41,7 +41,9 @@ public:
         if (fs::is_directory(p)) {
             if (fs::exists(p / safetensors_index_name)) p /= safetensors_index_name;
             else if (fs::exists(p / "model.safetensors")) p /= "model.safetensors";
-            else throw file_error(path.string(), "open", "no model.safetensors.index.json or model.safetensors in the directory");
+            else
+                throw file_error(path.string(), "open",
+                                 "no model.safetensors.index.json or model.safetensors in the directory");
         }
         if (p.extension() == ".json") open_index(p);
         else {
@@ -62,7 +64,8 @@ public:
     /// The tensor called `name`; throws ptq::file_error (field "tensor '<name>'") if absent.
     TensorView tensor(std::string_view name) const {
         auto it = where_.find(name);
-        if (it == where_.end()) throw file_error(index_path_, "tensor '" + std::string(name) + "'", "not in the checkpoint");
+        if (it == where_.end())
+            throw file_error(index_path_, "tensor '" + std::string(name) + "'", "not in the checkpoint");
         return shards_[it->second]->tensor(name);
     }
     std::size_t shard_count() const noexcept { return shards_.size(); }
@@ -73,7 +76,9 @@ public:
 private:
     void open_index(const std::filesystem::path& p) {
         index_path_ = p.string();
-        auto fail = [&](const std::string& field, const std::string& what) -> void { throw file_error(index_path_, field, what); };
+        auto fail = [&](const std::string& field, const std::string& what) -> void {
+            throw file_error(index_path_, field, what);
+        };
         std::ifstream in(p, std::ios::binary);
         if (!in) fail("open", "cannot open");
         const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -91,7 +96,8 @@ private:
         for (auto it = wm->begin(); it != wm->end(); ++it) {
             if (!it.value().is_string()) fail("weight_map", "shard of '" + it.key() + "' is not a string");
             const std::string f = it.value().get<std::string>();
-            if (f.empty() || f == "." || f == ".." || f.find('/') != std::string::npos || f.find('\0') != std::string::npos)
+            if (f.empty() || f == "." || f == ".." || f.find('/') != std::string::npos ||
+                f.find('\0') != std::string::npos)
                 fail("weight_map", "shard '" + f + "' of '" + it.key() + "' is not a plain file name");
             auto [si, inserted] = shard_of_file.try_emplace(f, shards_.size());
             if (inserted) shards_.push_back(std::make_unique<SafetensorsFile>(p.parent_path() / f));

@@ -38,36 +38,35 @@ inline std::uint32_t encode_scale(float x, DType dtype, ScaleRounding rounding, 
     auto where = [&] { return "row " + std::to_string(row) + ", group " + std::to_string(group); };
     if (!std::isfinite(x) || !(x > 0.0f))
         ptq::detail::throw_invalid("io::encode_scale", tensor,
-                              "scale " + detail::scale_text(x) + " at " + where() + " is not a finite positive number");
+                                   "scale " + detail::scale_text(x) + " at " + where() +
+                                       " is not a finite positive number");
     std::uint32_t bits = 0;
     float stored = x;
     switch (dtype) {
-    case DType::F16:
-        bits = float_to_half_bits(x);
-        stored = half_bits_to_float(static_cast<std::uint16_t>(bits));
-        break;
-    case DType::BF16:
-        bits = float_to_bf16_bits(x);
-        stored = bf16_bits_to_float(static_cast<std::uint16_t>(bits));
-        break;
-    case DType::F32:
-        bits = std::bit_cast<std::uint32_t>(x);
-        break;
-    default:
-        ptq::detail::throw_invalid("io::encode_scale", "dtype",
-                              std::string(dtype_name(dtype)) + " is not a scale dtype (F16, BF16 or F32)");
+        case DType::F16:
+            bits = float_to_half_bits(x);
+            stored = half_bits_to_float(static_cast<std::uint16_t>(bits));
+            break;
+        case DType::BF16:
+            bits = float_to_bf16_bits(x);
+            stored = bf16_bits_to_float(static_cast<std::uint16_t>(bits));
+            break;
+        case DType::F32: bits = std::bit_cast<std::uint32_t>(x); break;
+        default:
+            ptq::detail::throw_invalid("io::encode_scale", "dtype",
+                                       std::string(dtype_name(dtype)) + " is not a scale dtype (F16, BF16 or F32)");
     }
     if (stored != x) {
         if (rounding == ScaleRounding::exact)
             ptq::detail::throw_invalid("io::encode_scale", tensor,
-                                  "scale " + detail::scale_text(x) + " at " + where() + " is not exactly representable in " +
-                                      std::string(dtype_name(dtype)) +
-                                      " (make the quantizer produce representable scales, or pass "
-                                      "ScaleRounding::round_nearest)");
+                                       "scale " + detail::scale_text(x) + " at " + where() +
+                                           " is not exactly representable in " + std::string(dtype_name(dtype)) +
+                                           " (make the quantizer produce representable scales, or pass "
+                                           "ScaleRounding::round_nearest)");
         if (!std::isfinite(stored) || !(stored > 0.0f))
             ptq::detail::throw_invalid("io::encode_scale", tensor,
-                                  "scale " + detail::scale_text(x) + " at " + where() + " rounds to " +
-                                      detail::scale_text(stored) + " in " + std::string(dtype_name(dtype)));
+                                       "scale " + detail::scale_text(x) + " at " + where() + " rounds to " +
+                                           detail::scale_text(stored) + " in " + std::string(dtype_name(dtype)));
     }
     return bits;
 }
@@ -75,12 +74,12 @@ inline std::uint32_t encode_scale(float x, DType dtype, ScaleRounding rounding, 
 /// Element i of an F16 / BF16 / F32 tensor as float (exact).
 inline float load_float(const LayerTensor& t, std::size_t i) {
     switch (t.dtype) {
-    case DType::F16: return half_bits_to_float(static_cast<std::uint16_t>(t.load_bits(i)));
-    case DType::BF16: return bf16_bits_to_float(static_cast<std::uint16_t>(t.load_bits(i)));
-    case DType::F32: return std::bit_cast<float>(static_cast<std::uint32_t>(t.load_bits(i)));
-    default:
-        ptq::detail::throw_invalid("io::load_float", t.name,
-                              "has dtype " + std::string(dtype_name(t.dtype)) + ", expected F16, BF16 or F32");
+        case DType::F16: return half_bits_to_float(static_cast<std::uint16_t>(t.load_bits(i)));
+        case DType::BF16: return bf16_bits_to_float(static_cast<std::uint16_t>(t.load_bits(i)));
+        case DType::F32: return std::bit_cast<float>(static_cast<std::uint32_t>(t.load_bits(i)));
+        default:
+            ptq::detail::throw_invalid("io::load_float", t.name,
+                                       "has dtype " + std::string(dtype_name(t.dtype)) + ", expected F16, BF16 or F32");
     }
 }
 

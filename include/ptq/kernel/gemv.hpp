@@ -104,8 +104,7 @@ float dot_row(const std::uint8_t* packed_row, const GroupLayout& layout, const t
                 std::memcpy(t, x + i0, cnt * sizeof(float));
                 xv = Fb::load_aligned(t);
             }
-            if (i0 + cnt <= gend)
-                acc = xsimd::fma(detail::code_factors<F, Arch>(c, k1), xv, acc);
+            if (i0 + cnt <= gend) acc = xsimd::fma(detail::code_factors<F, Arch>(c, k1), xv, acc);
             else
                 straddled = xsimd::fma(detail::dequantize_straddling<F, Arch>(c, layout, params, i0, g), xv, straddled);
         });
@@ -242,9 +241,11 @@ void activation_q(const std::uint8_t* codes, std::size_t n, std::int8_t* q) noex
 /// 4-bit rows are unpacked into `scratch` (layout.cols bytes). out[g] for g < col_groups.
 template <QuantFormat F, QuantFormat A, class Arch = xsimd::default_arch>
 void int_group_dots(const std::uint8_t* packed_row, const GroupLayout& layout, const typename F::Params* params,
-                    const std::int8_t* q, const std::int64_t* qsums, std::uint8_t* scratch, std::int64_t* out) noexcept {
-    static_assert(has_int_dot<F, A>, "ptq::kernel::int_group_dots: integer kernels exist for IntFormat<4|8> weights x "
-                                     "IntFormat<8, true> activations and MxInt<8, K> x MxInt<8, K>");
+                    const std::int8_t* q, const std::int64_t* qsums, std::uint8_t* scratch,
+                    std::int64_t* out) noexcept {
+    static_assert(has_int_dot<F, A>,
+                  "ptq::kernel::int_group_dots: integer kernels exist for IntFormat<4|8> weights x "
+                  "IntFormat<8, true> activations and MxInt<8, K> x MxInt<8, K>");
     const std::uint8_t* u = packed_row;
     if constexpr (F::bits == 4) {
         unpack_bits<Arch>(packed_row, 0, layout.cols, 4, scratch);

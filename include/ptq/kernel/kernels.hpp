@@ -113,8 +113,8 @@ ubatch<A> encode_minifloat(const fbatch<A>& y) noexcept {
     U rb;
     if constexpr (R == Rounding::half_even) rb = abits + U((1u << (sh - 1)) - 1u) + ((abits >> sh) & U(1u));
     else rb = abits + U(1u << (sh - 1));
-    const U norm = xsimd::min((rb >> sh) - U(static_cast<std::uint32_t>(127 - Elem::bias) << M),
-                              U(Elem::max_finite_magnitude));
+    const U norm =
+        xsimd::min((rb >> sh) - U(static_cast<std::uint32_t>(127 - Elem::bias) << M), U(Elem::max_finite_magnitude));
     const U code = sign | xsimd::select(abits < U(std::bit_cast<std::uint32_t>(min_normal)), sub, norm);
     if constexpr (Elem::has_nan) {
         return xsimd::select(abits > U(0x7F800000u), sign | U(Elem::nan_magnitude), code);
@@ -253,7 +253,8 @@ struct DequantConstants {
 };
 
 template <class F, class A>
-PTQ_ALWAYS_INLINE inline fbatch<A> dequantize_codes(const ubatch<A>& c, const fbatch<A>& k0, const fbatch<A>& k1) noexcept {
+PTQ_ALWAYS_INLINE inline fbatch<A> dequantize_codes(const ubatch<A>& c, const fbatch<A>& k0,
+                                                    const fbatch<A>& k1) noexcept {
     if constexpr (F::kind == FormatKind::integer) {
         return k0 * (xsimd::batch_cast<float>(xsimd::bitwise_cast<ibatch<A>>(c)) - k1);
     } else if constexpr (F::kind == FormatKind::integer_min) {
@@ -261,7 +262,8 @@ PTQ_ALWAYS_INLINE inline fbatch<A> dequantize_codes(const ubatch<A>& c, const fb
     } else if constexpr (F::kind == FormatKind::mx_integer) {
         (void)k1;
         constexpr std::uint32_t sb = 1u << (F::bits - 1);  // sign extension: (c ^ s) - s
-        const ibatch<A> q = xsimd::bitwise_cast<ibatch<A>>(c ^ ubatch<A>(sb)) - ibatch<A>(static_cast<std::int32_t>(sb));
+        const ibatch<A> q =
+            xsimd::bitwise_cast<ibatch<A>>(c ^ ubatch<A>(sb)) - ibatch<A>(static_cast<std::int32_t>(sb));
         return xsimd::batch_cast<float>(q) * k0;
     } else if constexpr (F::kind == FormatKind::minifloat) {
         (void)k1;
@@ -274,8 +276,9 @@ PTQ_ALWAYS_INLINE inline fbatch<A> dequantize_codes(const ubatch<A>& c, const fb
 
 /// A batch of codes [i0, i0 + W) that spans several groups (g = group of i0): per-lane constants.
 template <class F, class A>
-[[gnu::noinline]] fbatch<A> dequantize_straddling(const ubatch<A>& c, const GroupLayout& layout, const typename F::Params* params,
-                                                  std::size_t i0, std::size_t g) noexcept {
+[[gnu::noinline]] fbatch<A> dequantize_straddling(const ubatch<A>& c, const GroupLayout& layout,
+                                                  const typename F::Params* params, std::size_t i0,
+                                                  std::size_t g) noexcept {
     constexpr std::size_t W = fbatch<A>::size;
     alignas(64) float a0[W], a1[W];
     std::size_t ge = layout.group_end(g);
@@ -307,7 +310,8 @@ void quantize_simd(const float* x, std::size_t n, const typename F::Params& p, s
 /// Encoder comments above and in F's class comment); all-zero codes for NaN parameters.
 /// Every format is vectorised: minifloat encoding is done with integer bit manipulation.
 template <QuantFormat F, class Arch = xsimd::default_arch>
-void quantize_group(const float* x, std::size_t n, const typename F::Params& p, Rounding r, std::uint8_t* codes) noexcept {
+void quantize_group(const float* x, std::size_t n, const typename F::Params& p, Rounding r,
+                    std::uint8_t* codes) noexcept {
     if (F::is_nan(p)) {
         if (n) std::memset(codes, 0, n);
         return;
@@ -355,7 +359,8 @@ template <class Arch = xsimd::default_arch>
 void unpack_bits(const std::uint8_t* packed, std::size_t first, std::size_t n, int bits, std::uint8_t* codes) noexcept {
     detail::with_bits(bits, [&]<int B>() {
         std::size_t i = 0;
-        for (; i < n && ((first + i) * B) % 8 != 0; ++i) codes[i] = static_cast<std::uint8_t>(ref::get_code(packed, first + i, B));
+        for (; i < n && ((first + i) * B) % 8 != 0; ++i)
+            codes[i] = static_cast<std::uint8_t>(ref::get_code(packed, first + i, B));
         if (i == n) return;
         std::uint8_t* dst = codes + i;
         detail::unpack_stream<B, Arch>(packed + (first + i) * B / 8, n - i,
@@ -391,28 +396,29 @@ void dequantize_row(const std::uint8_t* packed_row, const GroupLayout& layout, c
     std::size_t g = 0, gend = layout.group_end(0);
     detail::DequantConstants<F> kc(params[0]);
     Fb k0(kc.k0), k1(kc.k1);
-    detail::unpack_stream<F::bits, Arch>(packed_row, n, [&](std::size_t i0, const detail::ubatch<Arch>& c, std::size_t cnt) PTQ_ALWAYS_INLINE {
-        while (i0 >= gend) {  // next group
-            ++g;
-            gend = layout.group_end(g);
-            kc = detail::DequantConstants<F>(params[g]);
-            k0 = Fb(kc.k0);
-            k1 = Fb(kc.k1);
-        }
-        Fb v;
-        if (i0 + cnt <= gend) {
-            v = detail::dequantize_codes<F, Arch>(c, k0, k1);
-        } else {  // the batch straddles groups: per-lane constants (out of line)
-            v = detail::dequantize_straddling<F, Arch>(c, layout, params, i0, g);
-        }
-        if (cnt == W) {
-            v.store_unaligned(out + i0);
-        } else {
-            alignas(64) float t[W];
-            v.store_aligned(t);
-            std::memcpy(out + i0, t, cnt * sizeof(float));
-        }
-    });
+    detail::unpack_stream<F::bits, Arch>(
+        packed_row, n, [&](std::size_t i0, const detail::ubatch<Arch>& c, std::size_t cnt) PTQ_ALWAYS_INLINE {
+            while (i0 >= gend) {  // next group
+                ++g;
+                gend = layout.group_end(g);
+                kc = detail::DequantConstants<F>(params[g]);
+                k0 = Fb(kc.k0);
+                k1 = Fb(kc.k1);
+            }
+            Fb v;
+            if (i0 + cnt <= gend) {
+                v = detail::dequantize_codes<F, Arch>(c, k0, k1);
+            } else {  // the batch straddles groups: per-lane constants (out of line)
+                v = detail::dequantize_straddling<F, Arch>(c, layout, params, i0, g);
+            }
+            if (cnt == W) {
+                v.store_unaligned(out + i0);
+            } else {
+                alignas(64) float t[W];
+                v.store_aligned(t);
+                std::memcpy(out + i0, t, cnt * sizeof(float));
+            }
+        });
 }
 
 }  // namespace ptq::kernel

@@ -184,13 +184,17 @@ struct unpack_plan {
     static constexpr bool hi_two = hi_word(W - 1) / W != hi_batch;
 
     struct lo_index {
-        static constexpr std::uint32_t get(std::size_t k, std::size_t) { return static_cast<std::uint32_t>(lo_word(k) % W); }
+        static constexpr std::uint32_t get(std::size_t k, std::size_t) {
+            return static_cast<std::uint32_t>(lo_word(k) % W);
+        }
     };
     struct lo_in_first {
         static constexpr bool get(std::size_t k, std::size_t) { return lo_word(k) / W == lo_batch; }
     };
     struct hi_index {
-        static constexpr std::uint32_t get(std::size_t k, std::size_t) { return static_cast<std::uint32_t>(hi_word(k) % W); }
+        static constexpr std::uint32_t get(std::size_t k, std::size_t) {
+            return static_cast<std::uint32_t>(hi_word(k) % W);
+        }
     };
     struct hi_in_first {
         static constexpr bool get(std::size_t k, std::size_t) { return hi_word(k) / W == hi_batch; }
@@ -211,20 +215,22 @@ PTQ_ALWAYS_INLINE inline ubatch<A> unpack_batch(const ubatch<A>* w) noexcept {
     using U = ubatch<A>;
     const auto lidx = xsimd::make_batch_constant<U, typename P::lo_index>();
     U lo;
-    if constexpr (P::lo_two)
-        lo = xsimd::select(xsimd::make_batch_bool_constant<U, typename P::lo_in_first>(), xsimd::swizzle(w[P::lo_batch], lidx),
-                           xsimd::swizzle(w[P::lo_batch + 1], lidx));
-    else
+    if constexpr (P::lo_two) {
+        lo = xsimd::select(xsimd::make_batch_bool_constant<U, typename P::lo_in_first>(),
+                           xsimd::swizzle(w[P::lo_batch], lidx), xsimd::swizzle(w[P::lo_batch + 1], lidx));
+    } else {
         lo = xsimd::swizzle(w[P::lo_batch], lidx);
+    }
     U v = shift_right<A>(lo, U(xsimd::make_batch_constant<U, typename P::right>()));
     if constexpr (P::any_straddle()) {
         const auto hidx = xsimd::make_batch_constant<U, typename P::hi_index>();
         U hi;
-        if constexpr (P::hi_two)
+        if constexpr (P::hi_two) {
             hi = xsimd::select(xsimd::make_batch_bool_constant<U, typename P::hi_in_first>(),
                                xsimd::swizzle(w[P::hi_batch], hidx), xsimd::swizzle(w[P::hi_batch + 1], hidx));
-        else
+        } else {
             hi = xsimd::swizzle(w[P::hi_batch], hidx);
+        }
         // lanes that do not straddle get bits at positions >= 32 - s >= B: masked off below.
         v = v | shift_left<A>(hi << 1, U(xsimd::make_batch_constant<U, typename P::left>()));
     }
@@ -239,9 +245,12 @@ PTQ_ALWAYS_INLINE inline void unpack_unit(const std::uint8_t* p, Emit&& emit) no
     ubatch<A> w[B];
     for (int k = 0; k < B; ++k)
         w[k] = ubatch<A>::load_unaligned(reinterpret_cast<const std::uint32_t*>(p) + static_cast<std::size_t>(k) * W);
+    // (clang-format 14 splits an immediately invoked template lambda.)
+    // clang-format off
     [&]<std::size_t... J>(std::index_sequence<J...>) PTQ_ALWAYS_INLINE {
         (void)(emit(J, unpack_batch<B, A, J>(w)) && ...);
     }(std::make_index_sequence<32>{});
+    // clang-format on
 }
 
 /// Codes per unpack unit and its bytes.
@@ -278,8 +287,8 @@ PTQ_ALWAYS_INLINE inline void unpack_stream(const std::uint8_t* p, std::size_t n
 }
 
 // ---- bit-stream packing (SWAR inside 64-bit lanes) -------------------------------------------
-/// (V = a batch of uint64 or std::uint64_t itself.) Eight codes of B bits held one per byte of a 64-bit lane (code t in byte t) -> their 8*B
-/// bit little-endian stream in the low bits of the lane. Codes are masked to B bits first.
+/// (V = a batch of uint64 or std::uint64_t itself.) Eight codes of B bits held one per byte of a 64-bit lane (code t in
+/// byte t) -> their 8*B bit little-endian stream in the low bits of the lane. Codes are masked to B bits first.
 template <int B, class V>
 V pack8_lanes(V x) noexcept {
     constexpr std::uint64_t ones = 0x0101010101010101ull;

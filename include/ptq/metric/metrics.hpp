@@ -18,9 +18,9 @@ namespace detail {
 template <class A, class B>
 void check_same_shape(const char* fn, const Eigen::MatrixBase<A>& a, const Eigen::MatrixBase<B>& b) {
     if (a.rows() != b.rows() || a.cols() != b.cols())
-        throw_invalid(fn, "approx", "shape " + std::to_string(b.rows()) + "x" + std::to_string(b.cols()) +
-                                        " differs from reference " + std::to_string(a.rows()) + "x" +
-                                        std::to_string(a.cols()));
+        throw_invalid(fn, "approx",
+                      "shape " + std::to_string(b.rows()) + "x" + std::to_string(b.cols()) +
+                          " differs from reference " + std::to_string(a.rows()) + "x" + std::to_string(a.cols()));
 }
 }  // namespace detail
 

@@ -127,11 +127,12 @@ template <QuantFormat F>
 typename F::Params clip_search_params(const float* x, std::size_t n, const RangeStats& stats, const QuantOptions& o) {
     using Params = typename F::Params;
     Params best;
-    clip_search<F>(std::span<const RangeStats>(&stats, 1), o.clip, o,
-                   [&](std::span<const Params> c, std::span<double> e) {
-                       e[0] = group_error<F>(x, n, c[0], o.rounding, o.clip.norm);
-                   },
-                   std::span<Params>(&best, 1));
+    clip_search<F>(
+        std::span<const RangeStats>(&stats, 1), o.clip, o,
+        [&](std::span<const Params> c, std::span<double> e) {
+            e[0] = group_error<F>(x, n, c[0], o.rounding, o.clip.norm);
+        },
+        std::span<Params>(&best, 1));
     return best;
 }
 

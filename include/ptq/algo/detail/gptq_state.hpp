@@ -39,7 +39,8 @@ enum class GptqFactor : std::uint8_t { inverse, ldl };
 /// Checks GptqOptions (named as `fn`'s argument 'options.<field>').
 template <QuantFormat F, class Options>
 void check_gptq_options(const Options& o, const char* fn) {
-    if (!(o.percdamp >= 0.0) || !std::isfinite(o.percdamp)) throw_invalid(fn, "options.percdamp", "must be finite and >= 0");
+    if (!(o.percdamp >= 0.0) || !std::isfinite(o.percdamp))
+        throw_invalid(fn, "options.percdamp", "must be finite and >= 0");
     if (o.block_size == 0) throw_invalid(fn, "options.block_size", "must be >= 1");
     if (o.max_damping_retries < 0) throw_invalid(fn, "options.max_damping_retries", "must be >= 0");
     if (!(o.damping_growth > 1.0) || !std::isfinite(o.damping_growth))
@@ -146,7 +147,10 @@ public:
     /// to the GPTQ loss.
     void scale_errors(Index u0, Index u1, Eigen::Ref<Eigen::MatrixXf> d) {
         if (u1 - u0 == 1) d.col(0) /= U_(u0, u0);
-        else U_.block(u0, u0, u1 - u0, u1 - u0).triangularView<Eigen::Upper>().template solveInPlace<Eigen::OnTheRight>(d);
+        else
+            U_.block(u0, u0, u1 - u0, u1 - u0)
+                .triangularView<Eigen::Upper>()
+                .template solveInPlace<Eigen::OnTheRight>(d);
         loss_ += double(d.squaredNorm());
     }
 
@@ -171,7 +175,9 @@ public:
     void ldl_group_state(Index g0, Eigen::MatrixXf& cur) const {
         const Index len = cur.cols();
         cur -= W0_.middleCols(g0, len);
-        U_.block(g0, g0, len, len).template triangularView<Eigen::UnitUpper>().template solveInPlace<Eigen::OnTheRight>(cur);
+        U_.block(g0, g0, len, len)
+            .template triangularView<Eigen::UnitUpper>()
+            .template solveInPlace<Eigen::OnTheRight>(cur);
         cur += W0_.middleCols(g0, len);
     }
 
@@ -206,7 +212,7 @@ public:
             }
             for (Index i = 0; i < rt; ++i)
                 kernel::pack_bits<Arch>(rowbuf.data() + std::size_t(i) * std::size_t(n_), std::size_t(n_), F::bits,
-                                  res.quantized.row_data(r0 + i));
+                                        res.quantized.row_data(r0 + i));
         }
         std::vector<std::uint8_t>().swap(codes_);
         // Dequantized matrix in the original order (W_ holds W^ in processing order).
@@ -232,9 +238,10 @@ private:
         rows_ = w_in.rows();
         n_ = w_in.cols();
         if (h.rows() != n_ || h.cols() != n_)
-            throw_invalid(fn, "h", "is " + std::to_string(h.rows()) + "x" + std::to_string(h.cols()) +
-                                       ", expected in_features x in_features = " + std::to_string(n_) + "x" +
-                                       std::to_string(n_));
+            throw_invalid(fn, "h",
+                          "is " + std::to_string(h.rows()) + "x" + std::to_string(h.cols()) +
+                              ", expected in_features x in_features = " + std::to_string(n_) + "x" +
+                              std::to_string(n_));
         to_col_major(w_in, W_);
         if (!W_.allFinite())
             for (Index c = 0; c < n_; ++c)
@@ -276,7 +283,8 @@ private:
         perm_.resize(std::size_t(n_));
         std::iota(perm_.begin(), perm_.end(), std::size_t{0});
         if (opt_.act_order)
-            std::stable_sort(perm_.begin(), perm_.end(), [&](std::size_t a, std::size_t b) { return diag[a] > diag[b]; });
+            std::stable_sort(perm_.begin(), perm_.end(),
+                             [&](std::size_t a, std::size_t b) { return diag[a] > diag[b]; });
         inv_perm_.resize(std::size_t(n_));
         for (std::size_t k = 0; k < perm_.size(); ++k) inv_perm_[perm_[k]] = k;
     }
@@ -313,7 +321,8 @@ private:
         for (int attempt = 0;; ++attempt) {
             if (factorise(h, diag, lambda)) break;
             if (attempt >= opt_.max_damping_retries)
-                throw error(std::string("ptq::") + fn + ": argument 'h': H + lambda I is not positive definite even with lambda = " +
+                throw error(std::string("ptq::") + fn +
+                            ": argument 'h': H + lambda I is not positive definite even with lambda = " +
                             std::to_string(lambda) + " after " + std::to_string(attempt) + " damping retries");
             ++diag_.retries;
             lambda = (lambda > 0.0 ? lambda : 1e-6 * scale) * opt_.damping_growth;
@@ -342,7 +351,10 @@ private:
             const Index m = std::min(unit_, n_ - u0);
             auto above = U_.block(0, u0, u0, m);
             if (m == 1) above /= U_(u0, u0);
-            else U_.block(u0, u0, m, m).template triangularView<Eigen::Upper>().template solveInPlace<Eigen::OnTheRight>(above);
+            else
+                U_.block(u0, u0, m, m)
+                    .template triangularView<Eigen::Upper>()
+                    .template solveInPlace<Eigen::OnTheRight>(above);
         }
     }
 
