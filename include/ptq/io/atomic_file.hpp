@@ -1,9 +1,12 @@
 #pragma once
 // Writes a file all-or-nothing: into a temporary file in the destination directory, renamed
 // over the destination by commit(). Without commit() (an exception, an early return) the
-// temporary file is removed and the destination is left untouched.
+// temporary file is removed and the destination is left untouched. Bytes are appended with
+// write() or placed at an offset with write_at() (pwrite), for writers that know the layout of
+// the whole file in advance.
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -60,8 +63,28 @@ public:
             n -= k;
         }
     }
-    /// Bytes written so far.
+    /// Bytes appended so far by write() (write_at() does not count).
     std::size_t written() const noexcept { return written_; }
+
+    /// Writes `bytes` at byte `offset` of the file (pwrite), leaving the append position and
+    /// written() alone; throws ptq::file_error (field "write") on a short write.
+    void write_at(std::uint64_t offset, std::span<const std::byte> bytes) {
+        const std::byte* p = bytes.data();
+        std::size_t left = bytes.size();
+        while (left > 0) {
+            const ::ssize_t n = ::pwrite(fd_, p, left, static_cast<::off_t>(offset));
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) throw file_error(path_.string(), "write", n < 0 ? std::strerror(errno) : "short write");
+            p += n;
+            offset += static_cast<std::uint64_t>(n);
+            left -= static_cast<std::size_t>(n);
+        }
+    }
+    /// Sets the file size to `size` bytes (ftruncate): bytes beyond the old end read as zeros.
+    void resize(std::uint64_t size) {
+        if (::ftruncate(fd_, static_cast<::off_t>(size)) != 0)
+            throw file_error(path_.string(), "write", std::strerror(errno));
+    }
 
     /// Flushes, closes and renames the temporary file to the destination.
     void commit() {

@@ -1,6 +1,7 @@
 #pragma once
 // GGUF v3 files (ggml-org/ggml src/gguf.cpp): a validating, zero-copy reader over a memory
-// mapping and an all-or-nothing writer.
+// mapping, a streaming writer (tensors declared up front, their bytes written in any order) and
+// the all-or-nothing write_gguf on top of it.
 //
 // Layout (all little-endian): "GGUF", u32 version, i64 tensor count, i64 key/value count; each
 // key/value: string key, i32 value type, value (an ARRAY is i32 element type, u64 count, the
@@ -44,6 +45,7 @@
 #include <ptq/io/convert.hpp>
 #include <ptq/io/gguf_types.hpp>
 #include <ptq/io/mapped_file.hpp>
+#include <ptq/io/stream_writer_state.hpp>
 #include <ptq/quantized_matrix.hpp>
 
 namespace ptq::io {
@@ -452,6 +454,13 @@ struct GgufTensorData {
     std::span<const std::byte> data;
 };
 
+/// A tensor declared to GgufStreamWriter: its bytes come later.
+struct GgufEntry {
+    std::string name;
+    GgmlType type = GgmlType::F32;
+    std::vector<std::uint64_t> ne;  ///< fastest-varying first
+};
+
 namespace detail {
 
 class GgufSink {
@@ -476,6 +485,17 @@ public:
     }
 };
 
+/// A sink into a byte vector.
+struct GgufVectorSink final : GgufSink {
+    std::vector<std::byte> out;
+    void put(const void* p, std::size_t n) override {
+        const auto* b = static_cast<const std::byte*>(p);
+        out.insert(out.end(), b, b + n);
+    }
+    using GgufSink::put;
+    std::uint64_t written() const override { return out.size(); }
+};
+
 template <class T>
 void gguf_put_scalar(GgufSink& s, const T& v) {
     if constexpr (std::is_same_v<T, std::string>) s.put_string(v);
@@ -483,9 +503,18 @@ void gguf_put_scalar(GgufSink& s, const T& v) {
     else s.put(v);
 }
 
-/// Checks the key/values and tensors; returns the alignment.
-inline std::uint64_t gguf_check(const std::string& file, std::span<const std::pair<std::string, GgufValue>> kv,
-                                std::span<const GgufTensorData> tensors) {
+/// Where everything of a GGUF file goes, computed from the declarations alone.
+struct GgufLayout {
+    std::vector<std::byte> header;      ///< magic .. tensor infos, zero-padded to the alignment
+    std::vector<std::uint64_t> offset;  ///< per tensor: offset in the data section
+    std::vector<std::uint64_t> nbytes;  ///< per tensor: byte count (without padding)
+    std::uint64_t data_size = 0;        ///< bytes of the data section, every tensor padded
+    std::uint64_t file_size() const noexcept { return header.size() + data_size; }
+};
+
+/// Checks the key/values and the tensor declarations and lays the file out.
+inline GgufLayout gguf_layout(const std::string& file, std::span<const std::pair<std::string, GgufValue>> kv,
+                              std::span<const GgufEntry> tensors) {
     std::set<std::string_view> keys;
     std::uint64_t alignment = gguf_default_alignment;
     for (const auto& [k, v] : kv) {
@@ -502,6 +531,7 @@ inline std::uint64_t gguf_check(const std::string& file, std::span<const std::pa
             alignment = *u;
         }
     }
+    GgufLayout l;
     std::set<std::string_view> names;
     for (const auto& t : tensors) {
         const std::string field = "tensor '" + t.name + "'";
@@ -523,17 +553,17 @@ inline std::uint64_t gguf_check(const std::string& file, std::span<const std::pa
             throw file_error(file, field + ": ne",
                              std::to_string(t.ne[0]) + " is not a multiple of the block size " +
                                  std::to_string(tr.block_size) + " of " + std::string(tr.name));
-        std::uint64_t nb = 0;
+        std::uint64_t nb = 0, padded = 0;
         if (__builtin_mul_overflow(n / static_cast<std::uint64_t>(tr.block_size), tr.type_size, &nb) ||
-            t.data.size() != nb)
-            throw file_error(file, field + ": data",
-                             std::to_string(t.data.size()) + " bytes given, the shape needs " + std::to_string(nb));
+            nb > std::numeric_limits<std::uint64_t>::max() - alignment ||
+            __builtin_add_overflow(l.data_size, gguf_pad(nb, alignment), &padded))
+            throw file_error(file, field + ": ne", "the size in bytes overflows");
+        l.offset.push_back(l.data_size);
+        l.nbytes.push_back(nb);
+        l.data_size = padded;
     }
-    return alignment;
-}
 
-inline void gguf_emit(GgufSink& s, std::span<const std::pair<std::string, GgufValue>> kv,
-                      std::span<const GgufTensorData> tensors, std::uint64_t alignment) {
+    GgufVectorSink s;
     s.put("GGUF", 4);
     s.put(gguf_version);
     s.put(static_cast<std::int64_t>(tensors.size()));
@@ -557,60 +587,111 @@ inline void gguf_emit(GgufSink& s, std::span<const std::pair<std::string, GgufVa
             },
             v.storage());
     }
-    std::uint64_t off = 0;
-    for (const auto& t : tensors) {
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+        const auto& t = tensors[i];
         s.put_string(t.name);
         s.put(static_cast<std::uint32_t>(t.ne.size()));
         for (auto d : t.ne) s.put(static_cast<std::int64_t>(d));
         s.put(static_cast<std::int32_t>(t.type));
-        s.put(off);
-        off += gguf_pad(t.data.size(), alignment);
+        s.put(l.offset[i]);
     }
     s.pad(alignment);
-    for (const auto& t : tensors) {
-        s.put(t.data.data(), t.data.size());
-        s.pad(alignment);
-    }
+    l.header = std::move(s.out);
+    return l;
+}
+
+inline std::vector<GgufEntry> gguf_entries(std::span<const GgufTensorData> tensors) {
+    std::vector<GgufEntry> e;
+    e.reserve(tensors.size());
+    for (const auto& t : tensors) e.push_back({t.name, t.type, t.ne});
+    return e;
 }
 
 }  // namespace detail
 
-/// The bytes of a GGUF v3 file holding `kv` and `tensors` (for tests and in-memory use).
+/// Writes a GGUF v3 file tensor by tensor, without holding the data: the key/value pairs and
+/// every tensor (name, ggml type, ne) are declared up front; the constructor lays the file out
+/// (the layout of write_gguf: each tensor at the running sum of the previous ones padded to
+/// the alignment) and writes the header to a temporary file next to `path`; write() places a
+/// tensor's bytes at its offset, in any order (the zero padding comes from the file being
+/// sized in advance); commit() checks that every declared tensor was written and renames the
+/// file over `path`. Destroyed without commit(), it removes the temporary file. Memory: the
+/// tensor declarations only (the header is written by the constructor).
+class GgufStreamWriter {
+public:
+    /// Throws ptq::file_error for what write_gguf refuses (see there) and when the temporary
+    /// file cannot be created.
+    GgufStreamWriter(const std::filesystem::path& path, std::span<const std::pair<std::string, GgufValue>> kv,
+                     std::span<const GgufEntry> tensors)
+        : layout_(detail::gguf_layout(path.string(), kv, tensors)),
+          data_offset_(layout_.header.size()),
+          state_(path.string(), detail::entry_names(tensors)),
+          file_(path) {
+        file_.write(layout_.header);
+        file_.resize(file_size());
+        layout_.header = {};  // on disk: the writer keeps the offsets only
+    }
+
+    std::size_t size() const noexcept { return state_.size(); }
+    std::size_t index(std::string_view name) const { return state_.index(name); }
+    /// Byte count of declared tensor i (without padding), and its offset in the file.
+    std::uint64_t nbytes(std::size_t i) const { return layout_.nbytes.at(i); }
+    std::uint64_t file_offset(std::size_t i) const { return data_offset_ + layout_.offset.at(i); }
+    /// Offset of the data section, and the size of the finished file.
+    std::uint64_t data_offset() const noexcept { return data_offset_; }
+    std::uint64_t file_size() const noexcept { return data_offset_ + layout_.data_size; }
+
+    /// Writes the bytes of declared tensor i (numel / block_size blocks of the type). Throws
+    /// ptq::file_error: index out of range, tensor already written, byte count not the
+    /// declared shape's, already committed, an I/O error.
+    void write(std::size_t i, std::span<const std::byte> bytes) {
+        state_.check_write(i, bytes.size(), i < size() ? layout_.nbytes[i] : 0);
+        file_.write_at(file_offset(i), bytes);
+        state_.mark_written(i);
+    }
+    void write(std::string_view name, std::span<const std::byte> bytes) { write(index(name), bytes); }
+
+    /// Checks that every declared tensor was written, then flushes and renames the file.
+    void commit() {
+        state_.check_commit();
+        file_.commit();
+    }
+
+private:
+    detail::GgufLayout layout_;  // first: bad input is refused before the file is created
+    std::uint64_t data_offset_ = 0;
+    detail::StreamWriterState state_;
+    AtomicFile file_;
+};
+
+/// The bytes of a GGUF v3 file holding `kv` and `tensors` (for tests and in-memory use): the
+/// bytes write_gguf writes.
 inline std::vector<std::byte> serialize_gguf(std::span<const std::pair<std::string, GgufValue>> kv,
                                              std::span<const GgufTensorData> tensors) {
-    const std::uint64_t a = detail::gguf_check("<memory>", kv, tensors);
-    struct Vec final : detail::GgufSink {
-        std::vector<std::byte> out;
-        void put(const void* p, std::size_t n) override {
-            const auto* b = static_cast<const std::byte*>(p);
-            out.insert(out.end(), b, b + n);
-        }
-        using detail::GgufSink::put;
-        std::uint64_t written() const override { return out.size(); }
-    } sink;
-    detail::gguf_emit(sink, kv, tensors, a);
-    return std::move(sink.out);
+    auto l = detail::gguf_layout("<memory>", kv, detail::gguf_entries(tensors));
+    std::vector<std::byte> out = std::move(l.header);
+    const std::size_t data_offset = out.size();
+    out.resize(static_cast<std::size_t>(data_offset + l.data_size));
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+        detail::check_tensor_bytes("<memory>", tensors[i].name, tensors[i].data.size(), l.nbytes[i]);
+        if (!tensors[i].data.empty())
+            std::memcpy(out.data() + data_offset + l.offset[i], tensors[i].data.data(), tensors[i].data.size());
+    }
+    return out;
 }
 
 /// Writes a GGUF v3 file: the key/value pairs in the given order, the tensor infos, zero padding
 /// to `general.alignment` (if present among `kv`: a u32 power of two; else 32), then each tensor
 /// padded to the alignment (also the last one, as ggml writes). All or nothing (temporary file
-/// renamed at the end). Throws ptq::file_error for an empty or duplicate key, a bad
-/// general.alignment, a tensor name of 64 bytes or more or given twice, 0 or more than 4
-/// dimensions, ne[0] not a multiple of the block size, a byte count that does not match, an I/O error.
+/// renamed at the end, through GgufStreamWriter). Throws ptq::file_error for an empty or
+/// duplicate key, a bad general.alignment, a tensor name of 64 bytes or more or given twice, 0
+/// or more than 4 dimensions, ne[0] not a multiple of the block size, a byte count that does
+/// not match, an I/O error.
 inline void write_gguf(const std::filesystem::path& path, std::span<const std::pair<std::string, GgufValue>> kv,
                        std::span<const GgufTensorData> tensors) {
-    const std::uint64_t a = detail::gguf_check(path.string(), kv, tensors);
-    AtomicFile f(path);
-    struct File final : detail::GgufSink {
-        explicit File(AtomicFile& f) : f(f) {}
-        AtomicFile& f;
-        void put(const void* p, std::size_t n) override { f.write(p, n); }
-        using detail::GgufSink::put;
-        std::uint64_t written() const override { return f.written(); }
-    } sink(f);
-    detail::gguf_emit(sink, kv, tensors, a);
-    f.commit();
+    GgufStreamWriter w(path, kv, detail::gguf_entries(tensors));
+    for (std::size_t i = 0; i < tensors.size(); ++i) w.write(i, tensors[i].data);
+    w.commit();
 }
 
 }  // namespace ptq::io

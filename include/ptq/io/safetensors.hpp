@@ -1,6 +1,7 @@
 #pragma once
 // safetensors files (huggingface/safetensors): a validating, zero-copy reader over a memory
-// mapping and an all-or-nothing writer.
+// mapping, a streaming writer (tensors declared up front, their bytes written in any order) and
+// the all-or-nothing write_safetensors on top of it.
 //
 // Layout: u64 little-endian N, N bytes of UTF-8 JSON (the header), then the data buffer.
 // Header: {"__metadata__": {str: str}, "<name>": {"dtype": "F16", "shape": [..],
@@ -28,6 +29,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -45,6 +47,7 @@
 #include <ptq/io/convert.hpp>
 #include <ptq/io/dtype.hpp>
 #include <ptq/io/mapped_file.hpp>
+#include <ptq/io/stream_writer_state.hpp>
 #include <ptq/quantized_matrix.hpp>
 
 namespace ptq::io {
@@ -324,6 +327,13 @@ struct TensorData {
     std::span<const std::byte> data;
 };
 
+/// A tensor declared to SafetensorsStreamWriter: its bytes come later.
+struct SafetensorsEntry {
+    std::string name;
+    DType dtype = DType::F32;
+    std::vector<std::uint64_t> shape;  ///< row-major, outermost first
+};
+
 namespace detail {
 /// The reference writer's order: decreasing dtype (in its declaration order, which is
 /// increasing alignment), then name. Keeps every tensor aligned to its element size.
@@ -355,12 +365,27 @@ inline int safetensors_dtype_rank(DType t) noexcept {
     return 0;
 }
 
-/// Validates the tensors to write; returns their order in the file and the header bytes
-/// (padded with spaces to a multiple of 8, as the reference writer).
-inline std::pair<std::vector<std::size_t>, std::string> safetensors_prepare(
-    const std::string& file, std::span<const TensorData> tensors, std::map<std::string, std::string> metadata) {
+/// Where everything of a safetensors file goes, computed from the declarations alone.
+struct SafetensorsLayout {
+    std::string header;                 ///< the JSON, padded with spaces to a multiple of 8
+    std::vector<std::uint64_t> begin;   ///< per declared tensor: offset in the data buffer
+    std::vector<std::uint64_t> nbytes;  ///< per declared tensor: byte count
+    std::uint64_t data_size = 0;        ///< bytes of the data buffer
+    std::uint64_t data_offset() const noexcept { return 8 + header.size(); }
+    std::uint64_t file_size() const noexcept { return data_offset() + data_size; }
+};
+
+/// Validates the declarations (reserved or repeated name, shape that overflows or is not a
+/// whole number of bytes) and lays the file out: tensors in the reference writer's order,
+/// "__metadata__" first with "format": "pt" added unless present.
+inline SafetensorsLayout safetensors_layout(const std::string& file, std::span<const SafetensorsEntry> tensors,
+                                            std::map<std::string, std::string> metadata) {
+    SafetensorsLayout l;
+    l.begin.resize(tensors.size());
+    l.nbytes.resize(tensors.size());
     std::set<std::string_view> names;
-    for (const auto& t : tensors) {
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+        const auto& t = tensors[i];
         const std::string where = "tensor '" + t.name + "'";
         if (t.name == "__metadata__") throw file_error(file, where, "the name is reserved for the metadata");
         if (!names.insert(t.name).second) throw file_error(file, where, "name given twice");
@@ -370,10 +395,7 @@ inline std::pair<std::vector<std::size_t>, std::string> safetensors_prepare(
         if (!checked_mul(nel, bits_per_element(t.dtype), nbits) || nbits % 8 != 0)
             throw file_error(file, where + ": shape",
                              "not a whole number of bytes of " + std::string(dtype_name(t.dtype)));
-        if (t.data.size() != nbits / 8)
-            throw file_error(file, where + ": data",
-                             std::to_string(t.data.size()) + " bytes given, the shape needs " +
-                                 std::to_string(nbits / 8));
+        l.nbytes[i] = nbits / 8;
     }
     std::vector<std::size_t> order(tensors.size());
     for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -384,52 +406,117 @@ inline std::pair<std::vector<std::size_t>, std::string> safetensors_prepare(
     metadata.try_emplace("format", "pt");  // transformers refuses files without it
     nlohmann::ordered_json j;
     j["__metadata__"] = metadata;
-    std::uint64_t off = 0;
     for (std::size_t i : order) {
         const auto& t = tensors[i];
+        if (l.nbytes[i] > std::numeric_limits<std::uint64_t>::max() - l.data_size)
+            throw file_error(file, "tensor '" + t.name + "': shape", "the data buffer size overflows 64 bits");
         nlohmann::ordered_json e;
         e["dtype"] = std::string(dtype_name(t.dtype));
         e["shape"] = t.shape;
-        e["data_offsets"] = {off, off + t.data.size()};
-        off += t.data.size();
+        e["data_offsets"] = {l.data_size, l.data_size + l.nbytes[i]};
+        l.begin[i] = l.data_size;
+        l.data_size += l.nbytes[i];
         j[t.name] = std::move(e);
     }
-    std::string header = j.dump();
-    header.resize((header.size() + 7) / 8 * 8, ' ');
-    if (header.size() > safetensors_max_header_size)
+    l.header = j.dump();
+    l.header.resize((l.header.size() + 7) / 8 * 8, ' ');
+    if (l.header.size() > safetensors_max_header_size)
         throw file_error(file, "header size",
-                         std::to_string(header.size()) + " bytes exceeds the limit of " +
+                         std::to_string(l.header.size()) + " bytes exceeds the limit of " +
                              std::to_string(safetensors_max_header_size));
-    return {std::move(order), std::move(header)};
+    return l;
+}
+
+}  // namespace detail
+
+/// Writes a safetensors file tensor by tensor, without holding the data: every tensor is
+/// declared up front (name, dtype, shape), the constructor lays the file out (the layout of
+/// write_safetensors) and writes the header to a temporary file next to `path`; then write()
+/// places each tensor's bytes at its offset, in any order; commit() checks that every declared
+/// tensor was written and renames the file over `path`. Destroyed without commit(), it removes
+/// the temporary file. Memory: the declarations and the header only.
+class SafetensorsStreamWriter {
+public:
+    /// Throws ptq::file_error: a reserved or repeated name, a shape that overflows or is not a
+    /// whole number of bytes, a header over the size limit, the temporary file not created.
+    SafetensorsStreamWriter(const std::filesystem::path& path, std::span<const SafetensorsEntry> tensors,
+                            std::map<std::string, std::string> metadata = {})
+        : layout_(detail::safetensors_layout(path.string(), tensors, std::move(metadata))),
+          state_(path.string(), detail::entry_names(tensors)),
+          file_(path) {
+        const std::uint64_t n = layout_.header.size();
+        file_.write(&n, 8);
+        file_.write(layout_.header.data(), layout_.header.size());
+        file_.resize(layout_.file_size());
+    }
+
+    /// Number of declared tensors; index of the tensor `name` (throws if not declared).
+    std::size_t size() const noexcept { return state_.size(); }
+    std::size_t index(std::string_view name) const { return state_.index(name); }
+    /// Byte count of declared tensor i, and its offset in the file.
+    std::uint64_t nbytes(std::size_t i) const { return layout_.nbytes.at(i); }
+    std::uint64_t file_offset(std::size_t i) const { return layout_.data_offset() + layout_.begin.at(i); }
+    /// Size of the finished file.
+    std::uint64_t file_size() const noexcept { return layout_.file_size(); }
+
+    /// Writes the bytes of declared tensor i (little-endian elements, row-major). Throws
+    /// ptq::file_error: index out of range, tensor already written, byte count not the
+    /// declared shape's, already committed, an I/O error.
+    void write(std::size_t i, std::span<const std::byte> bytes) {
+        state_.check_write(i, bytes.size(), i < size() ? layout_.nbytes[i] : 0);
+        file_.write_at(file_offset(i), bytes);
+        state_.mark_written(i);
+    }
+    void write(std::string_view name, std::span<const std::byte> bytes) { write(index(name), bytes); }
+
+    /// Checks that every declared tensor was written, then flushes and renames the file.
+    void commit() {
+        state_.check_commit();
+        file_.commit();
+    }
+
+private:
+    detail::SafetensorsLayout layout_;
+    detail::StreamWriterState state_;
+    AtomicFile file_;
+};
+
+namespace detail {
+inline std::vector<SafetensorsEntry> safetensors_entries(std::span<const TensorData> tensors) {
+    std::vector<SafetensorsEntry> e;
+    e.reserve(tensors.size());
+    for (const auto& t : tensors) e.push_back({t.name, t.dtype, t.shape});
+    return e;
 }
 }  // namespace detail
 
-/// The bytes of a safetensors file holding `tensors` (for tests and in-memory use).
+/// The bytes of a safetensors file holding `tensors` (for tests and in-memory use): the bytes
+/// write_safetensors writes.
 inline std::vector<std::byte> serialize_safetensors(std::span<const TensorData> tensors,
                                                     std::map<std::string, std::string> metadata = {}) {
-    auto [order, header] = detail::safetensors_prepare("<memory>", tensors, std::move(metadata));
-    std::vector<std::byte> out(8 + header.size());
-    const std::uint64_t n = header.size();
+    const auto l = detail::safetensors_layout("<memory>", detail::safetensors_entries(tensors), std::move(metadata));
+    std::vector<std::byte> out(static_cast<std::size_t>(l.file_size()));
+    const std::uint64_t n = l.header.size();
     std::memcpy(out.data(), &n, 8);
-    std::memcpy(out.data() + 8, header.data(), header.size());
-    for (std::size_t i : order) out.insert(out.end(), tensors[i].data.begin(), tensors[i].data.end());
+    std::memcpy(out.data() + 8, l.header.data(), l.header.size());
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+        detail::check_tensor_bytes("<memory>", tensors[i].name, tensors[i].data.size(), l.nbytes[i]);
+        if (!tensors[i].data.empty())
+            std::memcpy(out.data() + l.data_offset() + l.begin[i], tensors[i].data.data(), tensors[i].data.size());
+    }
     return out;
 }
 
 /// Writes a safetensors file: tensors in the reference writer's order (dtype then name), the
 /// JSON header padded with spaces to a multiple of 8, "__metadata__" with "format": "pt" added
 /// unless `metadata` has a "format". All or nothing: a temporary file in the same directory is
-/// renamed over `path` at the end. Throws ptq::file_error (a duplicate or reserved name, a
-/// byte count that does not match the shape, an I/O error).
+/// renamed over `path` at the end (through SafetensorsStreamWriter). Throws ptq::file_error (a
+/// duplicate or reserved name, a byte count that does not match the shape, an I/O error).
 inline void write_safetensors(const std::filesystem::path& path, std::span<const TensorData> tensors,
                               std::map<std::string, std::string> metadata = {}) {
-    auto [order, header] = detail::safetensors_prepare(path.string(), tensors, std::move(metadata));
-    AtomicFile f(path);
-    const std::uint64_t n = header.size();
-    f.write(&n, 8);
-    f.write(header.data(), header.size());
-    for (std::size_t i : order) f.write(tensors[i].data);
-    f.commit();
+    SafetensorsStreamWriter w(path, detail::safetensors_entries(tensors), std::move(metadata));
+    for (std::size_t i = 0; i < tensors.size(); ++i) w.write(i, tensors[i].data);
+    w.commit();
 }
 
 }  // namespace ptq::io

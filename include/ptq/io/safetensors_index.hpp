@@ -143,7 +143,8 @@ inline std::vector<std::filesystem::path> write_safetensors_sharded(const std::f
     if (groups.empty()) groups.emplace_back();
     const std::size_t n = groups.size();
     std::vector<std::filesystem::path> paths;
-    std::vector<std::unique_ptr<AtomicFile>> files;
+    std::vector<std::unique_ptr<SafetensorsStreamWriter>> shards;
+    std::unique_ptr<AtomicFile> index;
     nlohmann::ordered_json wm = nlohmann::ordered_json::object();
     for (std::size_t i = 0; i < n; ++i) {
         std::string name = prefix + ".safetensors";
@@ -153,14 +154,10 @@ inline std::vector<std::filesystem::path> write_safetensors_sharded(const std::f
             name = prefix + buf;
         }
         const std::filesystem::path path = dir / name;
-        auto [order, header] = detail::safetensors_prepare(path.string(), groups[i], metadata);
-        auto f = std::make_unique<AtomicFile>(path);
-        const std::uint64_t hn = header.size();
-        f->write(&hn, 8);
-        f->write(header.data(), header.size());
-        for (std::size_t k : order) f->write(groups[i][k].data);
+        auto w = std::make_unique<SafetensorsStreamWriter>(path, detail::safetensors_entries(groups[i]), metadata);
+        for (std::size_t k = 0; k < groups[i].size(); ++k) w->write(k, groups[i][k].data);
         for (const auto& t : groups[i]) wm[t.name] = name;
-        files.push_back(std::move(f));
+        shards.push_back(std::move(w));
         paths.push_back(path);
     }
     if (n > 1) {
@@ -169,12 +166,12 @@ inline std::vector<std::filesystem::path> write_safetensors_sharded(const std::f
         idx["metadata"] = {{"total_size", total}};
         idx["weight_map"] = std::move(wm);
         const std::string text = idx.dump(2) + "\n";
-        auto f = std::make_unique<AtomicFile>(ipath);
-        f->write(text.data(), text.size());
-        files.push_back(std::move(f));
+        index = std::make_unique<AtomicFile>(ipath);
+        index->write(text.data(), text.size());
         paths.push_back(ipath);
     }
-    for (auto& f : files) f->commit();
+    for (auto& w : shards) w->commit();
+    if (index) index->commit();
     return paths;
 }
 
