@@ -27,7 +27,11 @@ public:
     explicit AtomicFile(const std::filesystem::path& path) : path_(path) {
         std::filesystem::path dir = path.parent_path();
         if (dir.empty()) dir = ".";
-        std::string tmpl = (dir / ("." + path.filename().string() + ".tmpXXXXXX")).string();
+        // Appended piece by piece: GCC 12's -Wrestrict misfires on `"." + std::string&&` at -O3.
+        std::string name(1, '.');
+        name += path.filename().string();
+        name += ".tmpXXXXXX";
+        std::string tmpl = (dir / name).string();
         fd_ = ::mkostemp(tmpl.data(), O_CLOEXEC);
         if (fd_ < 0) throw file_error(path_.string(), "create", std::strerror(errno));
         tmp_ = tmpl;

@@ -45,7 +45,7 @@
 #include <ptq/io/convert.hpp>
 #include <ptq/io/gguf_types.hpp>
 #include <ptq/io/mapped_file.hpp>
-#include <ptq/io/stream_writer_state.hpp>
+#include <ptq/io/tensor_file_writer.hpp>
 #include <ptq/quantized_matrix.hpp>
 
 namespace ptq::io {
@@ -503,18 +503,9 @@ void gguf_put_scalar(GgufSink& s, const T& v) {
     else s.put(v);
 }
 
-/// Where everything of a GGUF file goes, computed from the declarations alone.
-struct GgufLayout {
-    std::vector<std::byte> header;      ///< magic .. tensor infos, zero-padded to the alignment
-    std::vector<std::uint64_t> offset;  ///< per tensor: offset in the data section
-    std::vector<std::uint64_t> nbytes;  ///< per tensor: byte count (without padding)
-    std::uint64_t data_size = 0;        ///< bytes of the data section, every tensor padded
-    std::uint64_t file_size() const noexcept { return header.size() + data_size; }
-};
-
 /// Checks the key/values and the tensor declarations and lays the file out.
-inline GgufLayout gguf_layout(const std::string& file, std::span<const std::pair<std::string, GgufValue>> kv,
-                              std::span<const GgufEntry> tensors) {
+inline TensorFileLayout gguf_layout(const std::string& file, std::span<const std::pair<std::string, GgufValue>> kv,
+                                    std::span<const GgufEntry> tensors) {
     std::set<std::string_view> keys;
     std::uint64_t alignment = gguf_default_alignment;
     for (const auto& [k, v] : kv) {
@@ -531,13 +522,15 @@ inline GgufLayout gguf_layout(const std::string& file, std::span<const std::pair
             alignment = *u;
         }
     }
-    GgufLayout l;
+    TensorFileLayout l;
+    std::uint64_t data_size = 0;
     std::set<std::string_view> names;
     for (const auto& t : tensors) {
         const std::string field = "tensor '" + t.name + "'";
         if (t.name.size() >= gguf_max_name) throw file_error(file, field, "name of 64 bytes or more");
         if (t.name.find('\0') != std::string::npos) throw file_error(file, field, "name contains a NUL byte");
         if (!names.insert(t.name).second) throw file_error(file, field, "name given twice");
+        l.names.push_back(t.name);
         if (!is_valid_ggml_type(static_cast<std::uint32_t>(t.type)))
             throw file_error(file, field + ": type", "invalid ggml type");
         if (t.ne.empty() || t.ne.size() > gguf_max_dims)
@@ -556,11 +549,11 @@ inline GgufLayout gguf_layout(const std::string& file, std::span<const std::pair
         std::uint64_t nb = 0, padded = 0;
         if (__builtin_mul_overflow(n / static_cast<std::uint64_t>(tr.block_size), tr.type_size, &nb) ||
             nb > std::numeric_limits<std::uint64_t>::max() - alignment ||
-            __builtin_add_overflow(l.data_size, gguf_pad(nb, alignment), &padded))
+            __builtin_add_overflow(data_size, gguf_pad(nb, alignment), &padded))
             throw file_error(file, field + ": ne", "the size in bytes overflows");
-        l.offset.push_back(l.data_size);
+        l.offset.push_back(data_size);  // relative to the data section until the header is known
         l.nbytes.push_back(nb);
-        l.data_size = padded;
+        data_size = padded;
     }
 
     GgufVectorSink s;
@@ -597,6 +590,10 @@ inline GgufLayout gguf_layout(const std::string& file, std::span<const std::pair
     }
     s.pad(alignment);
     l.header = std::move(s.out);
+    if (data_size > std::numeric_limits<std::uint64_t>::max() - l.header.size())
+        throw file_error(file, "data section", "the file size overflows");
+    for (auto& o : l.offset) o += l.header.size();
+    l.file_size = l.header.size() + data_size;
     return l;
 }
 
@@ -613,71 +610,26 @@ inline std::vector<GgufEntry> gguf_entries(std::span<const GgufTensorData> tenso
 /// every tensor (name, ggml type, ne) are declared up front; the constructor lays the file out
 /// (the layout of write_gguf: each tensor at the running sum of the previous ones padded to
 /// the alignment) and writes the header to a temporary file next to `path`; write() places a
-/// tensor's bytes at its offset, in any order (the zero padding comes from the file being
-/// sized in advance); commit() checks that every declared tensor was written and renames the
-/// file over `path`. Destroyed without commit(), it removes the temporary file. Memory: the
-/// tensor declarations only (the header is written by the constructor).
-class GgufStreamWriter {
+/// tensor's bytes (numel / block_size blocks of its type) at its offset, in any order (the zero
+/// padding comes from the file being sized in advance); commit() checks that every declared
+/// tensor was written and renames the file over `path` (see TensorFileWriter). Destroyed
+/// without commit(), it removes the temporary file.
+class GgufStreamWriter : public TensorFileWriter {
 public:
-    /// Throws ptq::file_error for what write_gguf refuses (see there) and when the temporary
-    /// file cannot be created.
+    /// Throws ptq::file_error for what write_gguf refuses (see there; before any file is
+    /// created) and when the temporary file cannot be created.
     GgufStreamWriter(const std::filesystem::path& path, std::span<const std::pair<std::string, GgufValue>> kv,
                      std::span<const GgufEntry> tensors)
-        : layout_(detail::gguf_layout(path.string(), kv, tensors)),
-          data_offset_(layout_.header.size()),
-          state_(path.string(), detail::entry_names(tensors)),
-          file_(path) {
-        file_.write(layout_.header);
-        file_.resize(file_size());
-        layout_.header = {};  // on disk: the writer keeps the offsets only
-    }
-
-    std::size_t size() const noexcept { return state_.size(); }
-    std::size_t index(std::string_view name) const { return state_.index(name); }
-    /// Byte count of declared tensor i (without padding), and its offset in the file.
-    std::uint64_t nbytes(std::size_t i) const { return layout_.nbytes.at(i); }
-    std::uint64_t file_offset(std::size_t i) const { return data_offset_ + layout_.offset.at(i); }
-    /// Offset of the data section, and the size of the finished file.
-    std::uint64_t data_offset() const noexcept { return data_offset_; }
-    std::uint64_t file_size() const noexcept { return data_offset_ + layout_.data_size; }
-
-    /// Writes the bytes of declared tensor i (numel / block_size blocks of the type). Throws
-    /// ptq::file_error: index out of range, tensor already written, byte count not the
-    /// declared shape's, already committed, an I/O error.
-    void write(std::size_t i, std::span<const std::byte> bytes) {
-        state_.check_write(i, bytes.size(), i < size() ? layout_.nbytes[i] : 0);
-        file_.write_at(file_offset(i), bytes);
-        state_.mark_written(i);
-    }
-    void write(std::string_view name, std::span<const std::byte> bytes) { write(index(name), bytes); }
-
-    /// Checks that every declared tensor was written, then flushes and renames the file.
-    void commit() {
-        state_.check_commit();
-        file_.commit();
-    }
-
-private:
-    detail::GgufLayout layout_;  // first: bad input is refused before the file is created
-    std::uint64_t data_offset_ = 0;
-    detail::StreamWriterState state_;
-    AtomicFile file_;
+        : TensorFileWriter(path, detail::gguf_layout(path.string(), kv, tensors)) {}
 };
 
 /// The bytes of a GGUF v3 file holding `kv` and `tensors` (for tests and in-memory use): the
 /// bytes write_gguf writes.
 inline std::vector<std::byte> serialize_gguf(std::span<const std::pair<std::string, GgufValue>> kv,
                                              std::span<const GgufTensorData> tensors) {
-    auto l = detail::gguf_layout("<memory>", kv, detail::gguf_entries(tensors));
-    std::vector<std::byte> out = std::move(l.header);
-    const std::size_t data_offset = out.size();
-    out.resize(static_cast<std::size_t>(data_offset + l.data_size));
-    for (std::size_t i = 0; i < tensors.size(); ++i) {
-        detail::check_tensor_bytes("<memory>", tensors[i].name, tensors[i].data.size(), l.nbytes[i]);
-        if (!tensors[i].data.empty())
-            std::memcpy(out.data() + data_offset + l.offset[i], tensors[i].data.data(), tensors[i].data.size());
-    }
-    return out;
+    std::vector<std::span<const std::byte>> data;
+    for (const auto& t : tensors) data.push_back(t.data);
+    return detail::assemble_tensor_file(detail::gguf_layout("<memory>", kv, detail::gguf_entries(tensors)), data);
 }
 
 /// Writes a GGUF v3 file: the key/value pairs in the given order, the tensor infos, zero padding

@@ -47,7 +47,7 @@
 #include <ptq/io/convert.hpp>
 #include <ptq/io/dtype.hpp>
 #include <ptq/io/mapped_file.hpp>
-#include <ptq/io/stream_writer_state.hpp>
+#include <ptq/io/tensor_file_writer.hpp>
 #include <ptq/quantized_matrix.hpp>
 
 namespace ptq::io {
@@ -365,23 +365,13 @@ inline int safetensors_dtype_rank(DType t) noexcept {
     return 0;
 }
 
-/// Where everything of a safetensors file goes, computed from the declarations alone.
-struct SafetensorsLayout {
-    std::string header;                 ///< the JSON, padded with spaces to a multiple of 8
-    std::vector<std::uint64_t> begin;   ///< per declared tensor: offset in the data buffer
-    std::vector<std::uint64_t> nbytes;  ///< per declared tensor: byte count
-    std::uint64_t data_size = 0;        ///< bytes of the data buffer
-    std::uint64_t data_offset() const noexcept { return 8 + header.size(); }
-    std::uint64_t file_size() const noexcept { return data_offset() + data_size; }
-};
-
 /// Validates the declarations (reserved or repeated name, shape that overflows or is not a
 /// whole number of bytes) and lays the file out: tensors in the reference writer's order,
 /// "__metadata__" first with "format": "pt" added unless present.
-inline SafetensorsLayout safetensors_layout(const std::string& file, std::span<const SafetensorsEntry> tensors,
-                                            std::map<std::string, std::string> metadata) {
-    SafetensorsLayout l;
-    l.begin.resize(tensors.size());
+inline TensorFileLayout safetensors_layout(const std::string& file, std::span<const SafetensorsEntry> tensors,
+                                           std::map<std::string, std::string> metadata) {
+    TensorFileLayout l;
+    l.offset.resize(tensors.size());  // relative to the data buffer until the header size is known
     l.nbytes.resize(tensors.size());
     std::set<std::string_view> names;
     for (std::size_t i = 0; i < tensors.size(); ++i) {
@@ -389,6 +379,7 @@ inline SafetensorsLayout safetensors_layout(const std::string& file, std::span<c
         const std::string where = "tensor '" + t.name + "'";
         if (t.name == "__metadata__") throw file_error(file, where, "the name is reserved for the metadata");
         if (!names.insert(t.name).second) throw file_error(file, where, "name given twice");
+        l.names.push_back(t.name);
         std::uint64_t nel = 1, nbits = 0;
         for (auto d : t.shape)
             if (!checked_mul(nel, d, nel)) throw file_error(file, where + ": shape", "element count overflows 64 bits");
@@ -406,24 +397,32 @@ inline SafetensorsLayout safetensors_layout(const std::string& file, std::span<c
     metadata.try_emplace("format", "pt");  // transformers refuses files without it
     nlohmann::ordered_json j;
     j["__metadata__"] = metadata;
+    std::uint64_t data_size = 0;
     for (std::size_t i : order) {
         const auto& t = tensors[i];
-        if (l.nbytes[i] > std::numeric_limits<std::uint64_t>::max() - l.data_size)
+        // data_size stays below 2^64 - 8 - the largest header, so every file offset fits.
+        if (l.nbytes[i] > std::numeric_limits<std::uint64_t>::max() - 8 - safetensors_max_header_size - data_size)
             throw file_error(file, "tensor '" + t.name + "': shape", "the data buffer size overflows 64 bits");
         nlohmann::ordered_json e;
         e["dtype"] = std::string(dtype_name(t.dtype));
         e["shape"] = t.shape;
-        e["data_offsets"] = {l.data_size, l.data_size + l.nbytes[i]};
-        l.begin[i] = l.data_size;
-        l.data_size += l.nbytes[i];
+        e["data_offsets"] = {data_size, data_size + l.nbytes[i]};
+        l.offset[i] = data_size;
+        data_size += l.nbytes[i];
         j[t.name] = std::move(e);
     }
-    l.header = j.dump();
-    l.header.resize((l.header.size() + 7) / 8 * 8, ' ');
-    if (l.header.size() > safetensors_max_header_size)
+    std::string json = j.dump();
+    json.resize((json.size() + 7) / 8 * 8, ' ');
+    if (json.size() > safetensors_max_header_size)
         throw file_error(file, "header size",
-                         std::to_string(l.header.size()) + " bytes exceeds the limit of " +
+                         std::to_string(json.size()) + " bytes exceeds the limit of " +
                              std::to_string(safetensors_max_header_size));
+    const std::uint64_t n = json.size();
+    l.header.resize(8 + json.size());
+    std::memcpy(l.header.data(), &n, 8);
+    std::memcpy(l.header.data() + 8, json.data(), json.size());
+    for (auto& o : l.offset) o += l.header.size();
+    l.file_size = l.header.size() + data_size;
     return l;
 }
 
@@ -432,53 +431,17 @@ inline SafetensorsLayout safetensors_layout(const std::string& file, std::span<c
 /// Writes a safetensors file tensor by tensor, without holding the data: every tensor is
 /// declared up front (name, dtype, shape), the constructor lays the file out (the layout of
 /// write_safetensors) and writes the header to a temporary file next to `path`; then write()
-/// places each tensor's bytes at its offset, in any order; commit() checks that every declared
-/// tensor was written and renames the file over `path`. Destroyed without commit(), it removes
-/// the temporary file. Memory: the declarations and the header only.
-class SafetensorsStreamWriter {
+/// places each tensor's bytes (little-endian elements, row-major) at its offset, in any order;
+/// commit() checks that every declared tensor was written and renames the file over `path`
+/// (see TensorFileWriter). Destroyed without commit(), it removes the temporary file.
+class SafetensorsStreamWriter : public TensorFileWriter {
 public:
     /// Throws ptq::file_error: a reserved or repeated name, a shape that overflows or is not a
-    /// whole number of bytes, a header over the size limit, the temporary file not created.
+    /// whole number of bytes, a header over the size limit (before any file is created), the
+    /// temporary file not created.
     SafetensorsStreamWriter(const std::filesystem::path& path, std::span<const SafetensorsEntry> tensors,
                             std::map<std::string, std::string> metadata = {})
-        : layout_(detail::safetensors_layout(path.string(), tensors, std::move(metadata))),
-          state_(path.string(), detail::entry_names(tensors)),
-          file_(path) {
-        const std::uint64_t n = layout_.header.size();
-        file_.write(&n, 8);
-        file_.write(layout_.header.data(), layout_.header.size());
-        file_.resize(layout_.file_size());
-    }
-
-    /// Number of declared tensors; index of the tensor `name` (throws if not declared).
-    std::size_t size() const noexcept { return state_.size(); }
-    std::size_t index(std::string_view name) const { return state_.index(name); }
-    /// Byte count of declared tensor i, and its offset in the file.
-    std::uint64_t nbytes(std::size_t i) const { return layout_.nbytes.at(i); }
-    std::uint64_t file_offset(std::size_t i) const { return layout_.data_offset() + layout_.begin.at(i); }
-    /// Size of the finished file.
-    std::uint64_t file_size() const noexcept { return layout_.file_size(); }
-
-    /// Writes the bytes of declared tensor i (little-endian elements, row-major). Throws
-    /// ptq::file_error: index out of range, tensor already written, byte count not the
-    /// declared shape's, already committed, an I/O error.
-    void write(std::size_t i, std::span<const std::byte> bytes) {
-        state_.check_write(i, bytes.size(), i < size() ? layout_.nbytes[i] : 0);
-        file_.write_at(file_offset(i), bytes);
-        state_.mark_written(i);
-    }
-    void write(std::string_view name, std::span<const std::byte> bytes) { write(index(name), bytes); }
-
-    /// Checks that every declared tensor was written, then flushes and renames the file.
-    void commit() {
-        state_.check_commit();
-        file_.commit();
-    }
-
-private:
-    detail::SafetensorsLayout layout_;
-    detail::StreamWriterState state_;
-    AtomicFile file_;
+        : TensorFileWriter(path, detail::safetensors_layout(path.string(), tensors, std::move(metadata))) {}
 };
 
 namespace detail {
@@ -494,17 +457,10 @@ inline std::vector<SafetensorsEntry> safetensors_entries(std::span<const TensorD
 /// write_safetensors writes.
 inline std::vector<std::byte> serialize_safetensors(std::span<const TensorData> tensors,
                                                     std::map<std::string, std::string> metadata = {}) {
-    const auto l = detail::safetensors_layout("<memory>", detail::safetensors_entries(tensors), std::move(metadata));
-    std::vector<std::byte> out(static_cast<std::size_t>(l.file_size()));
-    const std::uint64_t n = l.header.size();
-    std::memcpy(out.data(), &n, 8);
-    std::memcpy(out.data() + 8, l.header.data(), l.header.size());
-    for (std::size_t i = 0; i < tensors.size(); ++i) {
-        detail::check_tensor_bytes("<memory>", tensors[i].name, tensors[i].data.size(), l.nbytes[i]);
-        if (!tensors[i].data.empty())
-            std::memcpy(out.data() + l.data_offset() + l.begin[i], tensors[i].data.data(), tensors[i].data.size());
-    }
-    return out;
+    std::vector<std::span<const std::byte>> data;
+    for (const auto& t : tensors) data.push_back(t.data);
+    return detail::assemble_tensor_file(
+        detail::safetensors_layout("<memory>", detail::safetensors_entries(tensors), std::move(metadata)), data);
 }
 
 /// Writes a safetensors file: tensors in the reference writer's order (dtype then name), the
