@@ -8,6 +8,7 @@
 // until the model has at least N parameters. The tensors are generated and written one at a
 // time through SafetensorsStreamWriter, so the program holds one tensor at most. Prints the
 // parameter count and the file size.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -18,11 +19,11 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include <ptq/format/half.hpp>
 #include <ptq/io/atomic_file.hpp>
 #include <ptq/io/safetensors.hpp>
+
+#include "llama/hf_model.hpp"
 
 namespace {
 
@@ -48,9 +49,11 @@ struct Rng {
 };
 
 [[noreturn]] void usage(const std::string& why) {
-    std::fprintf(stderr, "make_synthetic_model: %s\nusage: make_synthetic_model DIR [--dim N] [--hidden N] "
-                         "[--layers N] [--heads N] [--kv-heads N] [--vocab N] [--seq-len N] [--dtype f32|f16] "
-                         "[--seed N] [--untied] [--params N]\n", why.c_str());
+    std::fprintf(stderr,
+                 "make_synthetic_model: %s\nusage: make_synthetic_model DIR [--dim N] [--hidden N] "
+                 "[--layers N] [--heads N] [--kv-heads N] [--vocab N] [--seq-len N] [--dtype f32|f16] "
+                 "[--seed N] [--untied] [--params N]\n",
+                 why.c_str());
     std::exit(2);
 }
 
@@ -90,6 +93,7 @@ int main(int argc, char** argv) try {
     }
     if (s.dim % s.heads != 0 || s.heads % s.kv_heads != 0 || (s.dim / s.heads) % 2 != 0)
         usage("dim must be heads x an even head size, heads a multiple of kv-heads");
+    if (std::max({s.dim, s.hidden, s.vocab, s.seq_len}) > 1u << 30) usage("sizes must stay below 2^30");
     while (s.params() < min_params) ++s.layers;
 
     using ptq::io::DType;
@@ -138,27 +142,19 @@ int main(int argc, char** argv) try {
     }
     w.commit();
 
-    nlohmann::ordered_json c;
-    c["architectures"] = {"LlamaForCausalLM"};
-    c["model_type"] = "llama";
-    c["hidden_size"] = s.dim;
-    c["intermediate_size"] = s.hidden;
-    c["num_hidden_layers"] = s.layers;
-    c["num_attention_heads"] = s.heads;
-    c["num_key_value_heads"] = s.kv_heads;
-    c["vocab_size"] = s.vocab;
-    c["max_position_embeddings"] = s.seq_len;
-    c["hidden_act"] = "silu";
-    c["rms_norm_eps"] = 1e-5;
-    c["rope_theta"] = 10000.0;
-    c["rope_scaling"] = nullptr;
-    c["attention_bias"] = false;
-    c["mlp_bias"] = false;
-    c["tie_word_embeddings"] = s.tied;
-    c["bos_token_id"] = 1;
-    c["eos_token_id"] = 2;
-    c["torch_dtype"] = f16 ? "float16" : "float32";
-    const std::string text = c.dump(2) + "\n";
+    // config.json as the harness writes it (the reader's keys), with this file's dtype.
+    ptq::llama::Config c;
+    c.dim = static_cast<int>(s.dim);
+    c.hidden_dim = static_cast<int>(s.hidden);
+    c.n_layers = static_cast<int>(s.layers);
+    c.n_heads = static_cast<int>(s.heads);
+    c.n_kv_heads = static_cast<int>(s.kv_heads);
+    c.vocab_size = static_cast<int>(s.vocab);
+    c.seq_len = static_cast<int>(s.seq_len);
+    c.shared_classifier = s.tied;
+    auto j = ptq::llama::hf_config_json(c);
+    j["torch_dtype"] = f16 ? "float16" : "float32";
+    const std::string text = j.dump(2) + "\n";
     ptq::io::AtomicFile cfg(dir / "config.json");
     cfg.write(text.data(), text.size());
     cfg.commit();
