@@ -463,11 +463,13 @@ struct GgufEntry {
 
 namespace detail {
 
-class GgufSink {
-public:
-    virtual ~GgufSink() = default;
-    virtual void put(const void* p, std::size_t n) = 0;
-    virtual std::uint64_t written() const = 0;
+/// Little-endian byte builder of a GGUF header.
+struct GgufSink {
+    std::vector<std::byte> out;
+    void put(const void* p, std::size_t n) {
+        const auto* b = static_cast<const std::byte*>(p);
+        out.insert(out.end(), b, b + n);
+    }
     template <class T>
     void put(T v) {
         put(&v, sizeof v);
@@ -476,24 +478,8 @@ public:
         put(static_cast<std::uint64_t>(s.size()));
         put(s.data(), s.size());
     }
-    void pad(std::uint64_t a) {
-        static constexpr char zeros[64] = {};
-        while (written() % a != 0) {
-            const std::uint64_t k = std::min<std::uint64_t>(a - written() % a, sizeof zeros);
-            put(zeros, static_cast<std::size_t>(k));
-        }
-    }
-};
-
-/// A sink into a byte vector.
-struct GgufVectorSink final : GgufSink {
-    std::vector<std::byte> out;
-    void put(const void* p, std::size_t n) override {
-        const auto* b = static_cast<const std::byte*>(p);
-        out.insert(out.end(), b, b + n);
-    }
-    using GgufSink::put;
-    std::uint64_t written() const override { return out.size(); }
+    /// Zero bytes up to a multiple of `a`.
+    void pad(std::uint64_t a) { out.resize(static_cast<std::size_t>(gguf_pad(out.size(), a))); }
 };
 
 template <class T>
@@ -556,7 +542,7 @@ inline TensorFileLayout gguf_layout(const std::string& file, std::span<const std
         data_size = padded;
     }
 
-    GgufVectorSink s;
+    GgufSink s;
     s.put("GGUF", 4);
     s.put(gguf_version);
     s.put(static_cast<std::int64_t>(tensors.size()));
