@@ -41,6 +41,15 @@ struct PipelineOptions {
     QuantOptions rtn{};  ///< RTN's options when there is no AWQ
 };
 
+/// The QuantOptions of the quantizer that produces the final codes of recipe `o`, which the
+/// RTN baseline (PipelineResult::output_mse_rtn) also uses: gptq.quant when reconstructing
+/// with GPTQ, awq.quant for AWQ followed by RTN, rtn otherwise.
+inline const QuantOptions& baseline_quant_options(const PipelineOptions& o) noexcept {
+    if (o.reconstruct == Reconstruct::gptq) return o.gptq.quant;
+    if (o.transform == Transform::awq) return o.awq.quant;
+    return o.rtn;
+}
+
 /// Result of Pipeline::quantize for a group of linears.
 template <QuantFormat F>
 struct PipelineResult {
@@ -52,9 +61,12 @@ struct PipelineResult {
     /// Per linear, the weights in the original basis, Q(W diag(s)) diag(s)^-1, so that
     /// X W_eff^T = (X diag(s)^-1) Q(W diag(s))^T: drop-in for fake-quantized evaluation.
     std::vector<RowMatrixXf> effective;
-    std::vector<GptqResult<F>> gptq;     ///< per linear, when reconstruct == gptq
-    std::vector<double> output_mse_rtn;  ///< per linear: ||X (W - RTN(W))^T||^2 / (tokens*out)
-    std::vector<double> output_mse;      ///< per linear: ||X (W - W_eff)^T||^2 / (tokens*out)
+    std::vector<GptqResult<F>> gptq;  ///< per linear, when reconstruct == gptq
+    /// Per linear: ||X (W - RTN(W))^T||^2 / (tokens*out), RTN of the untransformed W with the
+    /// QuantOptions of the quantizer that produced `quantized` (baseline_quant_options), so that
+    /// the comparison changes the method only, never the format's options.
+    std::vector<double> output_mse_rtn;
+    std::vector<double> output_mse;  ///< per linear: ||X (W - W_eff)^T||^2 / (tokens*out)
     float awq_alpha = 0.0f;
 };
 
@@ -126,7 +138,8 @@ public:
             }
             r.effective.push_back(dq * inv.asDiagonal());
             r.output_mse.push_back(output_mse(x, w, r.effective.back()));
-            r.output_mse_rtn.push_back(output_mse(x, w, fake_quantize<F, G, Arch>(w, o.rtn, gran_)));
+            r.output_mse_rtn.push_back(
+                output_mse(x, w, fake_quantize<F, G, Arch>(w, baseline_quant_options(o), gran_)));
         }
         return r;
     }
