@@ -44,3 +44,4 @@
 
 #include <ptq/calib/calibration_stats.hpp>
 #include <ptq/algo/gptq.hpp>
+#include <ptq/algo/coordinate_descent.hpp>

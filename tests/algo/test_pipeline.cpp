@@ -156,3 +156,27 @@ TEST_CASE("pipeline: the RTN baseline uses the QuantOptions of the method it is 
         CHECK(r.output_mse_rtn[0] == (c.expect_widen ? mse_widen : mse_narrow));
     }
 }
+
+TEST_CASE("pipeline: coordinate descent after GPTQ lowers the output error") {
+    const RowMatrixXf x = calib_x(256, 64, 70);
+    const RowMatrixXf w = gaussian(32, 64, 71, 0.05f);
+    using F = ptq::IntFormat<3, false>;
+    using G = ptq::PerGroup<16>;
+    for (const auto t : {ptq::Transform::none, ptq::Transform::awq}) {
+        ptq::PipelineOptions o;
+        o.transform = t;
+        o.reconstruct = ptq::Reconstruct::gptq;
+        const auto plain = ptq::Pipeline<F, G>(o).quantize(x, ptq::linears(w));
+        o.refine.passes = 3;
+        const auto refined = ptq::Pipeline<F, G>(o).quantize(x, ptq::linears(w));
+        CAPTURE(int(t));
+        CHECK(refined.scales == plain.scales);
+        CHECK(refined.output_mse[0] < plain.output_mse[0]);
+        CHECK(refined.output_mse_rtn[0] == plain.output_mse_rtn[0]);
+        CHECK(refined.effective[0] ==
+              ptq::RowMatrixXf(refined.gptq[0].dequantized * refined.scales.cwiseInverse().asDiagonal()));
+    }
+    ptq::PipelineOptions bad;
+    bad.refine.passes = -1;
+    CHECK_THROWS_WITH_AS((ptq::Pipeline<F, G>(bad)), doctest::Contains("refine.passes"), ptq::invalid_argument);
+}

@@ -10,6 +10,7 @@
 #include <ptq/kernel/xsimd.hpp>
 
 #include <ptq/algo/awq.hpp>
+#include <ptq/algo/coordinate_descent.hpp>
 #include <ptq/algo/gptq.hpp>
 #include <ptq/algo/rtn.hpp>
 #include <ptq/algo/smooth_quant.hpp>
@@ -39,6 +40,8 @@ struct PipelineOptions {
     AwqOptions awq{};    ///< AWQ's search; its quant options are also used for RTN after AWQ
     GptqOptions gptq{};  ///< GPTQ's options (its quant options: rounding, clip search, ...)
     QuantOptions rtn{};  ///< RTN's options when there is no AWQ
+    /// Coordinate descent after GPTQ (refine_rounding on W diag(s) with H'); 0 passes: off.
+    RefineOptions refine{.passes = 0};
 };
 
 /// The QuantOptions of the quantizer that produces the final codes of recipe `o`, which the
@@ -86,7 +89,9 @@ public:
           smooth_quant_(o.smooth_quant),
           awq_(o.awq, granularity),
           gptq_(o.gptq, granularity),
-          rtn_(o.rtn, granularity) {}
+          rtn_(o.rtn, granularity) {
+        detail::check_refine_options(o.refine, "Pipeline", "refine");
+    }
     const PipelineOptions& options() const noexcept { return opt_; }
     const G& granularity() const noexcept { return gran_; }
 
@@ -125,6 +130,11 @@ public:
             RowMatrixXf dq;
             if (o.reconstruct == Reconstruct::gptq) {
                 auto g = gptq_.quantize(wt, h);
+                if (o.refine.passes > 0) {  // same storage order and parameters, refined codes
+                    auto rr = refine_rounding<F, Arch>(wt, h, g, o.refine);
+                    g.quantized = std::move(rr.quantized);
+                    g.dequantized = std::move(rr.dequantized);
+                }
                 dq = g.dequantized;
                 r.quantized.push_back(g.quantized);
                 r.gptq.push_back(std::move(g));
