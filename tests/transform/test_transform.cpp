@@ -16,17 +16,12 @@
 #include <ptq/transform/random_orthogonal.hpp>
 #include <ptq/transform/rotation.hpp>
 
+#include "../format/support.hpp"
+
 namespace {
 
 using ptq::RowMatrixXf;
-
-RowMatrixXf normal_matrix(Eigen::Index r, Eigen::Index c, unsigned seed, float sd = 1.0f) {
-    std::mt19937 g(seed);
-    std::normal_distribution<float> nd(0.0f, sd);
-    RowMatrixXf m(r, c);
-    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = nd(g);
-    return m;
-}
+using ptq_test::gaussian;
 
 /// Sylvester's recursion H_1 = [1], H_2n = [[H_n, H_n], [H_n, -H_n]] (unnormalised), written
 /// independently of hadamard_matrix's closed form.
@@ -44,7 +39,7 @@ Eigen::MatrixXd sylvester(std::size_t n) {
 template <class Arch>
 void check_simd_equals_scalar() {
     for (std::size_t n : {1u, 2u, 4u, 8u, 16u, 32u, 64u, 128u, 1024u}) {
-        const RowMatrixXf x = normal_matrix(1, Eigen::Index(n), unsigned(n) + 3u);
+        const RowMatrixXf x = gaussian(1, Eigen::Index(n), unsigned(n) + 3u);
         std::vector<float> a(x.data(), x.data() + n), b = a;
         ptq::ref::fwht(a.data(), n);
         ptq::fwht<Arch>(b.data(), n);
@@ -96,19 +91,19 @@ RowMatrixXf forward(const Toy& m, const std::vector<int>& tokens, Online&& onlin
 
 Toy make_toy(Eigen::Index d, Eigen::Index f, Eigen::Index vocab, unsigned seed) {
     Toy m;
-    m.emb = normal_matrix(vocab, d, seed);
-    m.cls = normal_matrix(vocab, d, seed + 1, 0.3f);
-    m.g_final = (normal_matrix(d, 1, seed + 2, 0.2f).array() + 1.0f).matrix();
+    m.emb = gaussian(vocab, d, seed);
+    m.cls = gaussian(vocab, d, seed + 1, 0.3f);
+    m.g_final = (gaussian(d, 1, seed + 2, 0.2f).array() + 1.0f).matrix();
     for (int l = 0; l < 2; ++l) {
         Block& b = m.blk[l];
         const unsigned s = seed + 10u * unsigned(l + 1);
-        b.g_attn = (normal_matrix(d, 1, s, 0.2f).array() + 1.0f).matrix();
-        b.g_mlp = (normal_matrix(d, 1, s + 1, 0.2f).array() + 1.0f).matrix();
-        b.wv = normal_matrix(d, d, s + 2, 0.3f);
-        b.wo = normal_matrix(d, d, s + 3, 0.3f);
-        b.w1 = normal_matrix(f, d, s + 4, 0.3f);
-        b.w3 = normal_matrix(f, d, s + 5, 0.3f);
-        b.w2 = normal_matrix(d, f, s + 6, 0.3f);
+        b.g_attn = (gaussian(d, 1, s, 0.2f).array() + 1.0f).matrix();
+        b.g_mlp = (gaussian(d, 1, s + 1, 0.2f).array() + 1.0f).matrix();
+        b.wv = gaussian(d, d, s + 2, 0.3f);
+        b.wo = gaussian(d, d, s + 3, 0.3f);
+        b.w1 = gaussian(f, d, s + 4, 0.3f);
+        b.w3 = gaussian(f, d, s + 5, 0.3f);
+        b.w2 = gaussian(d, f, s + 6, 0.3f);
     }
     return m;
 }
@@ -135,7 +130,7 @@ TEST_SUITE("transform") {
 
 TEST_CASE("fwht equals the product with the explicit Sylvester matrix, and is an involution") {
     for (std::size_t n : {1u, 2u, 8u, 64u, 256u}) {
-        const RowMatrixXf x = normal_matrix(1, Eigen::Index(n), unsigned(n));
+        const RowMatrixXf x = gaussian(1, Eigen::Index(n), unsigned(n));
         std::vector<float> y(x.data(), x.data() + n);
         ptq::fwht(y.data(), n);
         const Eigen::VectorXd expect = sylvester(n) * x.row(0).transpose().cast<double>() / std::sqrt(double(n));
@@ -157,7 +152,7 @@ TEST_CASE("fwht: SIMD equals the scalar reference bit for bit") {
 #if XSIMD_WITH_SSE2
     check_simd_equals_scalar<xsimd::sse2>();
 #endif
-    RowMatrixXf m = normal_matrix(3, 32, 9), r = m;
+    RowMatrixXf m = gaussian(3, 32, 9), r = m;
     ptq::fwht_rows(m);
     for (Eigen::Index t = 0; t < 3; ++t) ptq::ref::fwht(r.row(t).data(), 32);
     CHECK(m == r);
@@ -172,7 +167,7 @@ TEST_CASE("randomized Hadamard and random orthogonal matrices: orthogonal, deter
     CHECK((rh.signs().array() == 1.0f).count() > 16);
     CHECK((rh.signs().array() == -1.0f).count() > 16);
     // apply(x) = Q x (float vs double): within the fwht bound.
-    const RowMatrixXf x = normal_matrix(1, 64, 5);
+    const RowMatrixXf x = gaussian(1, 64, 5);
     RowMatrixXf y = x;
     rh.apply_rows(y);
     const Eigen::VectorXd expect = q * x.row(0).transpose().cast<double>();
@@ -225,7 +220,7 @@ TEST_CASE("computational invariance: folded norms + rotated residual give the sa
         const RowMatrixXf got2 = forward(online, tokens, [](RowMatrixXf& mid) { ptq::fwht_rows(mid); });
         CHECK((got2 - ref).cwiseAbs().maxCoeff() <= 1e-4f * std::max(1.0f, ref.cwiseAbs().maxCoeff()));
     }
-    RowMatrixXf w = normal_matrix(4, 6, 1);
+    RowMatrixXf w = gaussian(4, 6, 1);
     Eigen::VectorXf g = Eigen::VectorXf::Ones(5);
     CHECK_THROWS_WITH_AS(ptq::fold_norm_weight(g, {&w}), doctest::Contains("readers"), ptq::invalid_argument);
     CHECK_THROWS_WITH_AS(ptq::rotate_input(w, Eigen::MatrixXd::Identity(4, 4)), doctest::Contains("q"),
