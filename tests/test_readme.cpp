@@ -38,6 +38,9 @@ TEST_CASE("readme: the tour, the algorithm sections and their stated numbers") {
     ptq::Gptq<ptq::IntFormat<4, true>, ptq::PerGroup<>> gptq({}, ptq::PerGroup<>{128});
     auto g = gptq.quantize(W, H);
     CHECK(g.diagnostics.damped_loss < g.diagnostics.damped_loss_rtn);
+    // --- Refining GPTQ's rounding
+    auto refined = ptq::refine_rounding(W, H, g, ptq::RefineOptions{.passes = 2});
+    CHECK(refined.objective.back() <= refined.objective.front());
 
     // --- SmoothQuant / AWQ / pipeline
     ptq::CalibrationStats stats(256);
@@ -54,6 +57,22 @@ TEST_CASE("readme: the tour, the algorithm sections and their stated numbers") {
     p.reconstruct = ptq::Reconstruct::gptq;
     auto r = ptq::Pipeline<ptq::MxInt<4, 32>>(p).quantize(X, ptq::linears(wq, wk, wv));
     CHECK(r.output_mse[0] < r.output_mse_rtn[0]);
+
+    // --- Rotations
+    {
+        const Eigen::Index d = 12;
+        ptq::RowMatrixXf embedding = W.leftCols(d), wq = W.leftCols(d), wk = W.leftCols(d).topRows(8),
+                         wv = W.leftCols(d).topRows(8), wo = W.topLeftCorner(d, 64);
+        Eigen::VectorXf attn_norm = Eigen::VectorXf::Constant(d, 2.0f);
+        const Eigen::MatrixXd Q = ptq::random_orthogonal(d, /*seed=*/0);
+        ptq::rotate_input(embedding, Q);
+        ptq::fold_norm_weight(attn_norm, {&wq, &wk, &wv});
+        for (auto* w : {&wq, &wk, &wv}) ptq::rotate_input(*w, Q);
+        ptq::rotate_output(wo, Q);
+        CHECK(attn_norm == Eigen::VectorXf::Ones(d));
+        CHECK((embedding * wq.transpose() - 2.0f * W.leftCols(d) * W.leftCols(d).transpose()).norm() <=
+              1e-4f * wq.norm() * embedding.norm());
+    }
 
     // --- LQER
     ptq::LqerOptions lo;

@@ -44,3 +44,7 @@
 
 #include <ptq/calib/calibration_stats.hpp>
 #include <ptq/algo/gptq.hpp>
+#include <ptq/algo/coordinate_descent.hpp>
+#include <ptq/transform/hadamard.hpp>
+#include <ptq/transform/random_orthogonal.hpp>
+#include <ptq/transform/rotation.hpp>

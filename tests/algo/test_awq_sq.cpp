@@ -189,3 +189,44 @@ TEST_CASE("awq: helps 4-bit and 3-bit INT on outlier activations; duo scaling; e
         CHECK_THROWS_AS(A{o}, ptq::invalid_argument);
     }
 }
+
+TEST_CASE("awq: the clipping of one-signed groups only scores proper ranges") {
+    // |X| = 1 everywhere, so every alpha gives s = 1 and AWQ clips W itself. Rows 0 and 1 are
+    // one-signed with |w| in [6, 10]: llm-awq's clamp to [-p a, p a] with p a below the nearer
+    // bound (p < 0.6) would form the inverted range [6, p a], which must be skipped (scored
+    // as an "empty group" it got scale 1, zero 0: codes that stand for no clipped range).
+    using F = ptq::IntFormat<4, false>;
+    using G = ptq::PerGroup<8>;
+    std::mt19937 g(7);
+    RowMatrixXf x(64, 32);
+    for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = (g() & 1u) ? 1.0f : -1.0f;
+    RowMatrixXf w = gaussian(4, 32, 8);
+    for (Eigen::Index c = 0; c < 32; ++c) {
+        w(0, c) = float(6 + (c * 7) % 5);
+        w(1, c) = -float(6 + (c * 3) % 5);
+    }
+    ptq::AwqOptions o;
+    const auto r = ptq::Awq<F, G>(o).compute(x, ptq::linears(w));
+    REQUIRE(r.scales == Eigen::VectorXf::Ones(32));
+    const auto& q = r.quantized[0];
+    for (Eigen::Index row = 0; row < 2; ++row)
+        for (Eigen::Index b = 0; b < 32; b += 8) {
+            // Oracle: the parameters of every proper candidate range (p = 1 - i/20, i <= 10).
+            const float lo = w.row(row).segment(b, 8).minCoeff(), hi = w.row(row).segment(b, 8).maxCoeff();
+            const float a = std::max(std::fabs(lo), std::fabs(hi));
+            std::vector<F::Params> allowed;
+            for (int i = 0; i <= 10; ++i) {
+                const float p = 1.0f - float(i) / 20.0f;
+                ptq::RangeStats s;
+                s.lo = std::max(lo, -p * a);
+                s.hi = std::min(hi, p * a);
+                if (s.lo < s.hi) allowed.push_back(F::make_params(s, o.quant));
+            }
+            const F::Params chosen = q.params_at(std::size_t(row), std::size_t(b));
+            CAPTURE(row);
+            CAPTURE(b);
+            CAPTURE(chosen.scale);
+            CAPTURE(chosen.zero);
+            CHECK(std::find(allowed.begin(), allowed.end(), chosen) != allowed.end());
+        }
+}

@@ -224,3 +224,32 @@ TEST_CASE("lqer: degenerate and bad inputs") {
     o.scaled = true;
     CHECK(L(o).compute(w, &s).scale == Eigen::VectorXf::Ones(24));
 }
+
+TEST_CASE("lqer: a GPTQ result is accepted in column order and refused in act-order processing order") {
+    using F = ptq::IntFormat<3, false>;
+    using G = ptq::PerGroup<16>;
+    const Mat w = gaussian(24, 64, 11) * 0.05f;
+    Mat x = gaussian(256, 64, 12);
+    for (int j = 0; j < 64; j += 5) x.col(j) *= 8.0f;  // a diag(H) order far from the identity
+    const Eigen::MatrixXd h = 2.0 / 256.0 * (x.cast<double>().transpose() * x.cast<double>());
+    ptq::LqerOptions o;
+    o.rank = 4;
+    o.scaled = false;
+    const ptq::Lqer<F, G> lqer(o);
+
+    ptq::GptqOptions go;
+    go.act_order = true;
+    const auto permuted = ptq::Gptq<F, G>(go).quantize(w, h);
+    REQUIRE(permuted.permuted_storage);
+    // Its storage order really differs from W's: read as W's order, Q(W) would be misaligned.
+    REQUIRE(ptq::RowMatrixXf(ptq::dequantize(permuted.quantized)) != permuted.dequantized);
+    CHECK_THROWS_WITH_AS(lqer.compute(w, permuted), doctest::Contains("gptq"), ptq::invalid_argument);
+
+    go.static_groups = true;  // act-order with static groups keeps the original column order
+    const auto stat = ptq::Gptq<F, G>(go).quantize(w, h);
+    REQUIRE_FALSE(stat.permuted_storage);
+    const auto r = lqer.compute(w, stat);
+    CHECK(r.weight_dequantized == stat.dequantized);
+    CHECK(r.error_before == doctest::Approx((w - stat.dequantized).norm()));
+    CHECK(r.error_after < r.error_before);
+}

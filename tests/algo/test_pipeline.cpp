@@ -117,3 +117,66 @@ TEST_CASE("pipeline: bad input") {
     const RowMatrixXf w2 = gaussian(8, 47, 52);
     CHECK_THROWS_AS((ptq::Pipeline<F, ptq::PerGroup<8>>().quantize(x, ptq::linears(w2))), ptq::invalid_argument);
 }
+
+TEST_CASE("pipeline: the RTN baseline uses the QuantOptions of the method it is compared with") {
+    // One-signed groups make widen_to_zero matter (the only groups where it changes the range):
+    // rows 0..7 are positive, rows 8..15 negative, the rest straddle 0.
+    const RowMatrixXf x = calib_x(128, 48, 60);
+    RowMatrixXf w = gaussian(24, 48, 61, 0.05f);
+    w.topRows(8) = w.topRows(8).cwiseAbs().array() + 0.02f;
+    w.middleRows(8, 8) = -(w.middleRows(8, 8).cwiseAbs().array() + 0.02f);
+    using F = ptq::IntFormat<3, false>;
+    using G = ptq::PerGroup<8>;
+    ptq::QuantOptions widen, narrow;
+    narrow.widen_to_zero = false;
+    // The two settings give different RTN baselines here, so the check below can fail.
+    const double mse_widen = ptq::output_mse(x, w, ptq::fake_quantize<F>(w, widen, G{}));
+    const double mse_narrow = ptq::output_mse(x, w, ptq::fake_quantize<F>(w, narrow, G{}));
+    REQUIRE(mse_widen != mse_narrow);
+    struct Case {
+        ptq::Transform t;
+        ptq::Reconstruct r;
+        bool awq_widen, gptq_widen, rtn_widen, expect_widen;
+    };
+    for (const Case c : {Case{ptq::Transform::awq, ptq::Reconstruct::rtn, false, true, true, false},
+                         Case{ptq::Transform::awq, ptq::Reconstruct::rtn, true, false, false, true},
+                         Case{ptq::Transform::none, ptq::Reconstruct::gptq, true, false, true, false},
+                         Case{ptq::Transform::awq, ptq::Reconstruct::gptq, true, false, true, false},
+                         Case{ptq::Transform::smooth_quant, ptq::Reconstruct::rtn, true, true, false, false},
+                         Case{ptq::Transform::none, ptq::Reconstruct::rtn, false, false, true, true}}) {
+        ptq::PipelineOptions o;
+        o.transform = c.t;
+        o.reconstruct = c.r;
+        o.awq.quant.widen_to_zero = c.awq_widen;
+        o.gptq.quant.widen_to_zero = c.gptq_widen;
+        o.rtn.widen_to_zero = c.rtn_widen;
+        const auto r = ptq::Pipeline<F, G>(o).quantize(x, ptq::linears(w));
+        CAPTURE(int(c.t));
+        CAPTURE(int(c.r));
+        CHECK(r.output_mse_rtn[0] == (c.expect_widen ? mse_widen : mse_narrow));
+    }
+}
+
+TEST_CASE("pipeline: coordinate descent after GPTQ lowers the output error") {
+    const RowMatrixXf x = calib_x(256, 64, 70);
+    const RowMatrixXf w = gaussian(32, 64, 71, 0.05f);
+    using F = ptq::IntFormat<3, false>;
+    using G = ptq::PerGroup<16>;
+    for (const auto t : {ptq::Transform::none, ptq::Transform::awq}) {
+        ptq::PipelineOptions o;
+        o.transform = t;
+        o.reconstruct = ptq::Reconstruct::gptq;
+        const auto plain = ptq::Pipeline<F, G>(o).quantize(x, ptq::linears(w));
+        o.refine.passes = 3;
+        const auto refined = ptq::Pipeline<F, G>(o).quantize(x, ptq::linears(w));
+        CAPTURE(int(t));
+        CHECK(refined.scales == plain.scales);
+        CHECK(refined.output_mse[0] < plain.output_mse[0]);
+        CHECK(refined.output_mse_rtn[0] == plain.output_mse_rtn[0]);
+        CHECK(refined.effective[0] ==
+              ptq::RowMatrixXf(refined.gptq[0].dequantized * refined.scales.cwiseInverse().asDiagonal()));
+    }
+    ptq::PipelineOptions bad;
+    bad.refine.passes = -1;
+    CHECK_THROWS_WITH_AS((ptq::Pipeline<F, G>(bad)), doctest::Contains("refine.passes"), ptq::invalid_argument);
+}

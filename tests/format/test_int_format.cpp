@@ -2,9 +2,11 @@
 // docs/DESIGN.md §6.1, both rounding modes on ties, and exhaustive code round trips.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <random>
 #include <vector>
 
 #include "support.hpp"
@@ -213,3 +215,88 @@ TEST_CASE("format constants") {
 }
 
 }  // TEST_SUITE("format.int")
+
+namespace {
+// The paper authors' symmetric quantizer (IST-DASLab gptq, quant.py: find_params with sym=True,
+// then quantize), written from its formulas in float32 as torch computes them, for a group
+// holding at least one negative value (only then is xmin set to -xmax):
+//   xmax = max(|min x|, max x), scale = (xmax - (-xmax)) / (2^b - 1), zero = (2^b - 1 + 1) / 2,
+//   q = clamp(round_half_even(x / scale) + zero, 0, 2^b - 1), x^ = scale * (q - zero).
+struct ReferenceSym {
+    float scale;
+    float zero;
+    float maxq;
+    ReferenceSym(const std::vector<float>& x, int bits) {
+        float xmin = 0.0f, xmax = 0.0f;
+        for (float v : x) {
+            xmin = std::min(xmin, v);
+            xmax = std::max(xmax, v);
+        }
+        REQUIRE(xmin < 0.0f);
+        xmax = std::max(std::fabs(xmin), xmax);
+        xmin = -xmax;
+        maxq = float((1 << bits) - 1);
+        scale = (xmax - xmin) / maxq;
+        zero = (maxq + 1.0f) / 2.0f;
+    }
+    float code(float x) const { return std::clamp(std::nearbyint(x / scale) + zero, 0.0f, maxq); }
+};
+
+template <int B>
+void check_reference_sym(std::mt19937& g, int& near_ties, int& total) {
+    using F = IntFormat<B, true, IntRange::full>;
+    std::normal_distribution<float> nd;
+    for (int t = 0; t < 200; ++t) {
+        std::vector<float> x(std::size_t(8 + t % 57));
+        for (auto& v : x) v = nd(g) * (t % 3 == 0 ? 0.01f : 1.0f);
+        x[std::size_t(t) % x.size()] = -std::fabs(x[std::size_t(t) % x.size()]) - 0.001f;  // a negative value
+        if (t % 5 == 0) x[0] = 6.0f * std::fabs(x[0]);                                     // a dominant positive end
+        const ReferenceSym ref(x, B);
+        const auto p = F::make_params(range_of(x.data(), x.size()));
+        CAPTURE(B);
+        CAPTURE(t);
+        REQUIRE(p.scale == ref.scale);
+        REQUIRE(float(p.zero) == ref.zero);
+        total += int(x.size());
+        for (float v : x) {
+            // ptq multiplies by 1/scale, the reference divides: the two may round to different
+            // integers only when x / scale lies within an ulp of a half-integer (mostly the group's
+            // -absmax, at exactly -(2^(b-1) - 1/2) for the reference: both codes then err by
+            // half a step).
+            const std::uint8_t c = F::quantize(v, p, Rounding::half_even);
+            if (float(c) == ref.code(v)) {
+                CHECK(F::dequantize(c, p) == ref.scale * (ref.code(v) - ref.zero));
+                continue;
+            }
+            ++near_ties;
+            const float d = v / ref.scale;
+            CHECK(std::fabs(std::fabs(d - std::trunc(d)) - 0.5f) <= 4e-7f * std::fabs(d));
+            const float ref_value = ref.scale * (ref.code(v) - ref.zero);
+            CHECK(std::fabs(v - F::dequantize(c, p)) == doctest::Approx(std::fabs(v - ref_value)).epsilon(1e-5));
+        }
+    }
+}
+}  // namespace
+
+TEST_CASE("IntRange::full is the paper authors' symmetric quantizer (GPTQ reference, sym=True)") {
+    std::mt19937 g(2024);
+    int near_ties = 0, total = 0;
+    check_reference_sym<2>(g, near_ties, total);
+    check_reference_sym<3>(g, near_ties, total);
+    check_reference_sym<4>(g, near_ties, total);
+    check_reference_sym<8>(g, near_ties, total);
+    MESSAGE("codes that differ from the reference (all at half-integer ties): " << near_ties << " of " << total);
+    CHECK(near_ties * 100 < total);
+    // 4 bits: levels -8 .. +7, scale 2 absmax / 15; +absmax lands half a step above +7 and clamps.
+    using F = IntFormat<4, true, IntRange::full>;
+    const std::vector<float> x{-1.5f, 0.1f, 1.5f};
+    const auto p = F::make_params(range_of(x.data(), x.size()));
+    CHECK(p.scale == 3.0f / 15.0f);
+    CHECK(F::quantize(-1.5f, p, Rounding::half_even) == 0);  // q = -7.5 -> -8 (tie to even)
+    CHECK(F::quantize(1.5f, p, Rounding::half_even) == 15);  // q = 7.5 -> 8 -> clamped to 7
+    CHECK(F::dequantize(15, p) == 7.0f * (3.0f / 15.0f));
+    // Documented difference: a group with no negative value. The reference keeps xmin = 0 there
+    // (scale = max / 15, zero 8: values above 7/15 max clamp); ptq stays symmetric about 0.
+    const std::vector<float> pos{0.25f, 1.5f};
+    CHECK(F::make_params(range_of(pos.data(), pos.size())).scale == 3.0f / 15.0f);
+}

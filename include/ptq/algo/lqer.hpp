@@ -12,6 +12,7 @@
 #include <ptq/kernel/xsimd.hpp>
 
 #include <ptq/algo/activation.hpp>
+#include <ptq/algo/gptq.hpp>
 #include <ptq/algo/rtn.hpp>
 #include <ptq/algo/svd.hpp>
 #include <ptq/error.hpp>
@@ -110,7 +111,22 @@ public:
         return compute(x, Rtn<WF, WG, Arch>(opt_.weight_quant, wg_).quantize(x), act_scale);
     }
 
-    /// Correction of an already quantized Q(W) (from RTN, GPTQ, AWQ, ...).
+    /// Correction of a GPTQ result (LoRC on GPTQ). Refuses, with ptq::invalid_argument naming
+    /// 'gptq', a result stored in act-order processing order (permuted_storage: its codes are
+    /// not in W's column order); quantize with static_groups, or without act_order, instead.
+    template <class Derived>
+    LqerResult<WF, LF> compute(const Eigen::MatrixBase<Derived>& w, const GptqResult<WF>& gptq,
+                               const Eigen::VectorXf* act_scale = nullptr) const {
+        if (gptq.permuted_storage)
+            detail::throw_invalid("Lqer::compute", "gptq",
+                                  "is stored in act-order processing order (permuted_storage): its columns do not "
+                                  "match w's; use static_groups or act_order = false");
+        return compute(w, gptq.quantized, act_scale);
+    }
+
+    /// Correction of an already quantized Q(W) (from RTN, GPTQ, AWQ, ...). qw must be in W's
+    /// column order: a GPTQ result with permuted_storage is not (pass the GptqResult itself,
+    /// which is checked).
     template <class Derived>
     LqerResult<WF, LF> compute(const Eigen::MatrixBase<Derived>& w, QuantizedMatrix<WF> qw,
                                const Eigen::VectorXf* act_scale = nullptr) const {

@@ -10,6 +10,7 @@
 #include <ptq/kernel/xsimd.hpp>
 
 #include <ptq/algo/awq.hpp>
+#include <ptq/algo/coordinate_descent.hpp>
 #include <ptq/algo/gptq.hpp>
 #include <ptq/algo/rtn.hpp>
 #include <ptq/algo/smooth_quant.hpp>
@@ -39,7 +40,18 @@ struct PipelineOptions {
     AwqOptions awq{};    ///< AWQ's search; its quant options are also used for RTN after AWQ
     GptqOptions gptq{};  ///< GPTQ's options (its quant options: rounding, clip search, ...)
     QuantOptions rtn{};  ///< RTN's options when there is no AWQ
+    /// Coordinate descent after GPTQ (refine_rounding on W diag(s) with H'); 0 passes: off.
+    RefineOptions refine{.passes = 0};
 };
+
+/// The QuantOptions of the quantizer that produces the final codes of recipe `o`, which the
+/// RTN baseline (PipelineResult::output_mse_rtn) also uses: gptq.quant when reconstructing
+/// with GPTQ, awq.quant for AWQ followed by RTN, rtn otherwise.
+inline const QuantOptions& baseline_quant_options(const PipelineOptions& o) noexcept {
+    if (o.reconstruct == Reconstruct::gptq) return o.gptq.quant;
+    if (o.transform == Transform::awq) return o.awq.quant;
+    return o.rtn;
+}
 
 /// Result of Pipeline::quantize for a group of linears.
 template <QuantFormat F>
@@ -52,9 +64,12 @@ struct PipelineResult {
     /// Per linear, the weights in the original basis, Q(W diag(s)) diag(s)^-1, so that
     /// X W_eff^T = (X diag(s)^-1) Q(W diag(s))^T: drop-in for fake-quantized evaluation.
     std::vector<RowMatrixXf> effective;
-    std::vector<GptqResult<F>> gptq;     ///< per linear, when reconstruct == gptq
-    std::vector<double> output_mse_rtn;  ///< per linear: ||X (W - RTN(W))^T||^2 / (tokens*out)
-    std::vector<double> output_mse;      ///< per linear: ||X (W - W_eff)^T||^2 / (tokens*out)
+    std::vector<GptqResult<F>> gptq;  ///< per linear, when reconstruct == gptq
+    /// Per linear: ||X (W - RTN(W))^T||^2 / (tokens*out), RTN of the untransformed W with the
+    /// QuantOptions of the quantizer that produced `quantized` (baseline_quant_options), so that
+    /// the comparison changes the method only, never the format's options.
+    std::vector<double> output_mse_rtn;
+    std::vector<double> output_mse;  ///< per linear: ||X (W - W_eff)^T||^2 / (tokens*out)
     float awq_alpha = 0.0f;
 };
 
@@ -74,7 +89,9 @@ public:
           smooth_quant_(o.smooth_quant),
           awq_(o.awq, granularity),
           gptq_(o.gptq, granularity),
-          rtn_(o.rtn, granularity) {}
+          rtn_(o.rtn, granularity) {
+        detail::check_refine_options(o.refine, "Pipeline", "refine");
+    }
     const PipelineOptions& options() const noexcept { return opt_; }
     const G& granularity() const noexcept { return gran_; }
 
@@ -113,6 +130,11 @@ public:
             RowMatrixXf dq;
             if (o.reconstruct == Reconstruct::gptq) {
                 auto g = gptq_.quantize(wt, h);
+                if (o.refine.passes > 0) {  // same storage order and parameters, refined codes
+                    auto rr = refine_rounding<F, Arch>(wt, h, g, o.refine);
+                    g.quantized = std::move(rr.quantized);
+                    g.dequantized = std::move(rr.dequantized);
+                }
                 dq = g.dequantized;
                 r.quantized.push_back(g.quantized);
                 r.gptq.push_back(std::move(g));
@@ -126,7 +148,8 @@ public:
             }
             r.effective.push_back(dq * inv.asDiagonal());
             r.output_mse.push_back(output_mse(x, w, r.effective.back()));
-            r.output_mse_rtn.push_back(output_mse(x, w, fake_quantize<F, G, Arch>(w, o.rtn, gran_)));
+            r.output_mse_rtn.push_back(
+                output_mse(x, w, fake_quantize<F, G, Arch>(w, baseline_quant_options(o), gran_)));
         }
         return r;
     }

@@ -16,8 +16,17 @@ namespace ptq {
 /// Code range of a symmetric integer format.
 ///  - restricted: q in [-(2^(b-1) - 1), 2^(b-1) - 1], scale = absmax / (2^(b-1) - 1) (default);
 ///  - full:       q in [-2^(b-1), 2^(b-1) - 1],     scale = absmax / (2^(b-1) - 1/2),
-///                i.e. 2*absmax / (2^b - 1) as in GPTQ's symmetric quantizer, so that the
-///                whole signed range is used (+absmax itself lands half a step past the top).
+///                i.e. 2*absmax / (2^b - 1), so that the whole signed range is used (+absmax
+///                itself lands half a step past the top and clamps). This is the paper authors'
+///                symmetric quantizer (IST-DASLab gptq, sym=True: levels -8..+7, scale
+///                2*absmax/15 at 4 bits; zero 2^(b-1), c = clamp(round(x/scale) + 2^(b-1), 0,
+///                2^b - 1)) for every group holding a negative value, up to the reciprocal: ptq
+///                multiplies by 1/scale where the reference divides, so a code may differ where
+///                x/scale is within an ulp of a half-integer (mostly -absmax, which lands on
+///                -(2^(b-1) - 1/2): both choices then err by half a step). A group with no
+///                negative value differs by design: the reference keeps its minimum at 0 there
+///                (scale = max/(2^b - 1), values above (2^(b-1) - 1)/(2^b - 1) * max clamp),
+///                ptq stays symmetric about 0.
 enum class IntRange : std::uint8_t { restricted, full };
 
 /// A b-bit uniform integer format, 1 <= b <= 8 (symmetric needs b >= 2).
