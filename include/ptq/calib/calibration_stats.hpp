@@ -145,9 +145,23 @@ public:
             p.selfadjointView<Eigen::Lower>().rankUpdate(blk.transpose().cast<double>());
             h.triangularView<Eigen::Lower>() += p;
         }
+        // H = 2/n * S on the lower triangle, mirrored to the upper one: 64-column blocks in
+        // parallel, each scaling its column block below the diagonal and writing the transpose
+        // into its row block (disjoint writes; the same products whatever the thread count).
         const double f = n_ > 0 ? 2.0 / double(n_) : 0.0;
-        h.triangularView<Eigen::Lower>() = h * f;                   // H = 2/n * S on the lower triangle ...
-        return Eigen::MatrixXd(h.selfadjointView<Eigen::Lower>());  // ... mirrored to the upper one
+        constexpr Eigen::Index T = 64;
+        detail::parallel_for(std::size_t((in_ + T - 1) / T), [&](std::size_t task) {
+            const Eigen::Index j0 = Eigen::Index(task) * T, w = std::min(T, in_ - j0);
+            for (Eigen::Index j = j0; j < j0 + w; ++j) {
+                h.col(j).tail(in_ - j) *= f;
+                h.col(j).segment(j0, j - j0) = h.row(j).segment(j0, j - j0).transpose();  // inside the diagonal block
+            }
+            for (Eigen::Index i0 = j0 + w; i0 < in_; i0 += T) {
+                const Eigen::Index r = std::min(T, in_ - i0);
+                h.block(j0, i0, w, r) = h.block(i0, j0, r, w).transpose();
+            }
+        });
+        return h;
     }
     /// Per-channel max |x_j| over all tokens.
     const Eigen::VectorXf& max_abs() const noexcept { return max_abs_; }
