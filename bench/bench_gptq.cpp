@@ -31,15 +31,19 @@
 #include <ptq/detail/blas.hpp>
 #endif
 
+#include "bench_threads.hpp"
+
 namespace {
 
-/// Sets ptq's thread count for one benchmark and restores all cores afterwards.
+/// Sets ptq's thread count for one benchmark (0: all cores) and restores the previous one
+/// afterwards (PTQ_THREADS, see bench_threads.hpp).
 struct Threads {
+    std::size_t previous = ptq::num_threads();
     explicit Threads(benchmark::State& state, std::size_t n) {
         ptq::set_num_threads(n);
         state.counters["threads"] = double(ptq::num_threads());
     }
-    ~Threads() { ptq::set_num_threads(0); }
+    ~Threads() { ptq::set_num_threads(previous); }
 };
 
 using Int4 = ptq::IntFormat<4, false>;

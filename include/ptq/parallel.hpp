@@ -58,11 +58,16 @@ public:
     /// (the same one a serial loop would have thrown first, since the tasks are independent).
     void run(std::size_t n, std::size_t threads, const std::function<void(std::size_t)>& fn) {
         if (n == 0) return;
-        if (threads <= 1 || n == 1 || in_task() || threads_.empty()) {
+        if (threads <= 1 || n == 1 || in_task()) {
             for (std::size_t i = 0; i < n; ++i) fn(i);
             return;
         }
-        std::lock_guard<std::mutex> one_loop(run_m_);  // loops from different user threads queue here
+        std::unique_lock<std::mutex> one_loop(run_m_);  // loops from different user threads queue here
+        if (threads_.empty()) {
+            one_loop.unlock();
+            for (std::size_t i = 0; i < n; ++i) fn(i);
+            return;
+        }
         Job job;
         job.fn = &fn;
         job.n = n;
