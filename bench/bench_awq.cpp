@@ -1,4 +1,4 @@
-// AWQ and SmoothQuant benchmarks (single thread).
+// AWQ and SmoothQuant benchmarks (ptq's threads: PTQ_THREADS, see bench_threads.hpp).
 //   BM_AwqScaleSearch: the 20-point alpha search of a 4096 x 4096 layer on 512 calibration
 //     tokens at group 128 (INT4 asymmetric), without the clipping step;
 //   BM_AwqFull: the same plus the per-group clipping search;
@@ -15,6 +15,8 @@
 #include <ptq/algo/awq.hpp>
 #include <ptq/algo/smooth_quant.hpp>
 #include <ptq/ptq.hpp>
+
+#include "bench_threads.hpp"
 
 namespace {
 

@@ -29,6 +29,8 @@
 #include <ptq/quantize.hpp>
 #include <ptq/quantized_matrix.hpp>
 
+#include "bench_threads.hpp"
+
 namespace {
 
 using namespace ptq;

@@ -1,5 +1,7 @@
-// GPTQ and calibration-statistics benchmarks (single thread), with Eigen's SGEMM as the
-// arithmetic reference in the same run.
+// GPTQ and calibration-statistics benchmarks, with Eigen's SGEMM and (PTQ_BLAS builds) the
+// BLAS's SGEMM / SSYRK of the same sizes, one thread, as the arithmetic reference in the same run.
+// The last argument of BM_Hessian / BM_Gptq is ptq's thread count (ptq::set_num_threads; 0 =
+// all cores), so one run shows the one-thread time and the speed-up on all cores.
 //
 //   cmake -S . -B build-gptq -G Ninja -DCMAKE_BUILD_TYPE=Release -DPTQ_BUILD_EXAMPLES=OFF
 //   cmake --build build-gptq --target bench_gptq && build-gptq/bench/bench_gptq
@@ -24,8 +26,25 @@
 #include <ptq/metric/output_error.hpp>
 #include <ptq/calib/calibration_stats.hpp>
 #include <ptq/format/int_format.hpp>
+#include <ptq/parallel.hpp>
+#ifdef PTQ_USE_BLAS
+#include <ptq/detail/blas.hpp>
+#endif
+
+#include "bench_threads.hpp"
 
 namespace {
+
+/// Sets ptq's thread count for one benchmark (0: all cores) and restores the previous one
+/// afterwards (PTQ_THREADS, see bench_threads.hpp).
+struct Threads {
+    std::size_t previous = ptq::num_threads();
+    explicit Threads(benchmark::State& state, std::size_t n) {
+        ptq::set_num_threads(n);
+        state.counters["threads"] = double(ptq::num_threads());
+    }
+    ~Threads() { ptq::set_num_threads(previous); }
+};
 
 using Int4 = ptq::IntFormat<4, false>;
 using G128 = ptq::PerGroup<128>;
@@ -69,6 +88,7 @@ long read_status_kb(const char* key) {
 void BM_Hessian(benchmark::State& state) {
     const Eigen::Index n = state.range(0), tokens = state.range(1);
     const auto prec = state.range(2) == 0 ? ptq::HessianPrecision::float_chunks : ptq::HessianPrecision::double_exact;
+    const Threads threads(state, std::size_t(state.range(3)));
     const Eigen::MatrixXf x = random_matrix(tokens, n, 1);
     for (auto _ : state) {
         ptq::CalibrationStats s(n, {prec});
@@ -80,11 +100,17 @@ void BM_Hessian(benchmark::State& state) {
     state.counters["GFLOP/s"] = benchmark::Counter(double(tokens) * double(n) * double(n) * 1e-9,
                                                    benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_Hessian)->Args({4096, 4096, 0})->Args({4096, 4096, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Hessian)
+    ->Args({4096, 4096, 0, 1})
+    ->Args({4096, 4096, 0, 0})
+    ->Args({4096, 4096, 1, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 void BM_Gptq(benchmark::State& state) {
     const Eigen::Index rows = state.range(0), n = state.range(1);
     const bool baseline = state.range(2) != 0;
+    const Threads threads(state, std::size_t(state.range(3)));
     const Eigen::MatrixXf w = random_matrix(rows, n, 3, 0.02f);
     const Eigen::MatrixXd h = hessian_of(make_acts(n, n, 4));
     ptq::GptqOptions o;  // 4-bit asymmetric, group 128, act-order, block 128
@@ -106,8 +132,9 @@ void BM_Gptq(benchmark::State& state) {
     if (baseline) state.counters["damped_loss/damped_loss_rtn"] = d.damped_loss / d.damped_loss_rtn;
 }
 BENCHMARK(BM_Gptq)
-    ->Args({4096, 4096, 0})
-    ->Args({4096, 4096, 1})
+    ->Args({4096, 4096, 0, 1})
+    ->Args({4096, 4096, 0, 0})
+    ->Args({4096, 4096, 1, 1})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->Iterations(3);
@@ -189,6 +216,43 @@ void BM_EigenSgemm(benchmark::State& state) {
                                                    benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_EigenSgemm)->Arg(4096)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+#ifdef PTQ_USE_BLAS
+// The BLAS on one thread (ptq pins OpenBLAS to one thread; its threads are ptq's): C = A B,
+// 2 n^3 flops.
+void BM_BlasSgemm(benchmark::State& state) {
+    const Eigen::Index n = state.range(0);
+    const Eigen::MatrixXf a = random_matrix(n, n, 9), b = random_matrix(n, n, 10);
+    Eigen::MatrixXf c(n, n);
+    const Threads threads(state, 1);
+    for (auto _ : state) {
+        ptq::detail::gemm(c, a, false, b, false, 1.0f, 0.0f);
+        benchmark::DoNotOptimize(c.data());
+    }
+    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(n) * double(n) * double(n) * 1e-9,
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_BlasSgemm)->Arg(4096)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// SSYRK, lower triangle of X^T X for X [tokens x n] (what BM_Hessian computes, in float, in one
+// call): tokens * n^2 flops (counted as BM_Hessian counts them).
+void BM_BlasSsyrk(benchmark::State& state) {
+    const Eigen::Index n = state.range(0), tokens = state.range(1);
+    const Eigen::MatrixXf x = random_matrix(tokens, n, 1);
+    Eigen::MatrixXf c(n, n);
+    const Threads threads(state, 1);
+    ptq::detail::gemm(c.topLeftCorner(1, 1), x.leftCols(1), true, x.leftCols(1), false, 1.0f,
+                      0.0f);  // pins OpenBLAS to 1 thread
+    for (auto _ : state) {
+        cblas_ssyrk(CblasColMajor, CblasLower, CblasTrans, int(n), int(tokens), 1.0f, x.data(), int(tokens), 0.0f,
+                    c.data(), int(n));
+        benchmark::DoNotOptimize(c.data());
+    }
+    state.counters["GFLOP/s"] = benchmark::Counter(double(tokens) * double(n) * double(n) * 1e-9,
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_BlasSsyrk)->Args({4096, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
+#endif
 
 }  // namespace
 

@@ -8,6 +8,7 @@
 // machine is not counted) x the TSC frequency, which is measured at start-up with rdtsc
 // against std::chrono::steady_clock and printed in the context ("tsc_ghz"). These are
 // reference cycles at the nominal clock: under turbo the core runs faster than the TSC.
+// Only the calling thread is counted: run with PTQ_THREADS=1 (bench_threads.hpp) for cycles.
 // bytes_per_second is computed from CPU time as well (no UseRealTime).
 //
 // Sizes: 16 KiB (in L1), 1 MiB (L2) and 256 MiB (DRAM) of fp32 output, rows of 4096 values.
@@ -31,6 +32,8 @@
 #include <ptq/granularity/granularity.hpp>
 #include <ptq/kernel/reference.hpp>
 #include <ptq/quantized_matrix.hpp>
+
+#include "bench_threads.hpp"
 
 namespace {
 

@@ -15,6 +15,8 @@
 #include <ptq/algo/svd.hpp>
 #include <ptq/ptq.hpp>
 
+#include "bench_threads.hpp"
+
 namespace {
 
 // The RTN error of a Gaussian "weight" matrix (4-bit asymmetric, group 128): the matrix LQER

@@ -2,6 +2,7 @@
 // ptq: header-only post-training quantization for LLMs. Umbrella header.
 #include <ptq/error.hpp>
 #include <ptq/fwd.hpp>
+#include <ptq/parallel.hpp>
 
 #include <ptq/format/concepts.hpp>
 #include <ptq/format/e8m0.hpp>

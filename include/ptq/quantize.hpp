@@ -2,6 +2,7 @@
 // Quantizing a matrix group by group: the one driver every quantizer uses ("choose each
 // group's parameters, then encode with them"), round-to-nearest on top of it (quantize,
 // fake_quantize), and dequantization.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -18,6 +19,7 @@
 #include <ptq/granularity/granularity.hpp>
 #include <ptq/kernel/kernels.hpp>
 #include <ptq/observe/clip_search.hpp>
+#include <ptq/parallel.hpp>
 #include <ptq/quantized_matrix.hpp>
 
 namespace ptq {
@@ -43,21 +45,33 @@ void for_each_group(const GroupLayout& layout, Fn&& fn) {
 /// The per-group quantization driver. For every group of the contiguous row-major matrix x
 /// [layout.rows x layout.cols] (for_each_group order): params = choose(group data, n, rg, cg),
 /// then codes = F::quantize(x, params, r) through the SIMD kernel (all-zero codes for NaN
-/// parameters), packed in the canonical layout of kernel/packing.hpp.
+/// parameters), packed in the canonical layout of kernel/packing.hpp. The row groups run in
+/// parallel (ptq::set_num_threads) in fixed chunks of 16, so `choose` must be safe to call from
+/// several threads at once (for different groups); each group is computed alone, so the result
+/// does not depend on the thread count. If `choose` throws, the exception of the first group
+/// (in for_each_group order) that throws is rethrown.
 template <QuantFormat F, class Arch = xsimd::default_arch, class Choose>
 QuantizedMatrix<F> quantize_groups(const float* x, const GroupLayout& layout, Rounding r, Choose&& choose) {
     QuantizedMatrix<F> q(layout);
     if (layout.rows == 0 || layout.cols == 0) return q;
-    const std::size_t ncg = layout.col_groups();
-    std::vector<std::uint8_t> codes(layout.group_rows * layout.cols);  // codes of one row group
+    const std::size_t ncg = layout.col_groups(), nrg = layout.row_groups();
+    if (layout.group_rows > 1 && ncg > 1)
+        detail::throw_invalid("for_each_group", "layout", "a group of several rows must span whole rows");
     auto params = q.params();
-    for_each_group(layout, [&](std::size_t rg, std::size_t cg, std::size_t off, std::size_t n) {
-        const std::size_t r0 = layout.row_group_begin(rg), base = r0 * layout.cols;
-        const auto& p = params[rg * ncg + cg] = choose(x + off, n, rg, cg);
-        kernel::quantize_group<F, Arch>(x + off, n, p, r, codes.data() + (off - base));
-        if (cg + 1 == ncg)  // the row group is complete: pack its rows
-            for (std::size_t row = r0; row < layout.row_group_end(rg); ++row)
+    constexpr std::size_t chunk = 16;  // row groups per task
+    detail::parallel_for((nrg + chunk - 1) / chunk, [&](std::size_t task) {
+        std::vector<std::uint8_t> codes(layout.group_rows * layout.cols);  // codes of one row group
+        for (std::size_t rg = task * chunk; rg < std::min(nrg, (task + 1) * chunk); ++rg) {
+            const std::size_t r0 = layout.row_group_begin(rg), nr = layout.row_group_end(rg) - r0;
+            for (std::size_t cg = 0; cg < ncg; ++cg) {
+                const std::size_t b = layout.group_begin(cg), off = r0 * layout.cols + b;
+                const std::size_t n = (layout.group_end(cg) - b) * nr;
+                const auto& p = params[rg * ncg + cg] = choose(x + off, n, rg, cg);
+                kernel::quantize_group<F, Arch>(x + off, n, p, r, codes.data() + b);
+            }
+            for (std::size_t row = r0; row < r0 + nr; ++row)  // the row group is complete: pack its rows
                 kernel::pack_bits<Arch>(codes.data() + (row - r0) * layout.cols, layout.cols, F::bits, q.row_data(row));
+        }
     });
     return q;
 }
@@ -108,12 +122,16 @@ QuantizedMatrix<F> quantize(const Eigen::MatrixBase<Derived>& w, const QuantOpti
     return detail::round_to_nearest<F, Arch>(w, o, granularity, "w");
 }
 
-/// Dequantizes into `out` (resized to rows x cols), row by row with the SIMD kernel.
+/// Dequantizes into `out` (resized to rows x cols), row by row with the SIMD kernel (rows in
+/// parallel).
 template <QuantFormat F, class Arch = xsimd::default_arch>
 void dequantize_into(const QuantizedMatrix<F>& q, RowMatrixXf& out) {
     out.resize(static_cast<Eigen::Index>(q.rows()), static_cast<Eigen::Index>(q.cols()));
-    for (std::size_t r = 0; r < q.rows(); ++r)
-        kernel::dequantize_row<F, Arch>(q.row_data(r), q.layout(), q.row_params(r), out.data() + r * q.cols());
+    constexpr std::size_t chunk = 16;  // rows per task (ptq::set_num_threads)
+    detail::parallel_for((q.rows() + chunk - 1) / chunk, [&](std::size_t task) {
+        for (std::size_t r = task * chunk; r < std::min(q.rows(), (task + 1) * chunk); ++r)
+            kernel::dequantize_row<F, Arch>(q.row_data(r), q.layout(), q.row_params(r), out.data() + r * q.cols());
+    });
 }
 
 /// Dequantized matrix (row-major float).

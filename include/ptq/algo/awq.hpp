@@ -21,6 +21,7 @@
 #include <ptq/kernel/kernels.hpp>
 #include <ptq/metric/output_error.hpp>
 #include <ptq/observe/clip_search.hpp>
+#include <ptq/parallel.hpp>
 #include <ptq/quantize.hpp>
 #include <ptq/quantized_matrix.hpp>
 
@@ -111,16 +112,18 @@ public:
 
         AwqResult<F> res;
         res.output_mse_per_alpha.resize(std::size_t(opt_.grid));
+        // The grid points in parallel (ptq::set_num_threads), the best chosen in grid order.
+        detail::parallel_for(std::size_t(opt_.grid), [&](std::size_t i) {
+            const double a = double(i) / double(opt_.grid);
+            res.output_mse_per_alpha[i] = loss_of(x, weights, scales_for(a, x_mean, w_mean), nullptr) / denom;
+        });
         double best = std::numeric_limits<double>::infinity();
         for (int i = 0; i < opt_.grid; ++i) {
-            const double a = double(i) / double(opt_.grid);
-            const Eigen::VectorXf s = scales_for(a, x_mean, w_mean);
-            const double l = loss_of(x, weights, s, nullptr) / denom;
-            res.output_mse_per_alpha[std::size_t(i)] = l;
+            const double a = double(i) / double(opt_.grid), l = res.output_mse_per_alpha[std::size_t(i)];
             if (l < best) {
                 best = l;
                 res.alpha = float(a);
-                res.scales = s;
+                res.scales = scales_for(a, x_mean, w_mean);
             }
         }
         res.output_mse_rtn = res.output_mse_per_alpha[0];
@@ -200,10 +203,11 @@ private:
     QuantizedMatrix<F> clip(const RowMatrixXf& xs, const RowMatrixXf& w) const {
         using Params = typename F::Params;
         const GroupLayout l = resolve_layout<F>(gran_, std::size_t(w.rows()), std::size_t(w.cols()));
-        std::vector<Params> params(l.num_groups()), best(std::size_t(w.rows()));
-        std::vector<RangeStats> stats(std::size_t(w.rows()));
+        std::vector<Params> params(l.num_groups());
         const std::size_t ng = l.col_groups();
-        for (std::size_t g = 0; g < ng; ++g) {
+        detail::parallel_for(ng, [&](std::size_t g) {  // column groups in parallel
+            std::vector<Params> best(std::size_t(w.rows()));
+            std::vector<RangeStats> stats(std::size_t(w.rows()));
             const auto b = Eigen::Index(l.group_begin(g)), n = Eigen::Index(l.group_end(g)) - b;
             const Eigen::MatrixXf gram = xs.middleCols(b, n).transpose() * xs.middleCols(b, n);
             const RowMatrixXf wg = w.middleCols(b, n);
@@ -224,7 +228,7 @@ private:
             };
             clip_search<F>(stats, opt_.clip, opt_.quant, output_error, best);
             for (std::size_t r = 0; r < best.size(); ++r) params[r * ng + g] = best[r];
-        }
+        });
         return encode_with_params<F, Arch>(w.data(), l, params, opt_.quant.rounding);
     }
 

@@ -11,10 +11,12 @@
 #include <ptq/kernel/xsimd.hpp>
 
 #include <ptq/algo/detail/gptq_state.hpp>
+#include <ptq/detail/blas.hpp>
 #include <ptq/detail/eigen.hpp>
 #include <ptq/format/concepts.hpp>
 #include <ptq/format/options.hpp>
 #include <ptq/granularity/granularity.hpp>
+#include <ptq/parallel.hpp>
 #include <ptq/quantized_matrix.hpp>
 
 namespace ptq {
@@ -151,55 +153,66 @@ public:
         const Index rows = st.rows(), n = st.cols(), m = st.unit(), bs = st.block();
         const Index sub = F::is_mx ? m : std::min<Index>(16, bs);           // eager sub-block
         const Index sbs = std::max<Index>(bs, ((512 + bs - 1) / bs) * bs);  // super-block
-        Eigen::MatrixXf& W = st.W();
-        const Eigen::MatrixXf& V = st.factor();     // Vt (GptqFactor::ldl)
-        Eigen::MatrixXf D(rows, std::min(sbs, n));  // errors w0_B - q_B of the current super-block
-        Eigen::MatrixXf cur;
+        const Eigen::MatrixXf& V = st.factor();                             // Vt (GptqFactor::ldl)
         const Index gs = st.group_size();
-        for (Index S0 = 0; S0 < n; S0 += sbs) {
-            const Index S1 = std::min(S0 + sbs, n);
-            for (Index b0 = S0; b0 < S1; b0 += bs) {
-                const Index b1 = std::min(b0 + bs, S1);
-                for (Index s0 = b0; s0 < b1; s0 += sub) {
-                    const Index s1 = std::min(s0 + sub, b1);
-                    for (Index u0 = s0; u0 < s1; u0 += m) {
-                        const Index u1 = std::min(u0 + m, s1);
-                        if (st.dynamic_groups()) {
-                            for (Index g0 = ((u0 + gs - 1) / gs) * gs; g0 < u1; g0 += gs) {
-                                const Index g1 = std::min(g0 + gs, n);
-                                // Current weights of the group: W plus the updates still pending
-                                // for column k, D[:, x:u0] V[x:u0, k] with x = s0 for k in
-                                // [s1, b1), b0 for k in [b1, S1), S0 for k >= S1.
-                                cur = W.middleCols(g0, g1 - g0);
-                                const auto pending = [&](Index x, Index k0, Index k1) {
-                                    k0 = std::max(g0, k0);
-                                    k1 = std::min(g1, k1);
-                                    if (k1 > k0 && u0 > x)
-                                        cur.middleCols(k0 - g0, k1 - k0).noalias() +=
-                                            D.middleCols(x - S0, u0 - x) * V.block(x, k0, u0 - x, k1 - k0);
-                                };
-                                pending(s0, s1, b1);
-                                pending(b0, b1, S1);
-                                pending(S0, S1, n);
-                                if constexpr (!F::is_mx) st.ldl_group_state(g0, cur);
-                                st.fit_group(cur, st.group_of(g0));
+        // Rows are independent: the column loop runs on fixed blocks of row_block rows in
+        // parallel (ptq::set_num_threads); the losses are summed in block order.
+        constexpr Index row_block = 256;
+        const auto tasks = std::size_t((rows + row_block - 1) / row_block);
+        std::vector<double> losses(tasks, 0.0);
+        detail::parallel_for(tasks, [&](std::size_t task) {
+            auto t = st.row_task(Index(task) * row_block, std::min(row_block, rows - Index(task) * row_block));
+            auto W = st.W().middleRows(t.r0, t.nr);
+            Eigen::MatrixXf D(t.nr, std::min(sbs, n));  // errors w0_B - q_B of the current super-block
+            Eigen::MatrixXf cur;
+            // W[:, k0:k1] += D[:, x0:x1] V[x0:x1, k0:k1] (x: processed columns, D from S0 on).
+            const auto update = [&](Index S0, Index x0, Index x1, Index k0, Index k1) {
+                detail::gemm(W.middleCols(k0, k1 - k0), D.middleCols(x0 - S0, x1 - x0), false,
+                             V.block(x0, k0, x1 - x0, k1 - k0), false, 1.0f, 1.0f);
+            };
+            for (Index S0 = 0; S0 < n; S0 += sbs) {
+                const Index S1 = std::min(S0 + sbs, n);
+                for (Index b0 = S0; b0 < S1; b0 += bs) {
+                    const Index b1 = std::min(b0 + bs, S1);
+                    for (Index s0 = b0; s0 < b1; s0 += sub) {
+                        const Index s1 = std::min(s0 + sub, b1);
+                        for (Index u0 = s0; u0 < s1; u0 += m) {
+                            const Index u1 = std::min(u0 + m, s1);
+                            if (st.dynamic_groups()) {
+                                for (Index g0 = ((u0 + gs - 1) / gs) * gs; g0 < u1; g0 += gs) {
+                                    const Index g1 = std::min(g0 + gs, n);
+                                    // Current weights of the group: W plus the updates still
+                                    // pending for column k, D[:, x:u0] V[x:u0, k] with x = s0 for
+                                    // k in [s1, b1), b0 for k in [b1, S1), S0 for k >= S1.
+                                    cur = W.middleCols(g0, g1 - g0);
+                                    const auto pending = [&](Index x, Index k0, Index k1) {
+                                        k0 = std::max(g0, k0);
+                                        k1 = std::min(g1, k1);
+                                        if (k1 > k0 && u0 > x)
+                                            cur.middleCols(k0 - g0, k1 - k0).noalias() +=
+                                                D.middleCols(x - S0, u0 - x) * V.block(x, k0, u0 - x, k1 - k0);
+                                    };
+                                    pending(s0, s1, b1);
+                                    pending(b0, b1, S1);
+                                    pending(S0, S1, n);
+                                    if constexpr (!F::is_mx) st.ldl_group_state(g0, cur, t.r0);
+                                    st.fit_group(cur, st.group_of(g0), t);
+                                }
                             }
+                            auto du = D.middleCols(u0 - S0, u1 - u0);
+                            st.quantize_unit(u0, u1, du, t);
+                            st.unscaled_errors(u0, u1, du, t);
+                            if (s1 > u1) W.middleCols(u1, s1 - u1).noalias() += du * V.block(u0, u1, u1 - u0, s1 - u1);
                         }
-                        auto du = D.middleCols(u0 - S0, u1 - u0);
-                        st.quantize_unit(u0, u1, du);
-                        st.unscaled_errors(u0, u1, du);
-                        if (s1 > u1) W.middleCols(u1, s1 - u1).noalias() += du * V.block(u0, u1, u1 - u0, s1 - u1);
+                        if (b1 > s1) update(S0, s0, s1, s1, b1);
                     }
-                    if (b1 > s1)
-                        W.middleCols(s1, b1 - s1).noalias() +=
-                            D.middleCols(s0 - S0, s1 - s0) * V.block(s0, s1, s1 - s0, b1 - s1);
+                    if (S1 > b1) update(S0, b0, b1, b1, S1);
                 }
-                if (S1 > b1)
-                    W.middleCols(b1, S1 - b1).noalias() +=
-                        D.middleCols(b0 - S0, b1 - b0) * V.block(b0, b1, b1 - b0, S1 - b1);
+                if (n > S1) update(S0, S0, S1, S1, n);
             }
-            if (n > S1) W.rightCols(n - S1).noalias() += D.leftCols(S1 - S0) * V.block(S0, S1, S1 - S0, n - S1);
-        }
+            losses[task] = t.loss;
+        });
+        for (double l : losses) st.add_loss(l);
         return st.finish();
     }
 

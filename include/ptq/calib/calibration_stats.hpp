@@ -11,7 +11,9 @@
 
 #include <Eigen/Core>
 
+#include <ptq/detail/blas.hpp>
 #include <ptq/error.hpp>
+#include <ptq/parallel.hpp>
 
 namespace ptq {
 
@@ -143,9 +145,23 @@ public:
             p.selfadjointView<Eigen::Lower>().rankUpdate(blk.transpose().cast<double>());
             h.triangularView<Eigen::Lower>() += p;
         }
+        // H = 2/n * S on the lower triangle, mirrored to the upper one: 64-column blocks in
+        // parallel, each scaling its column block below the diagonal and writing the transpose
+        // into its row block (disjoint writes; the same products whatever the thread count).
         const double f = n_ > 0 ? 2.0 / double(n_) : 0.0;
-        h.triangularView<Eigen::Lower>() = h * f;                   // H = 2/n * S on the lower triangle ...
-        return Eigen::MatrixXd(h.selfadjointView<Eigen::Lower>());  // ... mirrored to the upper one
+        constexpr Eigen::Index T = 64;
+        detail::parallel_for(std::size_t((in_ + T - 1) / T), [&](std::size_t task) {
+            const Eigen::Index j0 = Eigen::Index(task) * T, w = std::min(T, in_ - j0);
+            for (Eigen::Index j = j0; j < j0 + w; ++j) {
+                h.col(j).tail(in_ - j) *= f;
+                h.col(j).segment(j0, j - j0) = h.row(j).segment(j0, j - j0).transpose();  // inside the diagonal block
+            }
+            for (Eigen::Index i0 = j0 + w; i0 < in_; i0 += T) {
+                const Eigen::Index r = std::min(T, in_ - i0);
+                h.block(j0, i0, w, r) = h.block(i0, j0, r, w).transpose();
+            }
+        });
+        return h;
     }
     /// Per-channel max |x_j| over all tokens.
     const Eigen::VectorXf& max_abs() const noexcept { return max_abs_; }
@@ -192,17 +208,21 @@ private:
     }
     // S += double(C^T C) for a chunk C [c x in] (column-major): the lower triangle of the float
     // product is computed as panels of 256 columns, S[j:, j:j+256] = C[:, j:]^T C[:, j:j+256]
-    // (plain GEMMs, faster than Eigen's triangular rank-k product), then widened and added.
-    template <class Chunk>
-    void reduce_chunk(const Chunk& chunk) {
+    // (plain GEMMs through detail::gemm: BLAS or Eigen, faster than Eigen's triangular rank-k
+    // product), then widened and added. The panels run in parallel (ptq::set_num_threads);
+    // each is one product whatever the thread count, so S does not depend on it.
+    void reduce_chunk(const detail::ConstMatRef& chunk) {
         if (scratch_.rows() != in_) scratch_.resize(in_, in_);
         constexpr Eigen::Index panel = 256;
-        for (Eigen::Index j = 0; j < in_; j += panel) {
-            const Eigen::Index w = std::min(panel, in_ - j);
-            scratch_.block(j, j, in_ - j, w).noalias() =
-                chunk.middleCols(j, in_ - j).transpose() * chunk.middleCols(j, w);
-        }
-        S_.triangularView<Eigen::Lower>() += scratch_.cast<double>();
+        const auto panels = std::size_t((in_ + panel - 1) / panel);
+        detail::parallel_for(panels, [&](std::size_t p) {
+            // (Tasks start in index order: the tallest panels first.)
+            const Eigen::Index j = Eigen::Index(p) * panel, w = std::min(panel, in_ - j);
+            detail::gemm(scratch_.block(j, j, in_ - j, w), chunk.middleCols(j, in_ - j), true, chunk.middleCols(j, w),
+                         false, 1.0f, 0.0f);
+            S_.block(j, j, in_ - j, w).triangularView<Eigen::Lower>() +=
+                scratch_.block(j, j, in_ - j, w).cast<double>();
+        });
     }
 
     CalibOptions opt_;

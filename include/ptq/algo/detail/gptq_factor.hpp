@@ -9,6 +9,9 @@
 #include <Eigen/Cholesky>
 #include <Eigen/Core>
 
+#include <ptq/detail/blas.hpp>
+#include <ptq/parallel.hpp>
+
 namespace ptq::detail {
 
 /// In-place inverse of a lower-triangular n x n matrix L (column-major; the strictly upper
@@ -33,17 +36,48 @@ inline void invert_lower_in_place(Eigen::Ref<Eigen::MatrixXf> l, Eigen::Index nb
     }
 }
 
+/// In place, the lower Cholesky factor of a symmetric positive-definite A (column-major; the
+/// lower triangle is read): A = L L^T, L in the lower triangle (the strictly upper triangle is
+/// left undefined). Right-looking, in blocks of nb columns: for the diagonal block k,
+///   L_kk = chol(A_kk)                        (Eigen's LLT on nb x nb)
+///   L_ik = A_ik L_kk^-T                      (triangular solves, in parallel over 256-row tiles)
+///   A_ij -= L_ik L_jk^T  for i >= j > k      (the trailing lower triangle: one GEMM per
+///                                             256-column panel, the panels in parallel)
+/// on ptq's threads with detail::gemm (BLAS or Eigen); the tiles depend only on n, so the
+/// factor is the same whatever the thread count. Cost n^3/3 flops. Returns false if A is not
+/// numerically positive definite.
+inline bool cholesky_lower_in_place(Eigen::MatrixXf& a, Eigen::Index nb = 256) {
+    const Eigen::Index n = a.rows();
+    for (Eigen::Index k = 0; k < n; k += nb) {
+        const Eigen::Index b = std::min(nb, n - k), r = n - k - b;
+        {
+            Eigen::Ref<Eigen::MatrixXf> akk(a.block(k, k, b, b));
+            Eigen::LLT<Eigen::Ref<Eigen::MatrixXf>, Eigen::Lower> llt(akk);  // in place
+            if (llt.info() != Eigen::Success) return false;
+        }
+        if (r == 0) break;
+        const auto lkk = a.block(k, k, b, b).triangularView<Eigen::Lower>();
+        const auto tiles = std::size_t((r + 255) / 256);
+        parallel_for(tiles, [&](std::size_t t) {
+            const Eigen::Index t0 = Eigen::Index(t) * 256, tl = std::min<Eigen::Index>(256, r - t0);
+            lkk.transpose().template solveInPlace<Eigen::OnTheRight>(a.block(k + b + t0, k, tl, b));
+        });
+        parallel_for(tiles, [&](std::size_t t) {
+            const Eigen::Index j = Eigen::Index(t) * 256, w = std::min<Eigen::Index>(256, r - j);
+            gemm(a.block(k + b + j, k + b + j, r - j, w), a.block(k + b + j, k, r - j, b), false,
+                 a.block(k + b + j, k, w, b), true, -1.0f, 1.0f);
+        });
+    }
+    return true;
+}
+
 /// First half of both factorisations below: in place, reverses the column-major array (that
 /// is J A J, J the reversal permutation) and overwrites its lower triangle with L, J A J = L L^T
-/// (Eigen's blocked LLT). Returns false if A is not numerically positive definite.
+/// (cholesky_lower_in_place). Returns false if A is not numerically positive definite.
 inline bool reversed_lower_cholesky(Eigen::MatrixXf& a) {
     const Eigen::Index n = a.rows();
     std::reverse(a.data(), a.data() + n * n);  // J A J (contiguous n x n storage)
-    {
-        Eigen::Ref<Eigen::MatrixXf> ar(a);
-        Eigen::LLT<Eigen::Ref<Eigen::MatrixXf>, Eigen::Lower> llt(ar);  // in place: a = L (lower)
-        if (llt.info() != Eigen::Success) return false;
-    }
+    if (!cholesky_lower_in_place(a)) return false;
     for (Eigen::Index i = 0; i < n; ++i)
         if (!(a(i, i) > 0.0f) || !std::isfinite(a(i, i))) return false;
     return true;

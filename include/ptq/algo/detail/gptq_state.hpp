@@ -20,6 +20,7 @@
 #include <ptq/format/options.hpp>
 #include <ptq/granularity/granularity.hpp>
 #include <ptq/kernel/kernels.hpp>
+#include <ptq/parallel.hpp>
 #include <ptq/observe/clip_search.hpp>
 #include <ptq/quantize.hpp>
 #include <ptq/quantized_matrix.hpp>
@@ -69,6 +70,28 @@ public:
     GptqState(const Options& o, const G& gran, GptqFactor factor = GptqFactor::inverse)
         : opt_(o), gran_(gran), factor_(factor) {}
 
+    /// The rows [r0, r0 + nr) that one task of the column loop owns, with that task's scratch:
+    /// rows are independent in GPTQ (every update is row by row), so the blocked loop runs on
+    /// fixed row blocks in parallel; the loss is summed per task and the tasks' sums in task
+    /// order (add_loss), so the result does not depend on the thread count.
+    struct RowTask {
+        Index r0 = 0, nr = 0;
+        std::vector<Params> col_params;  // parameters of column group col_group, per row of the task
+        std::size_t col_group = std::numeric_limits<std::size_t>::max();
+        RowMatrixXf tmp_row;
+        double loss = 0.0;
+    };
+    /// A task over rows [r0, r0 + nr).
+    RowTask row_task(Index r0, Index nr) const {
+        RowTask t;
+        t.r0 = r0;
+        t.nr = nr;
+        t.col_params.resize(std::size_t(nr));
+        return t;
+    }
+    /// Adds a task's loss to the GPTQ loss.
+    void add_loss(double l) noexcept { loss_ += l; }
+
     /// Everything before the column loop, in seven steps (below). `fn` names the calling
     /// function in error messages.
     template <class DW, class DH>
@@ -104,36 +127,40 @@ public:
 
     /// Fits the parameters of the dynamic group cg from its current weights `cur`
     /// (rows x group length, column-major): per row, the RTN range + choose_params.
-    void fit_group(const Eigen::Ref<const Eigen::MatrixXf>& cur, std::size_t cg) {
-        tmp_row_ = cur;  // row-major copy: each row's group contiguous, as quantize reads it
+    void fit_group(const Eigen::Ref<const Eigen::MatrixXf>& cur, std::size_t cg) { fit_group(cur, cg, all_rows()); }
+    /// The same for the rows of task t (cur: t.nr rows).
+    void fit_group(const Eigen::Ref<const Eigen::MatrixXf>& cur, std::size_t cg, RowTask& t) {
+        t.tmp_row = cur;  // row-major copy: each row's group contiguous, as quantize reads it
         const std::size_t ncg = layout_.col_groups();
-        for_each_group(PerChannel{}.layout(std::size_t(rows_), std::size_t(cur.cols())),
+        for_each_group(PerChannel{}.layout(std::size_t(t.nr), std::size_t(cur.cols())),
                        [&](std::size_t r, std::size_t, std::size_t off, std::size_t n) {
-                           const float* x = tmp_row_.data() + off;
+                           const float* x = t.tmp_row.data() + off;
                            const RangeStats s = kernel::range<Arch>(x, n);
                            if (s.non_finite) throw_breakdown();
-                           params_[r * ncg + cg] = choose_params<F>(x, n, s, opt_.quant);
+                           params_[(std::size_t(t.r0) + r) * ncg + cg] = choose_params<F>(x, n, s, opt_.quant);
                        });
-        col_group_ = std::numeric_limits<std::size_t>::max();  // refresh col_params_
+        t.col_group = std::numeric_limits<std::size_t>::max();  // refresh t.col_params
     }
 
     /// Quantizes processed columns [u0, u1) in place (W_ then holds W^ there) and writes
     /// D = W_before - W^ (rows x (u1 - u0)).
-    void quantize_unit(Index u0, Index u1, Eigen::Ref<Eigen::MatrixXf> d) {
+    void quantize_unit(Index u0, Index u1, Eigen::Ref<Eigen::MatrixXf> d) { quantize_unit(u0, u1, d, all_rows()); }
+    /// The same for the rows of task t (d: t.nr rows).
+    void quantize_unit(Index u0, Index u1, Eigen::Ref<Eigen::MatrixXf> d, RowTask& t) {
         const std::size_t ncg = layout_.col_groups();
         const Rounding rnd = opt_.quant.rounding;
         for (Index j = u0; j < u1; ++j) {
             const std::size_t cg = group_of(j);
-            if (cg != col_group_) {  // gather this column group's parameters, one per row
-                for (Index r = 0; r < rows_; ++r)
-                    col_params_[std::size_t(r)] = params_[layout_.row_group(std::size_t(r)) * ncg + cg];
-                col_group_ = cg;
+            if (cg != t.col_group) {  // gather this column group's parameters, one per row
+                for (Index r = 0; r < t.nr; ++r)
+                    t.col_params[std::size_t(r)] = params_[layout_.row_group(std::size_t(t.r0 + r)) * ncg + cg];
+                t.col_group = cg;
             }
-            float* w = W_.col(j).data();
-            std::uint8_t* c = codes_.data() + std::size_t(j) * std::size_t(rows_);
+            float* w = W_.col(j).data() + t.r0;
+            std::uint8_t* c = codes_.data() + std::size_t(j) * std::size_t(rows_) + std::size_t(t.r0);
             float* dj = d.col(j - u0).data();
-            for (Index r = 0; r < rows_; ++r) {
-                const Params& p = col_params_[std::size_t(r)];
+            for (Index r = 0; r < t.nr; ++r) {
+                const Params& p = t.col_params[std::size_t(r)];
                 const std::uint8_t code = F::quantize(w[r], p, rnd);
                 const float q = F::dequantize(code, p);
                 c[r] = code;
@@ -157,10 +184,12 @@ public:
     /// GptqFactor::ldl: on entry D = w~_B - q_B (from quantize_unit); adds ||E_B||^2 to the
     /// loss, E_B = D V_BB (the scaled errors of the inverse form); on exit D = w_B - q_B, the
     /// error against the original weights that the ldl updates propagate.
-    void unscaled_errors(Index u0, Index u1, Eigen::Ref<Eigen::MatrixXf> d) {
-        if (u1 - u0 == 1) loss_ += double((d.col(0) * U_(u0, u0)).squaredNorm());
-        else loss_ += double((d * U_.block(u0, u0, u1 - u0, u1 - u0).triangularView<Eigen::Upper>()).squaredNorm());
-        d = W0_.middleCols(u0, u1 - u0) - W_.middleCols(u0, u1 - u0);
+    void unscaled_errors(Index u0, Index u1, Eigen::Ref<Eigen::MatrixXf> d) { unscaled_errors(u0, u1, d, all_rows()); }
+    /// The same for the rows of task t (its loss goes to t.loss).
+    void unscaled_errors(Index u0, Index u1, Eigen::Ref<Eigen::MatrixXf> d, RowTask& t) {
+        if (u1 - u0 == 1) t.loss += double((d.col(0) * U_(u0, u0)).squaredNorm());
+        else t.loss += double((d * U_.block(u0, u0, u1 - u0, u1 - u0).triangularView<Eigen::Upper>()).squaredNorm());
+        d = W0_.block(t.r0, u0, t.nr, u1 - u0) - W_.block(t.r0, u0, t.nr, u1 - u0);
     }
 
     /// GptqFactor::ldl with single-column units: turns `cur`, the weights of the group that
@@ -172,13 +201,14 @@ public:
     /// The two forms agree on every column when it is quantized, but not on the later columns
     /// of a group when its parameters are fitted. (MX units contain their groups: nothing to
     /// do there.) Cost rows * len^2 flops per group.
-    void ldl_group_state(Index g0, Eigen::MatrixXf& cur) const {
+    /// cur holds rows [r0, r0 + cur.rows()).
+    void ldl_group_state(Index g0, Eigen::MatrixXf& cur, Index r0 = 0) const {
         const Index len = cur.cols();
-        cur -= W0_.middleCols(g0, len);
+        cur -= W0_.block(r0, g0, cur.rows(), len);
         U_.block(g0, g0, len, len)
             .template triangularView<Eigen::UnitUpper>()
             .template solveInPlace<Eigen::OnTheRight>(cur);
-        cur += W0_.middleCols(g0, len);
+        cur += W0_.block(r0, g0, cur.rows(), len);
     }
 
     /// Packs the result (codes, params, dequantized matrix, permutation, diagnostics).
@@ -200,11 +230,12 @@ public:
         // Codes: processing order column-major -> storage order, packed row by row.
         res.quantized = QuantizedMatrix<F>(layout_);
         std::copy(params_.begin(), params_.end(), res.quantized.params().begin());
-        // 64 rows at a time: one 64-byte run of each processed column, packed per row.
+        // 64 rows at a time (in parallel): one 64-byte run of each processed column, packed per row.
         constexpr Index T = 64;
-        std::vector<std::uint8_t> rowbuf(std::size_t(T) * std::size_t(n_));
-        for (Index r0 = 0; r0 < rows_; r0 += T) {
-            const Index rt = std::min(T, rows_ - r0);
+        const auto row_tiles = std::size_t((rows_ + T - 1) / T);
+        parallel_for(row_tiles, [&](std::size_t tile) {
+            std::vector<std::uint8_t> rowbuf(std::size_t(T) * std::size_t(n_));
+            const Index r0 = Index(tile) * T, rt = std::min(T, rows_ - r0);
             for (std::size_t k = 0; k < std::size_t(n_); ++k) {
                 const std::size_t j = res.permuted_storage ? k : inv_perm_[k];  // processed column of storage column k
                 const std::uint8_t* src = codes_.data() + j * std::size_t(rows_) + std::size_t(r0);
@@ -213,18 +244,20 @@ public:
             for (Index i = 0; i < rt; ++i)
                 kernel::pack_bits<Arch>(rowbuf.data() + std::size_t(i) * std::size_t(n_), std::size_t(n_), F::bits,
                                         res.quantized.row_data(r0 + i));
-        }
+        });
         std::vector<std::uint8_t>().swap(codes_);
         // Dequantized matrix in the original order (W_ holds W^ in processing order).
         if (opt_.act_order) permute_columns(W_, inv_perm_);
         res.dequantized.resize(rows_, n_);
-        for (Index r0 = 0; r0 < rows_; r0 += T)
+        parallel_for(row_tiles, [&](std::size_t tile) {
+            const Index r0 = Index(tile) * T, rt = std::min(T, rows_ - r0);
             for (Index c0 = 0; c0 < n_; c0 += T) {
-                const Index rt = std::min(T, rows_ - r0), ct = std::min(T, n_ - c0);
+                const Index ct = std::min(T, n_ - c0);
                 res.dequantized.block(r0, c0, rt, ct) = W_.block(r0, c0, rt, ct);
             }
+        });
         W_.resize(0, 0);
-        diag_.damped_loss = loss_;
+        diag_.damped_loss = loss_ + whole_.loss;
         U_.resize(0, 0);
         res.diagnostics = diag_;
         return res;
@@ -299,8 +332,7 @@ private:
             std::copy(q.params().begin(), q.params().end(), params_.begin());
         }
         if (opt_.act_order) permute_columns(W_, perm_);
-        col_params_.resize(std::size_t(rows_));
-        col_group_ = std::numeric_limits<std::size_t>::max();
+        whole_ = row_task(0, rows_);
     }
 
     // 5. Damping with retries: lambda = percdamp * mean(diag H) (or mean |diag H|, or 1), times
@@ -374,20 +406,26 @@ private:
         for (Index c = 0; c < n_; ++c)
             if (dead_[std::size_t(c)]) delta.col(c).setZero();
         if (opt_.act_order) permute_columns(delta, perm_);
-        Eigen::MatrixXf t;
-        double loss = 0.0;
-        for (Index r0 = 0; r0 < rows_; r0 += 256) {
+        // 256-row chunks in parallel, their losses summed in chunk order.
+        std::vector<double> part(std::size_t((rows_ + 255) / 256));
+        parallel_for(part.size(), [&](std::size_t k) {
+            const Index r0 = Index(k) * 256;
             const auto rows = delta.middleRows(r0, std::min<Index>(256, rows_ - r0));
+            Eigen::MatrixXf t;
             if (factor_ == GptqFactor::ldl) {
                 t.noalias() = rows * U_.triangularView<Eigen::Upper>();
             } else {
                 t = rows;
                 U_.triangularView<Eigen::Upper>().template solveInPlace<Eigen::OnTheRight>(t);
             }
-            loss += t.cast<double>().squaredNorm();
-        }
+            part[k] = t.cast<double>().squaredNorm();
+        });
+        double loss = 0.0;
+        for (double l : part) loss += l;
         return loss;
     }
+
+    RowTask& all_rows() noexcept { return whole_; }
 
     [[noreturn]] static void throw_breakdown() {
         throw error("ptq::Gptq::quantize: numerical breakdown (non-finite weights during error propagation)");
@@ -403,9 +441,8 @@ private:
     std::vector<std::size_t> perm_, inv_perm_;
     Eigen::MatrixXf W_, U_;
     Eigen::MatrixXf W0_;  // GptqFactor::ldl: the weights before quantization (processing order)
-    RowMatrixXf tmp_row_;
-    std::vector<Params> params_, col_params_;  // col_params_: parameters of column group col_group_, per row
-    std::size_t col_group_ = 0;
+    std::vector<Params> params_;
+    RowTask whole_;                    // the task of all rows (the calls without a RowTask)
     std::vector<std::uint8_t> codes_;  // column-major, processing order
     double loss_ = 0.0;
     Diagnostics diag_;
