@@ -214,8 +214,6 @@ TEST_CASE("format constants") {
     CHECK(IntFormat<8, true>::symmetric_zero == 128);
 }
 
-}  // TEST_SUITE("format.int")
-
 namespace {
 // The paper authors' symmetric quantizer (IST-DASLab gptq, quant.py: find_params with sym=True,
 // then quantize), written from its formulas in float32 as torch computes them, for a group
@@ -300,3 +298,5 @@ TEST_CASE("IntRange::full is the paper authors' symmetric quantizer (GPTQ refere
     const std::vector<float> pos{0.25f, 1.5f};
     CHECK(F::make_params(range_of(pos.data(), pos.size())).scale == 3.0f / 15.0f);
 }
+
+}  // TEST_SUITE("format.int")
