@@ -155,7 +155,7 @@ BENCHMARK(BM_dequant<Int4, G32, true>)->Name("dequant_reference/int4_g32")->Appl
 BENCHMARK(BM_dequant<Int2, G32, false>)->Name("dequant/int2_g32")->Apply(size_l2);
 BENCHMARK(BM_dequant<Int3, G32, false>)->Name("dequant/int3_g32")->Apply(size_l2);
 BENCHMARK(BM_dequant<Int5, G32, false>)->Name("dequant/int5_g32")->Apply(size_l2);
-BENCHMARK(BM_dequant<Int8, G32, false>)->Name("dequant/int8_g32")->Apply(size_l2);
+BENCHMARK(BM_dequant<Int8, G32, false>)->Name("dequant/int8_g32")->Apply(sizes_all);
 BENCHMARK(BM_dequant<MxInt4, G32, false>)->Name("dequant/mxint4")->Apply(size_l2);
 BENCHMARK(BM_dequant<MxInt8, G32, false>)->Name("dequant/mxint8")->Apply(size_l2);
 BENCHMARK(BM_dequant<E4M3, G32, false>)->Name("dequant/fp8e4m3_g32")->Apply(size_l2);
