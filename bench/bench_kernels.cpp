@@ -28,6 +28,7 @@
 #include <ptq/algo/rtn.hpp>
 #include <ptq/format/int_format.hpp>
 #include <ptq/format/minifloat.hpp>
+#include <ptq/format/mx_fp.hpp>
 #include <ptq/format/mx_int.hpp>
 #include <ptq/granularity/granularity.hpp>
 #include <ptq/kernel/reference.hpp>
@@ -91,7 +92,7 @@ void BM_memcpy(benchmark::State& st) {
 }
 
 // ---- dequantize: packed -> fp32 ---------------------------------------------------------------
-template <class F, class G, bool Reference>
+template <class F, class G, bool Reference, class Arch = xsimd::default_arch>
 void BM_dequant(benchmark::State& st) {
     const std::size_t bytes = static_cast<std::size_t>(st.range(0));
     const std::size_t rows = bytes / 4 / kCols;
@@ -104,7 +105,7 @@ void BM_dequant(benchmark::State& st) {
         for (std::size_t r = 0; r < rows; ++r) {
             if constexpr (Reference)
                 ref::dequantize_row<F>(q.row_data(r), q.layout(), q.row_params(r), out.data() + r * kCols);
-            else kernel::dequantize_row<F>(q.row_data(r), q.layout(), q.row_params(r), out.data() + r * kCols);
+            else kernel::dequantize_row<F, Arch>(q.row_data(r), q.layout(), q.row_params(r), out.data() + r * kCols);
         }
         benchmark::DoNotOptimize(out.data());
         benchmark::ClobberMemory();
@@ -113,13 +114,13 @@ void BM_dequant(benchmark::State& st) {
 }
 
 // ---- RTN quantize: fp32 -> QuantizedMatrix (range, params, encode, pack) ----------------------
-template <class F, class G>
+template <class F, class G, class Arch = xsimd::default_arch>
 void BM_rtn(benchmark::State& st) {
     const std::size_t bytes = static_cast<std::size_t>(st.range(0));
     const std::size_t rows = bytes / 4 / kCols;
     const auto w = random_matrix(rows * kCols, 11);
     const Eigen::Map<const RowMatrixXf> m(w.data(), static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(kCols));
-    const Rtn<F, G> rtn({}, G{});
+    const Rtn<F, G, Arch> rtn({}, G{});
     const std::uint64_t c0 = cycles_now();
     for (auto _ : st) {
         auto q = rtn.quantize(m);
@@ -138,6 +139,12 @@ using Int8 = IntFormat<8, false>;
 using MxInt4 = MxInt<4, 32>;
 using MxInt8 = MxInt<8, 32>;
 using E4M3 = Fp8<4, 3>;
+using MxFp4 = MxFp<2, 1, 32>;
+#if XSIMD_WITH_AVX2
+using Avx2 = xsimd::avx2;  // the 8-lane width, measured beside the default (widest) one
+#else
+using Avx2 = xsimd::default_arch;
+#endif
 
 void sizes_all(benchmark::internal::Benchmark* b) { b->Arg(16 * KiB)->Arg(1 * MiB)->Arg(256 * MiB)->MinTime(0.2); }
 void sizes_cache(benchmark::internal::Benchmark* b) { b->Arg(16 * KiB)->Arg(1 * MiB)->MinTime(0.2); }
@@ -151,10 +158,16 @@ BENCHMARK(BM_dequant<Int4, G32, true>)->Name("dequant_reference/int4_g32")->Appl
 BENCHMARK(BM_dequant<Int2, G32, false>)->Name("dequant/int2_g32")->Apply(size_l2);
 BENCHMARK(BM_dequant<Int3, G32, false>)->Name("dequant/int3_g32")->Apply(size_l2);
 BENCHMARK(BM_dequant<Int5, G32, false>)->Name("dequant/int5_g32")->Apply(size_l2);
-BENCHMARK(BM_dequant<Int8, G32, false>)->Name("dequant/int8_g32")->Apply(size_l2);
+BENCHMARK(BM_dequant<Int8, G32, false>)->Name("dequant/int8_g32")->Apply(sizes_all);
 BENCHMARK(BM_dequant<MxInt4, G32, false>)->Name("dequant/mxint4")->Apply(size_l2);
 BENCHMARK(BM_dequant<MxInt8, G32, false>)->Name("dequant/mxint8")->Apply(size_l2);
 BENCHMARK(BM_dequant<E4M3, G32, false>)->Name("dequant/fp8e4m3_g32")->Apply(size_l2);
+BENCHMARK(BM_dequant<MxFp4, G32, false>)->Name("dequant/mxfp4")->Apply(size_l2);
+BENCHMARK(BM_dequant<Int4, G32, false, Avx2>)->Name("dequant_avx2/int4_g32")->Apply(sizes_all);
+BENCHMARK(BM_dequant<Int8, G32, false, Avx2>)->Name("dequant_avx2/int8_g32")->Apply(sizes_all);
+BENCHMARK(BM_dequant<MxInt4, G32, false, Avx2>)->Name("dequant_avx2/mxint4")->Apply(size_l2);
+BENCHMARK(BM_dequant<MxInt8, G32, false, Avx2>)->Name("dequant_avx2/mxint8")->Apply(size_l2);
+BENCHMARK(BM_dequant<MxFp4, G32, false, Avx2>)->Name("dequant_avx2/mxfp4")->Apply(size_l2);
 BENCHMARK(BM_rtn<Int4, G32>)->Name("rtn/int4_g32")->Apply(sizes_cache);
 BENCHMARK(BM_rtn<Int2, G32>)->Name("rtn/int2_g32")->Apply(size_l2);
 BENCHMARK(BM_rtn<Int3, G32>)->Name("rtn/int3_g32")->Apply(size_l2);
@@ -163,6 +176,12 @@ BENCHMARK(BM_rtn<Int8, G32>)->Name("rtn/int8_g32")->Apply(size_l2);
 BENCHMARK(BM_rtn<MxInt4, G32>)->Name("rtn/mxint4")->Apply(size_l2);
 BENCHMARK(BM_rtn<MxInt8, G32>)->Name("rtn/mxint8")->Apply(size_l2);
 BENCHMARK(BM_rtn<E4M3, G32>)->Name("rtn/fp8e4m3_g32")->Apply(size_l2);
+BENCHMARK(BM_rtn<MxFp4, G32>)->Name("rtn/mxfp4")->Apply(size_l2);
+BENCHMARK(BM_rtn<Int4, G32, Avx2>)->Name("rtn_avx2/int4_g32")->Apply(sizes_cache);
+BENCHMARK(BM_rtn<Int8, G32, Avx2>)->Name("rtn_avx2/int8_g32")->Apply(size_l2);
+BENCHMARK(BM_rtn<MxInt4, G32, Avx2>)->Name("rtn_avx2/mxint4")->Apply(size_l2);
+BENCHMARK(BM_rtn<MxInt8, G32, Avx2>)->Name("rtn_avx2/mxint8")->Apply(size_l2);
+BENCHMARK(BM_rtn<MxFp4, G32, Avx2>)->Name("rtn_avx2/mxfp4")->Apply(size_l2);
 
 int main(int argc, char** argv) {
     benchmark::Initialize(&argc, argv);

@@ -341,4 +341,51 @@ TEST_CASE_TEMPLATE("params from kernel::range == params from ref::range", F, PTQ
     });
 }
 
+#if XSIMD_WITH_AVX2
+// Paths that only the AVX / AVX2 overloads take (the folded min/max reduction of range, the
+// table decode of E2M1), checked here even when the opt-in AVX2 pass of for_each_arch is off.
+TEST_CASE("AVX2 overloads == reference: range reduction, E2M1 table decode") {
+    using A = xsimd::avx2;
+    constexpr std::size_t W = xsimd::batch<float, A>::size;
+    std::mt19937 rng(12);
+    const auto buf = random_floats(rng, 4096 + 64, 1.0f, true, true);
+    for (std::size_t n : {W, W + 1, 2 * W, 4 * W - 1, std::size_t(32), std::size_t(4096)}) {
+        const float* x = buf.data() + rng() % 64;
+        const RangeStats a = kernel::range<A>(x, n), b = ref::range(x, n);
+        CHECK(bits_of(a.lo) == bits_of(b.lo));
+        CHECK(bits_of(a.hi) == bits_of(b.hi));
+        CHECK(a.non_finite == b.non_finite);
+    }
+    // every E2M1 code, at AVX2 and the default width
+    auto all_codes = [&]<class Arch>() {
+        using U = xsimd::batch<std::uint32_t, Arch>;
+        for (std::uint32_t c0 = 0; c0 < 16; c0 += U::size) {
+            alignas(64) std::uint32_t c[U::size];
+            alignas(64) float v[U::size];
+            for (std::size_t k = 0; k < U::size; ++k) c[k] = (c0 + k) % 16;
+            kernel::detail::decode_minifloat<Fp4, Arch>(U::load_aligned(c)).store_aligned(v);
+            for (std::size_t k = 0; k < U::size; ++k)
+                CHECK(bits_of(v[k]) == bits_of(Fp4::decode(static_cast<std::uint8_t>(c[k]))));
+        }
+    };
+    all_codes.template operator()<A>();
+    all_codes.template operator()<xsimd::default_arch>();
+    for (std::size_t n : {std::size_t(5), std::size_t(32), std::size_t(100), std::size_t(4096)}) {
+        const GroupLayout L{1, n, 1, 32};
+        std::vector<MxFp4::Params> params(L.col_groups());
+        for (auto& p : params) p.scale_byte = static_cast<std::uint8_t>(rng() % 256);  // incl. 255 = NaN
+        std::vector<std::uint8_t> codes(n), packed(packed_bytes(n, 4));
+        for (auto& c : codes) c = static_cast<std::uint8_t>(rng());
+        ref::pack_bits(codes.data(), n, 4, packed.data());
+        std::vector<float> a(n), b(n);
+        kernel::dequantize_row<MxFp4, A>(packed.data(), L, params.data(), a.data());
+        ref::dequantize_row<MxFp4>(packed.data(), L, params.data(), b.data());
+        bool same = true;
+        for (std::size_t i = 0; i < n; ++i) same = same && bits_of(a[i]) == bits_of(b[i]);
+        CAPTURE(n);
+        CHECK(same);
+    }
+}
+#endif
+
 }  // TEST_SUITE("kernel")

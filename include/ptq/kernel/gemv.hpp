@@ -80,34 +80,44 @@ float dot_row(const std::uint8_t* packed_row, const GroupLayout& layout, const t
               const float* x) noexcept {
     using Fb = detail::fbatch<Arch>;
     constexpr std::size_t W = Fb::size;
-    const std::size_t n = layout.cols;
+    const std::size_t n = layout.cols, gc = layout.group_cols;
     if (n == 0 || layout.col_groups() == 0) return 0.0f;
-    std::size_t g = 0, gend = layout.group_end(0);
+    std::size_t g = 0, gend = gc < n ? gc : n;
     detail::DequantConstants<F> kc(params[0]);
     Fb k0(kc.k0), k1(kc.k1), acc(0.0f), y(0.0f), straddled(0.0f);
-    detail::unpack_stream<F::bits, Arch>(
-        packed_row, n, [&](std::size_t i0, const detail::ubatch<Arch>& c, std::size_t cnt) PTQ_ALWAYS_INLINE {
-            while (i0 >= gend) {  // group g is complete
-                y = xsimd::fma(k0, acc, y);
-                acc = Fb(0.0f);
-                ++g;
-                gend = layout.group_end(g);
-                kc = detail::DequantConstants<F>(params[g]);
-                k0 = Fb(kc.k0);
-                k1 = Fb(kc.k1);
-            }
-            Fb xv;
-            if (cnt == W) {
-                xv = Fb::load_unaligned(x + i0);
-            } else {  // tail: x beyond the row is 0 (the padded codes decode to finite values)
-                alignas(64) float t[W] = {};
-                std::memcpy(t, x + i0, cnt * sizeof(float));
-                xv = Fb::load_aligned(t);
-            }
-            if (i0 + cnt <= gend) acc = xsimd::fma(detail::code_factors<F, Arch>(c, k1), xv, acc);
-            else
-                straddled = xsimd::fma(detail::dequantize_straddling<F, Arch>(c, layout, params, i0, g), xv, straddled);
-        });
+    auto load_x = [x](std::size_t i0, std::size_t cnt) PTQ_ALWAYS_INLINE {
+        if (cnt == W) return Fb::load_unaligned(x + i0);
+        // tail: x beyond the row is 0 (the padded codes decode to finite values)
+        alignas(64) float t[W] = {};
+        std::memcpy(t, x + i0, cnt * sizeof(float));
+        return Fb::load_aligned(t);
+    };
+    auto next_group = [&]() PTQ_ALWAYS_INLINE {  // group g is complete
+        y = xsimd::fma(k0, acc, y);
+        acc = Fb(0.0f);
+        ++g;
+        gend = gend + gc < n ? gend + gc : n;
+        kc = detail::DequantConstants<F>(params[g]);
+        k0 = Fb(kc.k0);
+        k1 = Fb(kc.k1);
+    };
+    if (gc % W == 0 || gc >= n) {  // no batch straddles groups (as in dequantize_row)
+        detail::unpack_stream<F::bits, Arch>(
+            packed_row, n, [&](std::size_t i0, const detail::ubatch<Arch>& c, std::size_t cnt) PTQ_ALWAYS_INLINE {
+                if (i0 >= gend) next_group();
+                acc = xsimd::fma(detail::code_factors<F, Arch>(c, k1), load_x(i0, cnt), acc);
+            });
+    } else {
+        detail::unpack_stream<F::bits, Arch>(
+            packed_row, n, [&](std::size_t i0, const detail::ubatch<Arch>& c, std::size_t cnt) PTQ_ALWAYS_INLINE {
+                while (i0 >= gend) next_group();
+                const Fb xv = load_x(i0, cnt);
+                if (i0 + cnt <= gend) acc = xsimd::fma(detail::code_factors<F, Arch>(c, k1), xv, acc);
+                else
+                    straddled =
+                        xsimd::fma(detail::dequantize_straddling<F, Arch>(c, layout, params, i0, g), xv, straddled);
+            });
+    }
     y = xsimd::fma(k0, acc, y);
     return xsimd::hadd(y + straddled);
 }

@@ -59,8 +59,8 @@ RangeStats range(const float* x, std::size_t n) noexcept {
             lo = xsimd::min(lo, xsimd::select(f, v, pinf));
             hi = xsimd::max(hi, xsimd::select(f, v, ninf));
         }
-        s.lo = detail::all_lanes_min<Arch>(lo).get(0);
-        s.hi = detail::all_lanes_max<Arch>(hi).get(0);
+        s.lo = detail::reduce_min<Arch>(lo, Arch{});
+        s.hi = detail::reduce_max<Arch>(hi, Arch{});
         s.non_finite = !xsimd::all(finite);
     }
     for (; i < n; ++i) s.add(x[i]);
@@ -128,7 +128,7 @@ ubatch<A> encode_minifloat(const fbatch<A>& y) noexcept {
 /// float(mf) * 2^(1-bias-M), the reference's own exact product), then the sign; NaN codes give
 /// the reference's quiet_NaN (0x7FC00000), E5M2 infinities +-Inf.
 template <class Elem, class A>
-fbatch<A> decode_minifloat(const ubatch<A>& code) noexcept {
+fbatch<A> decode_minifloat_bits(const ubatch<A>& code) noexcept {
     using U = ubatch<A>;
     using Fb = fbatch<A>;
     constexpr int M = Elem::mantissa_bits;
@@ -147,6 +147,38 @@ fbatch<A> decode_minifloat(const ubatch<A>& code) noexcept {
         v = xsimd::select(nan, U(0x7FC00000u), v);
     }
     return xsimd::bitwise_cast<Fb>(v);
+}
+
+/// E2M1 (FP4) decode, the bits of Minifloat<2, 1>::decode: generic = the bit construction
+/// above; AVX2 / AVX-512 = a table lookup of the 8 magnitudes {0, 0.5, 1, 1.5, 2, 3, 4, 6}
+/// (exact floats) with the sign from code bit 3 (code 8 = -0).
+template <class A>
+fbatch<A> decode_e2m1(const ubatch<A>& code, requires_arch<xsimd::generic>) noexcept {
+    return decode_minifloat_bits<Minifloat<2, 1>, A>(code);
+}
+#if XSIMD_WITH_AVX2
+template <class A>
+fbatch<A> decode_e2m1(const ubatch<A>& code, requires_arch<xsimd::avx2>) noexcept {
+    const __m256 mag = _mm256_permutevar8x32_ps(_mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f),
+                                                code);  // index: bits 0-2
+    const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(code, _mm256_set1_epi32(8)), 28);
+    return _mm256_or_ps(mag, _mm256_castsi256_ps(sign));
+}
+#endif
+#if XSIMD_WITH_AVX512F
+template <class A>
+fbatch<A> decode_e2m1(const ubatch<A>& code, requires_arch<xsimd::avx512f>) noexcept {
+    const __m512 table = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,  //
+                                        -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
+    return _mm512_permutexvar_ps(code, table);  // index: bits 0-3
+}
+#endif
+
+/// Minifloat decode on a batch (decode_minifloat_bits; E2M1 through decode_e2m1).
+template <class Elem, class A>
+PTQ_ALWAYS_INLINE inline fbatch<A> decode_minifloat(const ubatch<A>& code) noexcept {
+    if constexpr (Elem::exponent_bits == 2 && Elem::mantissa_bits == 1) return decode_e2m1<A>(code, A{});
+    else return decode_minifloat_bits<Elem, A>(code);
 }
 
 /// The per-group constants of F's quantizer, broadcast once per group, and the encoder.
@@ -384,39 +416,57 @@ void unpack_bits(const std::uint8_t* packed, std::size_t first, std::size_t n, i
 /// use params[0 .. col_groups) (QuantizedMatrix::row_params of the row): out[c] =
 /// F::dequantize(code c, params of c's group), formulas in detail::DequantConstants.
 /// The row is unpacked in units of 32*W codes straight from the bit stream (no byte-alignment
-/// of groups needed); a batch of W outputs inside one group uses broadcast constants (the fast
-/// path: group size a multiple of W), a batch that straddles groups per-lane constants.
+/// of groups needed); a batch of W outputs inside one group uses broadcast constants.
+/// Fast path (group size a multiple of W, or one group per row): no batch straddles groups,
+/// so a batch needs only a compare against the end of its group; the layout is read once
+/// into locals (the stores to `out` could otherwise alias it and force reloads). Other group
+/// sizes: a batch that straddles groups uses per-lane constants (out of line).
 template <QuantFormat F, class Arch = xsimd::default_arch>
 void dequantize_row(const std::uint8_t* packed_row, const GroupLayout& layout, const typename F::Params* params,
                     float* out) noexcept {
     using Fb = detail::fbatch<Arch>;
     constexpr std::size_t W = Fb::size;
-    const std::size_t n = layout.cols;
+    const std::size_t n = layout.cols, gc = layout.group_cols;
     if (n == 0 || layout.col_groups() == 0) return;
-    std::size_t g = 0, gend = layout.group_end(0);
+    auto store = [out](std::size_t i0, const Fb& v, std::size_t cnt) PTQ_ALWAYS_INLINE {
+        if (cnt == W) {
+            v.store_unaligned(out + i0);
+        } else {
+            alignas(64) float t[W];
+            v.store_aligned(t);
+            std::memcpy(out + i0, t, cnt * sizeof(float));
+        }
+    };
+    std::size_t g = 0, gend = gc < n ? gc : n;
     detail::DequantConstants<F> kc(params[0]);
     Fb k0(kc.k0), k1(kc.k1);
+    if (gc % W == 0 || gc >= n) {
+        detail::unpack_stream<F::bits, Arch>(
+            packed_row, n, [&](std::size_t i0, const detail::ubatch<Arch>& c, std::size_t cnt) PTQ_ALWAYS_INLINE {
+                if (i0 >= gend) {  // next group (groups hold >= W codes: one step)
+                    ++g;
+                    gend = gend + gc < n ? gend + gc : n;
+                    kc = detail::DequantConstants<F>(params[g]);
+                    k0 = Fb(kc.k0);
+                    k1 = Fb(kc.k1);
+                }
+                store(i0, detail::dequantize_codes<F, Arch>(c, k0, k1), cnt);
+            });
+        return;
+    }
     detail::unpack_stream<F::bits, Arch>(
         packed_row, n, [&](std::size_t i0, const detail::ubatch<Arch>& c, std::size_t cnt) PTQ_ALWAYS_INLINE {
             while (i0 >= gend) {  // next group
                 ++g;
-                gend = layout.group_end(g);
+                gend = gend + gc < n ? gend + gc : n;
                 kc = detail::DequantConstants<F>(params[g]);
                 k0 = Fb(kc.k0);
                 k1 = Fb(kc.k1);
             }
-            Fb v;
             if (i0 + cnt <= gend) {
-                v = detail::dequantize_codes<F, Arch>(c, k0, k1);
+                store(i0, detail::dequantize_codes<F, Arch>(c, k0, k1), cnt);
             } else {  // the batch straddles groups: per-lane constants (out of line)
-                v = detail::dequantize_straddling<F, Arch>(c, layout, params, i0, g);
-            }
-            if (cnt == W) {
-                v.store_unaligned(out + i0);
-            } else {
-                alignas(64) float t[W];
-                v.store_aligned(t);
-                std::memcpy(out + i0, t, cnt * sizeof(float));
+                store(i0, detail::dequantize_straddling<F, Arch>(c, layout, params, i0, g), cnt);
             }
         });
 }

@@ -161,6 +161,43 @@ fbatch<A> all_lanes_max(fbatch<A> v) noexcept {
     }
 }
 
+/// min / max over the lanes of v, as a float: generic = the swizzle steps above; AVX / AVX-512
+/// fold the halves first (256 -> 128 bits, then in-lane shuffles), a shorter dependency chain
+/// than full-width permutes. v must hold no NaN; the sign of a zero result is unspecified
+/// (kernel::range fixes it from the data).
+template <class A>
+float reduce_min(const fbatch<A>& v, requires_arch<xsimd::generic>) noexcept {
+    return all_lanes_min<A>(v).get(0);
+}
+template <class A>
+float reduce_max(const fbatch<A>& v, requires_arch<xsimd::generic>) noexcept {
+    return all_lanes_max<A>(v).get(0);
+}
+#if XSIMD_WITH_AVX
+template <class A>
+float reduce_min(const fbatch<A>& v, requires_arch<xsimd::avx>) noexcept {
+    __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_min_ss(m, _mm_shuffle_ps(m, m, 1)));
+}
+template <class A>
+float reduce_max(const fbatch<A>& v, requires_arch<xsimd::avx>) noexcept {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps(m, m, 1)));
+}
+#endif
+#if XSIMD_WITH_AVX512F
+template <class A>
+float reduce_min(const fbatch<A>& v, requires_arch<xsimd::avx512f>) noexcept {
+    return _mm512_reduce_min_ps(v);
+}
+template <class A>
+float reduce_max(const fbatch<A>& v, requires_arch<xsimd::avx512f>) noexcept {
+    return _mm512_reduce_max_ps(v);
+}
+#endif
+
 // ---- bit-stream unpacking ----------------------------------------------------------------------
 /// Plan of output batch J of an unpack unit (compile-time): the unit is 32*W codes of B bits
 /// = B*W little-endian 32-bit words held in B batches; code c = J*W + k (lane k) starts at
