@@ -1,4 +1,5 @@
-// Tests of the real-model harness (examples/llama/llama.hpp) and of ptq's RTN on a real model.
+// Tests of the real-model harness (tools/ptq: checkpoint, tokenizer, forward pass, recipes) and of ptq's RTN on a real
+// model.
 //
 // Expected figures come from independent sources only:
 //   * docs/DESIGN.md §16: fp32 mean NLL 1.2662 and RTN int4-asym-g32 mean NLL 1.3562 on
@@ -768,7 +769,7 @@ TEST_CASE("synthetic model: every algorithm chain runs, sequential and not, and 
     CHECK(rep.effective_bits == doctest::Approx(4.0 + 32.0 / 8.0));
     CHECK(q.layers[1].w2 == ptq::fake_quantize<ptq::IntFormat<4, false>>(m.layers[1].w2, {}, ptq::PerGroup<8>{}));
     CHECK_THROWS_AS(quantize_model(m, parse_recipe("w=int4-asym:g8,algo=gptq"), nullptr, true, nullptr),
-                    std::invalid_argument);
+                    RecipeError);  // needs calibration data
 }
 
 TEST_CASE("real data: calibration sequences (stories and windows of one long text)" * doctest::skip(!have_data())) {

@@ -1,4 +1,4 @@
-// The Llama model through model files (examples/llama/gguf_model.hpp, hf_model.hpp) and the
+// The Llama model through model files (tools/ptq/gguf_model.hpp, hf_model.hpp) and the
 // chunked perplexity protocol of llama.cpp (chunked_eval.hpp).
 //
 // Oracles: the llama2.c checkpoint itself (weights must come back bit for bit, and the NLL of

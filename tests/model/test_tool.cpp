@@ -58,8 +58,9 @@ TEST_CASE("ptq quantize: every output format's file evaluates as the in-memory q
     CalibData calib = small_calib();
     const double fp32 = nll(real().model);
     for (const Case& c : cases) {
-        CAPTURE(c.recipe);
-        CAPTURE(c.out);
+        const std::string recipe = c.recipe, name = c.out;
+        CAPTURE(recipe);
+        CAPTURE(name);
         const RecipeSpec r = resolve_for_output(parse_recipe(c.recipe), c.format);
         QuantizeOptions o;
         o.output = c.format;
@@ -71,8 +72,8 @@ TEST_CASE("ptq quantize: every output format's file evaluates as the in-memory q
         for (const auto& e : q.linears) stored += !e.dense;
         CHECK(stored > 0);  // at least one linear is in the format's layout
         const double mem = nll(q.model), file = nll(back.model);
-        MESSAGE(c.out << ": in-memory " << mem << ", file " << file << ", fp32 " << fp32 << ", " << stored << "/"
-                      << q.linears.size() << " linears in the layout");
+        MESSAGE(name << ": in-memory " << mem << ", file " << file << ", fp32 " << fp32 << ", " << stored << "/"
+                     << q.linears.size() << " linears in the layout");
         CHECK(std::abs(file - mem) <= 1e-5 * std::abs(mem));
         CHECK(std::abs(mem - fp32) > 1e-5);  // the file is quantized, not the fp32 model
         CHECK(mem - fp32 < 0.5);             // and still a working model

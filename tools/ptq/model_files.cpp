@@ -100,9 +100,12 @@ std::uintmax_t write_quantized(const QuantizedModel& q, OutputFormat f, const st
     if (f == OutputFormat::gguf) {
         GgufWriteOptions o;
         o.name = name;
-        o.encode = [&](int layer, std::string_view linear, const RowMatrix&) -> GgufEncodedWeight {
+        o.encode = [&](int layer, std::string_view linear, const RowMatrix& w) -> GgufEncodedWeight {
             const auto it = by.find({layer, linear_index(linear)});
-            if (it == by.end() || it->second->dense) return {};  // F32: the dequantized weights
+            if (it == by.end() || it->second->dense) {  // F32: the dequantized weights
+                const auto* b = reinterpret_cast<const std::byte*>(w.data());
+                return {io::GgmlType::F32, std::vector<std::byte>(b, b + w.size() * sizeof(float))};
+            }
             return {it->second->ggml_type, it->second->ggml_data};
         };
         std::uint32_t ft = 0;
