@@ -1,5 +1,5 @@
-// quantize_model for each family of weight formats (weight_formats.hpp), defined in
-// quantize_formats.cpp: true when r.weight belongs to the family and was quantized.
+// quantize_model for every weight format of weight_formats.hpp, defined in
+// quantize_formats.cpp: false when r.weight is none of them.
 #pragma once
 
 #include "calibration.hpp"
@@ -9,9 +9,6 @@
 
 namespace ptq::llama::detail {
 
-bool quantize_int34(const Model&, const RecipeSpec&, CalibData*, const QuantizeOptions&, QuantizedModel&);
-bool quantize_int_other(const Model&, const RecipeSpec&, CalibData*, const QuantizeOptions&, QuantizedModel&);
-bool quantize_float_min(const Model&, const RecipeSpec&, CalibData*, const QuantizeOptions&, QuantizedModel&);
-bool quantize_mx(const Model&, const RecipeSpec&, CalibData*, const QuantizeOptions&, QuantizedModel&);
+bool quantize_any_format(const Model&, const RecipeSpec&, CalibData*, const QuantizeOptions&, QuantizedModel&);
 
 }  // namespace ptq::llama::detail

@@ -7,21 +7,12 @@
 
 namespace ptq::llama::detail {
 
-bool quantize_int34(const Model& fp32, const RecipeSpec& r, CalibData* calib, const QuantizeOptions& o,
-                    QuantizedModel& out) {
-    return quantize_family(Int34Formats{}, fp32, r, calib, o, out);
-}
-bool quantize_int_other(const Model& fp32, const RecipeSpec& r, CalibData* calib, const QuantizeOptions& o,
-                        QuantizedModel& out) {
-    return quantize_family(IntOtherFormats{}, fp32, r, calib, o, out);
-}
-bool quantize_float_min(const Model& fp32, const RecipeSpec& r, CalibData* calib, const QuantizeOptions& o,
-                        QuantizedModel& out) {
-    return quantize_family(FloatMinFormats{}, fp32, r, calib, o, out);
-}
-bool quantize_mx(const Model& fp32, const RecipeSpec& r, CalibData* calib, const QuantizeOptions& o,
-                 QuantizedModel& out) {
-    return quantize_family(MxFormats{}, fp32, r, calib, o, out);
+bool quantize_any_format(const Model& fp32, const RecipeSpec& r, CalibData* calib, const QuantizeOptions& o,
+                         QuantizedModel& out) {
+    return quantize_family(IntOtherFormats{}, fp32, r, calib, o, out) ||
+           quantize_family(Int34Formats{}, fp32, r, calib, o, out) ||
+           quantize_family(FloatMinFormats{}, fp32, r, calib, o, out) ||
+           quantize_family(MxFormats{}, fp32, r, calib, o, out);
 }
 
 }  // namespace ptq::llama::detail

@@ -27,10 +27,7 @@ ActivationQuantizer make_activation_quantizer(const std::string& act) {
 
 QuantizedModel quantize_model(const Model& fp32, const RecipeSpec& r, CalibData* calib, const QuantizeOptions& o) {
     QuantizedModel out;
-    const bool found =
-        detail::quantize_int34(fp32, r, calib, o, out) || detail::quantize_int_other(fp32, r, calib, o, out) ||
-        detail::quantize_float_min(fp32, r, calib, o, out) || detail::quantize_mx(fp32, r, calib, o, out);
-    if (!found) {
+    if (!detail::quantize_any_format(fp32, r, calib, o, out)) {
         std::string sup;
         for (const auto& s : supported_weight_formats()) sup += (sup.empty() ? "" : ", ") + s;
         throw RecipeError("unsupported weight format '" + r.weight + "'; supported: " + sup);
