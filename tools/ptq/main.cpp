@@ -2,11 +2,12 @@
 //
 //   ptq quantize MODEL --recipe R [--tokenizer FILE] [--calib FILE|SET] [--calib-tokens N]
 //                [--calib-ids FILE] --out OUT [--format gguf|gptq|awq|compressed-tensors]
-//   ptq eval MODEL --text FILE [--tokenizer FILE]
+//   ptq eval MODEL --text FILE [--tokenizer FILE] [--chunked N]
 //   ptq inspect FILE
 //   ptq table [--set NAME]... [--recipe R]... [--report FILE] ...
 //   ptq convert MODEL --out OUT --to gguf|hf|llama2c [--tokenizer FILE]
 #include "calibration.hpp"
+#include "chunked_evaluation.hpp"
 #include "evaluation.hpp"
 #include "gguf_model.hpp"
 #include "hf_model.hpp"
@@ -154,6 +155,10 @@ int main(int argc, char** argv) {
     eval->add_option("MODEL", eval_model, "llama2.c checkpoint, GGUF file or Hugging Face folder")->required();
     eval->add_option("--text", eval_text_file, "text, stories separated by <|endoftext|> lines")->required();
     eval->add_option("--tokenizer", eval_tokenizer, "llama2.c tokenizer.bin (GGUF files carry their own)");
+    int eval_chunked = 0;
+    eval->add_option("--chunked", eval_chunked,
+                     "also llama-perplexity's protocol: whole text, chunks of N tokens, second halves scored")
+        ->check(CLI::Range(2, 1 << 20));
 
     std::string inspect_path;
     auto* inspect = app.add_subcommand("inspect", "tensors, types, shapes, bits per weight, quantization config");
@@ -199,6 +204,12 @@ int main(int argc, char** argv) {
             const EvalResult e = eval_text(in.model, *in.tokenizer, eval_text_file);
             std::printf("%s: mean NLL %.6f, perplexity %.4f (%zu stories, %zu predicted tokens, %.2f s)\n",
                         eval_model.c_str(), e.mean_nll(), e.perplexity(), e.sequences, e.predicted_tokens, since(t0));
+            if (eval_chunked) {
+                const ChunkedEvalResult ch = evaluate_chunked(
+                    in.model, encode_whole_text(*in.tokenizer, read_text_file(eval_text_file)), eval_chunked);
+                std::printf("chunked (llama-perplexity): %zu tokens, %zu chunks of %d, mean NLL %.6f, PPL %.4f\n",
+                            ch.tokens, ch.chunks, ch.n_ctx, ch.result.mean_nll(), ch.result.perplexity());
+            }
             return 0;
         }
         if (*inspect) {
