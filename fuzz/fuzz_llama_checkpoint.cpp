@@ -1,9 +1,9 @@
-// libFuzzer target: the llama2.c checkpoint loader (examples/llama/llama.hpp) on arbitrary
+// libFuzzer target: the llama2.c checkpoint loader (tools/ptq/llama2c_checkpoint.hpp) on arbitrary
 // bytes: it must load or throw ptq::llama::FormatError.
 #include <ptq/error.hpp>
 
 #include "fuzz_file.hpp"
-#include "llama/llama.hpp"
+#include "llama2c_checkpoint.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const auto& path = write_fuzz_input(data, size);

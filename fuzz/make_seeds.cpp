@@ -12,7 +12,11 @@
 #include <ptq/io/gguf.hpp>
 #include <ptq/io/safetensors.hpp>
 
-#include "llama/llama.hpp"
+#include "llama2c_checkpoint.hpp"
+#include "llama2c_tokenizer.hpp"
+#include "forward.hpp"
+#include "evaluation.hpp"
+#include "calibration_text.hpp"
 
 namespace fs = std::filesystem;
 using namespace ptq::io;
@@ -159,8 +163,8 @@ int main(int argc, char** argv) {
     for (const auto& e : fs::directory_iterator(out / "safetensors")) SafetensorsFile f(e.path());
     for (const auto& e : fs::directory_iterator(out / "gguf")) GgufFile f(e.path());
     for (const auto& e : fs::directory_iterator(out / "llama_checkpoint")) (void)ptq::llama::load_checkpoint(e.path());
-    (void)ptq::llama::Tokenizer::load(out / "llama_tokenizer" / "bytes_and_merges.bin");
-    (void)ptq::llama::Tokenizer::load(out / "llama_tokenizer" / "vocab300.bin", 300);
+    (void)ptq::llama::Llama2cTokenizer::load(out / "llama_tokenizer" / "bytes_and_merges.bin");
+    (void)ptq::llama::Llama2cTokenizer::load(out / "llama_tokenizer" / "vocab300.bin", 300);
     std::printf("ptq_fuzz_seeds: seeds written to %s\n", out.c_str());
     return 0;
 }

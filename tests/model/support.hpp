@@ -5,7 +5,11 @@
 
 #include <doctest/doctest.h>
 
-#include "llama/llama.hpp"
+#include "llama2c_checkpoint.hpp"
+#include "llama2c_tokenizer.hpp"
+#include "forward.hpp"
+#include "evaluation.hpp"
+#include "calibration_text.hpp"
 
 #include <cstdint>
 #include <cstdlib>
@@ -54,14 +58,14 @@ inline bool have_data() {
 // The real model, tokenizer and encoded evaluation set, loaded once.
 struct RealData {
     Model model;
-    Tokenizer tok;
+    Llama2cTokenizer tok;
     std::vector<std::vector<int>> docs;
 };
 inline const RealData& real() {
     static const RealData d = [] {
         RealData r;
         r.model = load_checkpoint(model_path());
-        r.tok = Tokenizer::load(tokenizer_path(), r.model.config.vocab_size);
+        r.tok = Llama2cTokenizer::load(tokenizer_path(), r.model.config.vocab_size);
         r.docs = encode_stories(r.tok, split_stories(read_text_file(valid_path())), r.model.config.seq_len);
         return r;
     }();

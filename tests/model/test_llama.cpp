@@ -1,4 +1,5 @@
-// Tests of the real-model harness (examples/llama/llama.hpp) and of ptq's RTN on a real model.
+// Tests of the real-model harness (tools/ptq: checkpoint, tokenizer, forward pass, recipes) and of ptq's RTN on a real
+// model.
 //
 // Expected figures come from independent sources only:
 //   * docs/DESIGN.md §16: fp32 mean NLL 1.2662 and RTN int4-asym-g32 mean NLL 1.3562 on
@@ -10,8 +11,13 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
-#include "llama/llama.hpp"
-#include "llama/recipe.hpp"
+#include "llama2c_checkpoint.hpp"
+#include "llama2c_tokenizer.hpp"
+#include "forward.hpp"
+#include "evaluation.hpp"
+#include "calibration_text.hpp"
+#include "quantize_model.hpp"
+#include "recipe.hpp"
 #include "support.hpp"
 
 #include <ptq/ptq.hpp>
@@ -131,7 +137,7 @@ std::vector<std::vector<float>> naive_forward(const Model& m, const std::vector<
 }
 
 // llama2.c's merge loop, verbatim in behaviour (O(n^2) rescans): the oracle for the heap BPE.
-std::vector<int> naive_bpe(const Tokenizer& tok, const std::string& text) {
+std::vector<int> naive_bpe(const Llama2cTokenizer& tok, const std::string& text) {
     std::vector<int> t{Tokenizer::kBos};
     if (!text.empty()) t.push_back(tok.lookup(" "));
     for (std::size_t i = 0; i < text.size();) {
@@ -163,7 +169,7 @@ std::vector<int> naive_bpe(const Tokenizer& tok, const std::string& text) {
 }
 
 // A synthetic vocabulary: <unk>, <s>, </s>, 256 byte tokens, then the given pieces.
-Tokenizer synthetic_tokenizer(const std::vector<std::pair<std::string, float>>& extra) {
+Llama2cTokenizer synthetic_tokenizer(const std::vector<std::pair<std::string, float>>& extra) {
     std::vector<std::string> pieces{"<unk>", "\n<s>\n", "\n</s>\n"};
     std::vector<float> scores{0, 0, 0};
     for (int b = 0; b < 256; ++b) {
@@ -176,7 +182,7 @@ Tokenizer synthetic_tokenizer(const std::vector<std::pair<std::string, float>>& 
         pieces.push_back(p);
         scores.push_back(s);
     }
-    return Tokenizer::from_pieces(pieces, scores);
+    return Llama2cTokenizer::from_pieces(pieces, scores);
 }
 
 // Runs f, which must throw FormatError; returns the message.
@@ -340,7 +346,7 @@ TEST_CASE("synthetic model: for_each_linear and the activation hook") {
 
 TEST_CASE("tokenizer: BPE merge order, ties, byte fallback and UTF-8 grouping (synthetic vocab)") {
     // ids: 259 " ", 260 "a", 261 "b", 262 "ab", 263 "ba", 264 " ab", 265 "é"
-    const Tokenizer tok = synthetic_tokenizer(
+    const Llama2cTokenizer tok = synthetic_tokenizer(
         {{" ", 0.f}, {"a", 0.f}, {"b", 0.f}, {"ab", 1.f}, {"ba", 1.f}, {" ab", 0.5f}, {"\xc3\xa9", 0.f}});
     CHECK(tok.encode("") == std::vector<int>{1});  // no dummy prefix for empty text
     CHECK(tok.encode("", false).empty());
@@ -478,17 +484,17 @@ TEST_CASE("hostile tokenizer files are rejected with a clear message") {
     add_token(good, -1.f, " a");
     write_bytes(tmp.path / "tok.bin", good);
     {
-        const Tokenizer t = Tokenizer::load(tmp.path / "tok.bin", 260);
+        const Llama2cTokenizer t = Llama2cTokenizer::load(tmp.path / "tok.bin", 260);
         CHECK(t.vocab_size() == 260);
         CHECK(t.piece(259) == " a");
         CHECK(t.max_token_length() == 6);
-        CHECK(Tokenizer::load(tmp.path / "tok.bin").vocab_size() == 260);  // read to EOF
+        CHECK(Llama2cTokenizer::load(tmp.path / "tok.bin").vocab_size() == 260);  // read to EOF
     }
     auto expect_error = [&](const std::string& name, const std::vector<char>& b, int vocab, const std::string& what) {
         CAPTURE(name);
         const fs::path p = tmp.path / name;
         write_bytes(p, b);
-        const std::string msg = format_error_message([&] { Tokenizer::load(p, vocab); });
+        const std::string msg = format_error_message([&] { Llama2cTokenizer::load(p, vocab); });
         CHECK(contains(msg, name));
         CHECK(contains(msg, what));
     };
@@ -524,7 +530,7 @@ TEST_CASE("hostile tokenizer files are rejected with a clear message") {
         add_token(small, 0.f, "<unk>");
         expect_error("small.bin", small, 0, "byte fallback");
     }
-    CHECK(contains(format_error_message([&] { Tokenizer::load(tmp.path / "missing_dir" / "none.bin", 260); }),
+    CHECK(contains(format_error_message([&] { Llama2cTokenizer::load(tmp.path / "missing_dir" / "none.bin", 260); }),
                    "none.bin"));
 }
 
@@ -534,7 +540,7 @@ TEST_CASE("hostile tokenizer files are rejected with a clear message") {
 
 TEST_CASE("real tokenizer: BOS, dummy prefix, round trip, byte fallback, agreement with run.c's loop" *
           doctest::skip(!have_data())) {
-    const Tokenizer& tok = real().tok;
+    const Llama2cTokenizer& tok = real().tok;
     REQUIRE(tok.vocab_size() == 512);
     CHECK(tok.lookup(" ") >= 0);
     for (const std::string text :
@@ -763,7 +769,7 @@ TEST_CASE("synthetic model: every algorithm chain runs, sequential and not, and 
     CHECK(rep.effective_bits == doctest::Approx(4.0 + 32.0 / 8.0));
     CHECK(q.layers[1].w2 == ptq::fake_quantize<ptq::IntFormat<4, false>>(m.layers[1].w2, {}, ptq::PerGroup<8>{}));
     CHECK_THROWS_AS(quantize_model(m, parse_recipe("w=int4-asym:g8,algo=gptq"), nullptr, true, nullptr),
-                    std::invalid_argument);
+                    RecipeError);  // needs calibration data
 }
 
 TEST_CASE("real data: calibration sequences (stories and windows of one long text)" * doctest::skip(!have_data())) {

@@ -1,4 +1,4 @@
-// The Llama model through model files (examples/llama/gguf_model.hpp, hf_model.hpp) and the
+// The Llama model through model files (tools/ptq/gguf_model.hpp, hf_model.hpp) and the
 // chunked perplexity protocol of llama.cpp (chunked_eval.hpp).
 //
 // Oracles: the llama2.c checkpoint itself (weights must come back bit for bit, and the NLL of
@@ -8,11 +8,15 @@
 // on the bytes through the generic GGUF / safetensors readers, not through the model loaders.
 #include <doctest/doctest.h>
 
-#include "llama/chunked_eval.hpp"
-#include "llama/gguf_model.hpp"
-#include "llama/gguf_quantize.hpp"
-#include "llama/hf_model.hpp"
-#include "llama/llama.hpp"
+#include "chunked_evaluation.hpp"
+#include "gguf_model.hpp"
+#include "gguf_quantize.hpp"
+#include "hf_model.hpp"
+#include "llama2c_checkpoint.hpp"
+#include "llama2c_tokenizer.hpp"
+#include "forward.hpp"
+#include "evaluation.hpp"
+#include "calibration_text.hpp"
 #include "support.hpp"
 
 #include <ptq/io/gguf.hpp>
@@ -51,7 +55,7 @@ std::string file_error_message(F&& f) {
 }
 
 // A llama2.c-style vocabulary of 3 specials + 256 byte tokens + `extra`.
-Tokenizer byte_vocab_tokenizer(const std::vector<std::string>& extra) {
+Llama2cTokenizer byte_vocab_tokenizer(const std::vector<std::string>& extra) {
     std::vector<std::string> pieces{"<unk>", "\n<s>\n", "\n</s>\n"};
     std::vector<float> scores(3, 0.0f);
     char buf[8];
@@ -64,7 +68,7 @@ Tokenizer byte_vocab_tokenizer(const std::vector<std::string>& extra) {
         pieces.push_back(extra[i]);
         scores.push_back(-static_cast<float>(i));
     }
-    return Tokenizer::from_pieces(pieces, scores);
+    return Llama2cTokenizer::from_pieces(pieces, scores);
 }
 
 // The tiny random model of support.hpp with a vocabulary large enough for the byte fallback.
@@ -179,7 +183,7 @@ TEST_CASE("HF q/k permutation: rotate-half RoPE on permuted rows == adjacent-pai
 
 TEST_CASE("synthetic model: GGUF and HF round trips are bit-exact (tied and untied classifier)") {
     TempDir tmp;
-    const Tokenizer tok = byte_vocab_tokenizer({" a", " b", "ab"});
+    const Llama2cTokenizer tok = byte_vocab_tokenizer({" a", " b", "ab"});
     for (bool shared : {true, false}) {
         CAPTURE(shared);
         const Model m = random_model_vocab(shared, shared ? 11u : 12u, tok.vocab_size());
@@ -205,7 +209,7 @@ TEST_CASE("synthetic model: GGUF and HF round trips are bit-exact (tied and unti
 
 TEST_CASE("synthetic model: the GGUF file follows llama.cpp's conventions (read with the generic reader)") {
     TempDir tmp;
-    const Tokenizer tok = byte_vocab_tokenizer({" a", "a b", ""});
+    const Llama2cTokenizer tok = byte_vocab_tokenizer({" a", "a b", ""});
     const Model m = random_model_vocab(true, 5, tok.vocab_size());
     const fs::path g = tmp.path / "m.gguf";
     save_gguf(m, tok, g);
@@ -318,7 +322,7 @@ TEST_CASE("synthetic model: the HF folder holds transformers' names, shapes and 
 
 TEST_CASE("GGUF reader: missing, misshapen, extra tensors, other architectures and truncation are refused") {
     TempDir tmp;
-    const Tokenizer tok = byte_vocab_tokenizer({" a"});
+    const Llama2cTokenizer tok = byte_vocab_tokenizer({" a"});
     const Model m = random_model_vocab(true, 21, tok.vocab_size());
     const fs::path good = tmp.path / "good.gguf";
     save_gguf(m, tok, good);

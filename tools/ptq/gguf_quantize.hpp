@@ -15,8 +15,8 @@
 // and the file still holds the evaluated weights. Embedding, norms and classifier stay F32.
 #pragma once
 
-#include "llama/gguf_model.hpp"
-#include "llama/llama.hpp"
+#include "gguf_model.hpp"
+#include "model.hpp"
 
 #include <ptq/algo/rtn.hpp>
 #include <ptq/format/int_format.hpp>

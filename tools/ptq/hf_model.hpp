@@ -21,7 +21,13 @@
 // mlp_bias (false), tie_word_embeddings (default true here: lm_head.weight decides).
 #pragma once
 
-#include "llama/llama.hpp"
+#include "llama2c_checkpoint.hpp"
+
+#include <ptq/io/awq_layout.hpp>
+#include <ptq/io/compressed_tensors_layout.hpp>
+#include <ptq/io/gptq_layout.hpp>
+#include "model.hpp"
+#include "tokenizer.hpp"
 
 #include <ptq/error.hpp>
 #include <ptq/io/atomic_file.hpp>
@@ -36,7 +42,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -112,7 +120,16 @@ inline nlohmann::ordered_json hf_config_json(const Config& c) {
 /// Writes `m` into the folder `dir` (created if needed) as model.safetensors (F32, q/k rows in
 /// rotate-half order) and config.json. Each file is written all or nothing. Throws
 /// std::invalid_argument for shapes that disagree with the config, ptq::file_error for I/O.
-inline void save_hf(const Model& m, const std::filesystem::path& dir) {
+/// Options of save_hf for a quantized model: `quantized(layer, linear index)` returns the
+/// tensors that store that linear in a consumer's layout (named "<hf prefix>.<suffix>", q/k
+/// rows already in rotate-half order) or nullptr to store the model's dense weight; the
+/// `quantization_config` goes into config.json.
+struct HfWriteOptions {
+    std::function<const std::vector<io::LayerTensor>*(int layer, int linear)> quantized;
+    nlohmann::json quantization_config;
+};
+
+inline void save_hf(const Model& m, const std::filesystem::path& dir, const HfWriteOptions& options = {}) {
     const Config& c = m.config;
     (void)checkpoint_float_count(c, dir);  // validates the config
     if (m.layers.size() != static_cast<std::size_t>(c.n_layers))
@@ -146,6 +163,16 @@ inline void save_hf(const Model& m, const std::filesystem::path& dir) {
         add(p + "input_layernorm.weight", L.rms_att.data(), L.rms_att.size(), 1, dim, 1, false);
         add(p + "post_attention_layernorm.weight", L.rms_ffn.data(), L.rms_ffn.size(), 1, dim, 1, false);
         for (std::string_view name : kLinearNames) {
+            if (const auto* qt = options.quantized ? options.quantized(l, linear_index(name)) : nullptr) {
+                for (const io::LayerTensor& t : *qt) {
+                    std::vector<std::uint64_t> shape(t.shape.begin(), t.shape.end());
+                    tensors.push_back({t.name,
+                                       t.dtype,
+                                       std::move(shape),
+                                       {reinterpret_cast<const std::byte*>(t.data.data()), t.data.size()}});
+                }
+                continue;
+            }
             const RowMatrix* w = &L.linear(name);
             const auto [rows, cols] = linear_shape(c, name);
             if (w->rows() == rows && w->cols() == cols && (name == "wq" || name == "wk")) {
@@ -159,7 +186,9 @@ inline void save_hf(const Model& m, const std::filesystem::path& dir) {
     std::filesystem::create_directories(dir, ec);
     if (ec) throw ptq::file_error(dir.string(), "create", ec.message());
     io::write_safetensors(dir / "model.safetensors", tensors);
-    const std::string text = hf_config_json(c).dump(2) + "\n";
+    nlohmann::ordered_json cj = hf_config_json(c);
+    if (!options.quantization_config.is_null()) cj["quantization_config"] = options.quantization_config;
+    const std::string text = cj.dump(2) + "\n";
     io::AtomicFile cfg(dir / "config.json");
     cfg.write(text.data(), text.size());
     cfg.commit();
@@ -195,6 +224,68 @@ struct HfConfigReader {
         return v.get<bool>();
     }
 };
+
+/// The quantization_config of a quantized folder: GPTQ, AWQ or compressed-tensors.
+struct HfQuantization {
+    std::string method;
+    io::GptqConfig gptq;
+    io::AwqConfig awq;
+    io::CtConfig ct;
+};
+
+inline HfQuantization hf_quantization(const std::string& file, const nlohmann::json& q) {
+    HfQuantization h;
+    if (!q.is_object() || !q.contains("quant_method") || !q["quant_method"].is_string())
+        throw ptq::file_error(file, "key 'quantization_config.quant_method'", "missing or not a string");
+    h.method = q["quant_method"].get<std::string>();
+    try {
+        if (h.method == "gptq") h.gptq = io::gptq_config_from_json(q);
+        else if (h.method == "awq") h.awq = io::awq_config_from_json(q);
+        else if (h.method == "compressed-tensors") h.ct = io::ct_config_from_json(q);
+        else
+            throw ptq::file_error(file, "key 'quantization_config.quant_method'",
+                                  "'" + h.method + "' is not supported (gptq, awq, compressed-tensors)");
+    } catch (const ptq::invalid_argument& e) {
+        throw ptq::file_error(file, "key 'quantization_config'", e.what());
+    }
+    return h;
+}
+
+/// The dense weight [rows x cols] of linear `prefix` of a quantized folder, dequantized with
+/// the consumer's own formula (io::dequantize_gptq / _awq / _compressed_tensors).
+inline RowMatrix hf_dequantize_linear(const io::SafetensorsCheckpoint& ck, const std::string& ck_name,
+                                      const std::string& prefix, const HfQuantization& q, Eigen::Index rows,
+                                      Eigen::Index cols, std::set<std::string, std::less<>>& used) {
+    std::vector<io::LayerTensor> ts;
+    for (const char* suffix : {"qweight", "qzeros", "scales", "g_idx", "weight_packed", "weight_shape", "weight_scale",
+                               "weight_zero_point", "weight_g_idx", "weight"}) {
+        const std::string n = prefix + "." + suffix;
+        if (!ck.contains(n)) continue;
+        used.insert(n);
+        const io::TensorView v = ck.tensor(n);
+        io::LayerTensor t;
+        t.name = n;
+        t.dtype = v.dtype;
+        t.shape.assign(v.shape.begin(), v.shape.end());
+        const auto* b = reinterpret_cast<const std::uint8_t*>(v.data.data());
+        t.data.assign(b, b + v.data.size());
+        ts.push_back(std::move(t));
+    }
+    if (ts.empty()) throw ptq::file_error(ck_name, "tensor '" + prefix + ".*'", "missing (no quantized tensors)");
+    RowMatrixXf w;
+    try {
+        if (q.method == "gptq") w = io::dequantize_gptq(ts, prefix, q.gptq);
+        else if (q.method == "awq") w = io::dequantize_awq(ts, prefix, q.awq);
+        else w = io::dequantize_compressed_tensors(ts, prefix, q.ct);
+    } catch (const ptq::invalid_argument& e) {
+        throw ptq::file_error(ck_name, "tensor '" + prefix + "'", e.what());
+    }
+    if (w.rows() != rows || w.cols() != cols)
+        throw ptq::file_error(ck_name, "tensor '" + prefix + "'",
+                              "dequantizes to " + std::to_string(w.rows()) + " x " + std::to_string(w.cols()) +
+                                  ", expected " + std::to_string(rows) + " x " + std::to_string(cols));
+    return w;
+}
 
 }  // namespace detail
 
@@ -247,6 +338,8 @@ inline Model load_hf(const std::filesystem::path& dir) {
         if (r.has(k) && r.boolean(k)) r.fail(k, "biases are not supported");
     (void)checkpoint_float_count(c, cfg_path);  // the structural checks of a llama2.c header
 
+    std::optional<detail::HfQuantization> quant;
+    if (j.contains("quantization_config")) quant = detail::hf_quantization(cfg_path.string(), j["quantization_config"]);
     const io::SafetensorsCheckpoint ck(dir);
     const std::string ck_name =
         (dir / (std::filesystem::exists(dir / io::safetensors_index_name) ? std::string(io::safetensors_index_name)
@@ -298,7 +391,11 @@ inline Model load_hf(const std::filesystem::path& dir) {
         L.rms_ffn = fetch_vector(p + "post_attention_layernorm.weight", dim);
         for (std::string_view name : kLinearNames) {
             const auto [rows, cols] = linear_shape(c, name);
-            RowMatrix w = fetch(hf_linear_name(l, name), rows, cols, true);
+            const std::string wname = hf_linear_name(l, name);
+            const std::string prefix = wname.substr(0, wname.size() - 7);  // without ".weight"
+            RowMatrix w = quant && !(ck.contains(wname) && !ck.contains(prefix + ".weight_scale"))
+                              ? detail::hf_dequantize_linear(ck, ck_name, prefix, *quant, rows, cols, used)
+                              : fetch(wname, rows, cols, true);
             if (name == "wq") w = rope_rows_to_adjacent_pairs(w, c.n_heads);
             if (name == "wk") w = rope_rows_to_adjacent_pairs(w, c.n_kv_heads);
             L.linear(name) = std::move(w);

@@ -16,7 +16,9 @@
 // log in double; sequence scoring here uses the same formula.
 #pragma once
 
-#include "llama/llama.hpp"
+#include "evaluation.hpp"
+#include "forward.hpp"
+#include "tokenizer.hpp"
 
 #include <cmath>
 #include <cstddef>

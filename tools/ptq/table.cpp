@@ -1,4 +1,4 @@
-// ptq_llama — quantization recipes on a real Llama-architecture model.
+// `ptq table`: quantization recipes on a real Llama-architecture model.
 //
 // Loads a llama2.c checkpoint + tokenizer (default: ../shared/data/stories260K), quantizes a
 // copy of the model with each recipe (recipe.hpp: weight format / granularity, activation
@@ -7,10 +7,16 @@
 // every layer are quantized; the token embedding and the classifier stay fp32 and are not
 // counted in the effective bits.
 //
-//   ptq_llama [--data DIR] [--recipe R]... [--set NAME]... [--calib SET] [--calib-tokens N]
+//   ptq table [--data DIR] [--recipe R]... [--set NAME]... [--calib SET] [--calib-tokens N]
 //             [--non-sequential] [--csv | --markdown] [--report FILE] [--list]
-#include "llama/llama.hpp"
-#include "llama/recipe.hpp"
+#include "llama2c_checkpoint.hpp"
+#include "llama2c_tokenizer.hpp"
+#include "forward.hpp"
+#include "evaluation.hpp"
+#include "calibration_text.hpp"
+#include "quantize_model.hpp"
+#include "recipe.hpp"
+#include "table.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -578,32 +584,11 @@ struct Findings {
 
 // ---------------------------------------------------------------------------------------------
 
-void usage(const char* argv0) {
-    std::cerr
-        << "usage: " << argv0
-        << " [options]\n"
-           "  --data DIR          folder holding stories260K/, tinystories/, wikitext2/ (default " PTQ_DATA_DIR
-           ", or $PTQ_DATA_DIR)\n"
-           "  --model FILE        llama2.c checkpoint (default DIR/stories260K/stories260K.bin)\n"
-           "  --tokenizer FILE    llama2.c tokenizer.bin (default DIR/stories260K/tok512.bin)\n"
-           "  --eval FILE         evaluation text, stories separated by <|endoftext|> lines\n"
-           "                      (default DIR/tinystories/valid.txt)\n"
-           "  --recipe R          a recipe (repeatable; ';' separates several), e.g.\n"
-           "                      'w=int4-asym:g128,a=none,algo=awq+gptq,calib=tinystories'\n"
-           "  --set NAME          a named recipe set (repeatable): default, bits, mx, lqer, calib, all\n"
-           "                      (no --recipe and no --set: the default set)\n"
-           "  --calib SET         default calibration set for recipes without calib=: tinystories (default),\n"
-           "                      wikitext, or a text file\n"
-           "  --calib-tokens N    calibration token budget, whole sequences of <= seq_len tokens (default 32768)\n"
-           "  --non-sequential    calibrate every layer on the fp32 model's activations (default: sequential)\n"
-           "  --csv | --markdown  table format on stdout (default plain text)\n"
-           "  --report FILE       write a Markdown report (tables per set, findings, timings) to FILE\n"
-           "  --list              list the supported formats, recipe syntax and sets, and exit\n"
-           "Recipe syntax: key=value pairs separated by commas:\n"
-           "  w=FORMAT[:GRAN]  a=ACT  algo=[sq|awq][+rtn|+gptq][+lqerK|+l2qerK|+lorcK]  calib=SET  seq=1|0\n";
-}
+}  // namespace
 
-void list_all() {
+namespace ptq::llama {
+
+void list_recipe_sets() {
     std::printf("weight formats: ");
     for (auto& f : supported_weight_formats()) std::printf("%s ", f.c_str());
     std::printf("\n  granularity (non-MX): pc | per-channel | gN   (MX: :b16 / :b32 as in the format name)\n");
@@ -615,61 +600,19 @@ void list_all() {
     }
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-    fs::path data = PTQ_DATA_DIR, model_file, tok_file, eval_file, report_file;
-    if (const char* env = std::getenv("PTQ_DATA_DIR"); env && *env) data = env;
-    std::vector<std::string> recipe_texts, set_names;
-    std::string default_calib = "tinystories";
-    std::size_t calib_tokens = 32768;
-    bool sequential = true;
-    Style style = Style::text;
-    for (int i = 1; i < argc; ++i) {
-        const std::string a = argv[i];
-        auto value = [&]() -> std::string {
-            if (i + 1 >= argc) {
-                std::cerr << "missing value after " << a << "\n";
-                usage(argv[0]);
-                std::exit(2);
-            }
-            return argv[++i];
-        };
-        if (a == "--data") data = value();
-        else if (a == "--model") model_file = value();
-        else if (a == "--tokenizer") tok_file = value();
-        else if (a == "--eval") eval_file = value();
-        else if (a == "--recipe" || a == "--recipes") {
-            std::stringstream ss(value());
-            for (std::string s; std::getline(ss, s, ';');)
-                if (!s.empty()) recipe_texts.push_back(s);
-        } else if (a == "--set") set_names.push_back(value());
-        else if (a == "--calib") default_calib = value();
-        else if (a == "--calib-tokens") {
-            const std::string v = value();
-            char* end = nullptr;
-            const unsigned long long n = std::strtoull(v.c_str(), &end, 10);
-            if (v.empty() || *end || n < 2) {
-                std::cerr << "--calib-tokens needs a number >= 2, not '" << v << "'\n";
-                return 2;
-            }
-            calib_tokens = static_cast<std::size_t>(n);
-        } else if (a == "--non-sequential") sequential = false;
-        else if (a == "--csv") style = Style::csv;
-        else if (a == "--markdown") style = Style::markdown;
-        else if (a == "--report") report_file = value();
-        else if (a == "--list") {
-            list_all();
-            return 0;
-        } else if (a == "-h" || a == "--help") {
-            usage(argv[0]);
-            return 0;
-        } else {
-            std::cerr << "unknown argument: " << a << "\n";
-            usage(argv[0]);
-            return 2;
-        }
+int run_table(const TableArgs& args) {
+    fs::path data = args.data, model_file = args.model, tok_file = args.tokenizer, eval_file = args.eval,
+             report_file = args.report;
+    std::vector<std::string> recipe_texts, set_names = args.sets;
+    for (const auto& r : args.recipes) {
+        std::stringstream ss(r);
+        for (std::string t; std::getline(ss, t, ';');)
+            if (!t.empty()) recipe_texts.push_back(t);
     }
+    const std::string default_calib = args.calib;
+    const std::size_t calib_tokens = args.calib_tokens;
+    const bool sequential = args.sequential;
+    const Style style = args.csv ? Style::csv : args.markdown ? Style::markdown : Style::text;
     if (model_file.empty()) model_file = data / "stories260K" / "stories260K.bin";
     if (tok_file.empty()) tok_file = data / "stories260K" / "tok512.bin";
     if (eval_file.empty()) eval_file = data / "tinystories" / "valid.txt";
@@ -709,7 +652,7 @@ int main(int argc, char** argv) {
             groups.push_back(g);
         }
     } catch (const RecipeError& e) {
-        std::cerr << "ptq_llama: " << e.what() << "\n";
+        std::cerr << "ptq table: " << e.what() << "\n";
         return 2;
     }
 
@@ -717,7 +660,7 @@ int main(int argc, char** argv) {
         const auto t_start = clock_type::now();
         const Model fp32 = load_checkpoint(model_file);
         const auto& c = fp32.config;
-        const auto tok = Tokenizer::load(tok_file, c.vocab_size);
+        const auto tok = Llama2cTokenizer::load(tok_file, c.vocab_size);
         const auto docs = encode_stories(tok, split_stories(read_text_file(eval_file)), c.seq_len);
         std::size_t predicted = 0;
         for (const auto& d : docs) predicted += d.size() > 0 ? d.size() - 1 : 0;
@@ -833,8 +776,10 @@ int main(int argc, char** argv) {
             std::fprintf(stderr, "report written to %s\n", report_file.string().c_str());
         }
     } catch (const std::exception& e) {
-        std::cerr << "ptq_llama: error: " << e.what() << "\n";
+        std::cerr << "ptq table: error: " << e.what() << "\n";
         return 1;
     }
     return 0;
 }
+
+}  // namespace ptq::llama

@@ -27,7 +27,9 @@
 // model does not use are all refused with a ptq::file_error naming the file and the key or tensor.
 #pragma once
 
-#include "llama/llama.hpp"
+#include "llama2c_checkpoint.hpp"
+#include "llama2c_tokenizer.hpp"
+#include "model.hpp"
 
 #include <ptq/error.hpp>
 #include <ptq/io/ggml_dequantize.hpp>
@@ -122,7 +124,7 @@ struct GgufVocabulary {
     std::vector<std::int32_t> types;
 };
 
-inline GgufVocabulary gguf_vocabulary(const Tokenizer& tok) {
+inline GgufVocabulary gguf_vocabulary(const Llama2cTokenizer& tok) {
     GgufVocabulary v;
     const int n = tok.vocab_size();
     for (int id = 0; id < n; ++id) {
@@ -170,16 +172,17 @@ struct GgufWriteOptions {
 /// and a separate classifier are F32; the linears F32 or what options.encode returns. Throws
 /// std::invalid_argument for a model whose shapes disagree with its config or a tokenizer of
 /// another vocabulary size, ptq::file_error for I/O errors.
-inline void save_gguf(const Model& m, const Tokenizer& tok, const std::filesystem::path& path,
+/// With tok == nullptr the file has no tokenizer.* keys (a model without a vocabulary: llama.cpp
+/// cannot run it, ptq can with a tokenizer given separately).
+inline void save_gguf(const Model& m, const Llama2cTokenizer* tok, const std::filesystem::path& path,
                       const GgufWriteOptions& options = {}) {
     const Config& c = m.config;
     (void)checkpoint_float_count(c, path);  // validates the config
-    if (tok.vocab_size() != c.vocab_size)
-        throw std::invalid_argument("ptq::llama::save_gguf: tokenizer has " + std::to_string(tok.vocab_size()) +
+    if (tok && tok->vocab_size() != c.vocab_size)
+        throw std::invalid_argument("ptq::llama::save_gguf: tokenizer has " + std::to_string(tok->vocab_size()) +
                                     " tokens, the model's vocabulary " + std::to_string(c.vocab_size));
     if (m.layers.size() != static_cast<std::size_t>(c.n_layers))
         throw std::invalid_argument("ptq::llama::save_gguf: layers.size() != n_layers");
-    const GgufVocabulary vocab = gguf_vocabulary(tok);
     auto u32 = [](int v) { return io::GgufValue(static_cast<std::uint32_t>(v)); };
     io::GgufMetadata kv;
     kv.emplace_back("general.architecture", io::GgufValue("llama"));
@@ -195,15 +198,18 @@ inline void save_gguf(const Model& m, const Tokenizer& tok, const std::filesyste
     kv.emplace_back("llama.attention.layer_norm_rms_epsilon", io::GgufValue(1e-5f));
     kv.emplace_back("llama.rope.freq_base", io::GgufValue(10000.0f));
     kv.emplace_back("llama.vocab_size", u32(c.vocab_size));
-    kv.emplace_back("tokenizer.ggml.model", io::GgufValue("llama"));
-    kv.emplace_back("tokenizer.ggml.tokens", io::GgufValue(vocab.tokens));
-    kv.emplace_back("tokenizer.ggml.scores", io::GgufValue(vocab.scores));
-    kv.emplace_back("tokenizer.ggml.token_type", io::GgufValue(vocab.types));
-    kv.emplace_back("tokenizer.ggml.bos_token_id", u32(Tokenizer::kBos));
-    kv.emplace_back("tokenizer.ggml.eos_token_id", u32(Tokenizer::kEos));
-    kv.emplace_back("tokenizer.ggml.unknown_token_id", u32(0));
-    kv.emplace_back("tokenizer.ggml.add_bos_token", io::GgufValue(true));
-    kv.emplace_back("tokenizer.ggml.add_eos_token", io::GgufValue(false));
+    if (tok) {
+        const GgufVocabulary vocab = gguf_vocabulary(*tok);
+        kv.emplace_back("tokenizer.ggml.model", io::GgufValue("llama"));
+        kv.emplace_back("tokenizer.ggml.tokens", io::GgufValue(vocab.tokens));
+        kv.emplace_back("tokenizer.ggml.scores", io::GgufValue(vocab.scores));
+        kv.emplace_back("tokenizer.ggml.token_type", io::GgufValue(vocab.types));
+        kv.emplace_back("tokenizer.ggml.bos_token_id", u32(Tokenizer::kBos));
+        kv.emplace_back("tokenizer.ggml.eos_token_id", u32(Tokenizer::kEos));
+        kv.emplace_back("tokenizer.ggml.unknown_token_id", u32(0));
+        kv.emplace_back("tokenizer.ggml.add_bos_token", io::GgufValue(true));
+        kv.emplace_back("tokenizer.ggml.add_eos_token", io::GgufValue(false));
+    }
 
     std::vector<io::GgufTensorData> tensors;
     std::vector<std::vector<std::byte>> owned;  // encoded linears (kept alive until written)
@@ -254,10 +260,15 @@ inline void save_gguf(const Model& m, const Tokenizer& tok, const std::filesyste
     io::write_gguf(path, kv, tensors);  // checks each tensor's byte count against its type
 }
 
+inline void save_gguf(const Model& m, const Llama2cTokenizer& tok, const std::filesystem::path& path,
+                      const GgufWriteOptions& options = {}) {
+    save_gguf(m, &tok, path, options);
+}
+
 /// A model read from a file together with its tokenizer.
 struct LoadedModel {
     Model model;
-    Tokenizer tokenizer;
+    Llama2cTokenizer tokenizer;
 };
 
 namespace detail {
@@ -368,7 +379,7 @@ inline LoadedModel load_gguf(const std::filesystem::path& path) {
         r.fail("key 'tokenizer.ggml.scores'", std::to_string(tokens.size()) + " tokens, " +
                                                   std::to_string(scores.size()) + " scores and " +
                                                   std::to_string(types.size()) + " token types");
-    if (tokens.size() < Tokenizer::kByteTokenOffset + 256 || tokens.size() > static_cast<std::size_t>(kMax))
+    if (tokens.size() < Llama2cTokenizer::kByteTokenOffset + 256 || tokens.size() > static_cast<std::size_t>(kMax))
         r.fail("key 'tokenizer.ggml.tokens'",
                std::to_string(tokens.size()) + " tokens; the byte fallback needs at least 259");
     c.vocab_size = static_cast<int>(tokens.size());
@@ -382,17 +393,17 @@ inline LoadedModel load_gguf(const std::filesystem::path& path) {
     pieces.reserve(tokens.size());
     for (std::size_t i = 0; i < tokens.size(); ++i) {
         pieces.push_back(detail::unescape_whitespace(tokens[i]));
-        if (i >= static_cast<std::size_t>(Tokenizer::kByteTokenOffset) &&
-            i < static_cast<std::size_t>(Tokenizer::kByteTokenOffset) + 256) {
+        if (i >= static_cast<std::size_t>(Llama2cTokenizer::kByteTokenOffset) &&
+            i < static_cast<std::size_t>(Llama2cTokenizer::kByteTokenOffset) + 256) {
             unsigned byte = 0;
-            if (!detail::is_byte_piece(pieces.back(), byte) || byte != i - Tokenizer::kByteTokenOffset)
+            if (!detail::is_byte_piece(pieces.back(), byte) || byte != i - Llama2cTokenizer::kByteTokenOffset)
                 r.fail("key 'tokenizer.ggml.tokens'",
                        "token " + std::to_string(i) + " is '" + tokens[i] +
                            "'; the harness's byte fallback needs the byte token of byte " +
-                           std::to_string(i - Tokenizer::kByteTokenOffset) + " (\"<0xHH>\") at 3 + byte");
+                           std::to_string(i - Llama2cTokenizer::kByteTokenOffset) + " (\"<0xHH>\") at 3 + byte");
         }
     }
-    out.tokenizer = Tokenizer::from_pieces(std::move(pieces), scores);
+    out.tokenizer = Llama2cTokenizer::from_pieces(std::move(pieces), scores);
 
     // Tensors: every one the model needs, nothing else.
     (void)checkpoint_float_count(c, path);  // the same structural checks as a llama2.c header

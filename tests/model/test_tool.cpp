@@ -1,0 +1,235 @@
+// The ptq tool end to end on the real model: quantize with a recipe, write each output format,
+// read the file back through the importers (the consumers' own dequantization) and check that
+// its NLL equals the in-memory evaluation of the same quantized model; the GGUF and HF inputs
+// made by the converters give the llama2.c input's NLL; the command's error paths.
+#include "support.hpp"
+
+#include "gguf_model.hpp"
+#include "hf_model.hpp"
+#include "model_files.hpp"
+#include "quantize_model.hpp"
+#include "recipe.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+namespace ptq_model_test {
+namespace {
+
+// A 60-story slice of the evaluation set keeps the suite fast; every comparison below is
+// between two evaluations of the same slice.
+std::vector<std::vector<int>> eval_slice() {
+    const auto& d = real().docs;
+    return {d.begin(), d.begin() + std::min<std::ptrdiff_t>(60, static_cast<std::ptrdiff_t>(d.size()))};
+}
+
+CalibData small_calib() {
+    return load_calibration("tinystories", data_dir(), real().tok, real().model.config.seq_len, 2048);
+}
+
+double nll(const Model& m) { return evaluate(m, eval_slice()).mean_nll(); }
+
+struct Case {
+    const char* recipe;
+    OutputFormat format;
+    const char* out;
+};
+
+}  // namespace
+
+TEST_CASE("ptq quantize: every output format's file evaluates as the in-memory quantized model" *
+          doctest::skip(!have_data())) {
+    const Case cases[] = {
+        {"w=int4-sym:g32,algo=rtn", OutputFormat::gguf, "q4_0.gguf"},
+        {"w=int8-sym:g32,algo=gptq", OutputFormat::gguf, "q8_0.gguf"},
+        {"w=int4-min:g32,algo=rtn", OutputFormat::gguf, "q4_1.gguf"},
+        {"w=mxfp4:b32,algo=rtn", OutputFormat::gguf, "mxfp4.gguf"},
+        {"w=int8-asym:g32,algo=gptq", OutputFormat::gptq, "gptq8"},
+        {"w=int4-sym:g32,algo=awq+gptq", OutputFormat::gptq, "gptq4_awq"},
+        {"w=int4-asym:g32,algo=awq+gptq", OutputFormat::awq, "awq4"},
+        {"w=int4-asym:pc,algo=rtn", OutputFormat::awq, "awq4_pc"},
+        {"w=int8-sym:g32,algo=awq+gptq", OutputFormat::compressed_tensors, "ct8_awq"},
+        {"w=int4-asym:g32,algo=gptq,act-order=1", OutputFormat::compressed_tensors, "ct4_actorder"},
+        {"w=mxfp4:b32,algo=rtn", OutputFormat::compressed_tensors, "ct_mxfp4"},
+        {"w=fp8-e4m3:pc,algo=rtn", OutputFormat::compressed_tensors, "ct_fp8"},
+    };
+    TempDir tmp;
+    CalibData calib = small_calib();
+    const double fp32 = nll(real().model);
+    for (const Case& c : cases) {
+        const std::string recipe = c.recipe, name = c.out;
+        CAPTURE(recipe);
+        CAPTURE(name);
+        const RecipeSpec r = resolve_for_output(parse_recipe(c.recipe), c.format);
+        QuantizeOptions o;
+        o.output = c.format;
+        const QuantizedModel q = quantize_model(real().model, r, r.needs_calibration() ? &calib : nullptr, o);
+        const fs::path out = tmp.path / c.out;
+        write_quantized(q, c.format, out, &real().tok, "stories260K");
+        const InputModel back = load_model_file(out, std::nullopt);
+        std::size_t stored = 0;
+        for (const auto& e : q.linears) stored += !e.dense;
+        CHECK(stored > 0);  // at least one linear is in the format's layout
+        const double mem = nll(q.model), file = nll(back.model);
+        MESSAGE(name << ": in-memory " << mem << ", file " << file << ", fp32 " << fp32 << ", " << stored << "/"
+                     << q.linears.size() << " linears in the layout");
+        CHECK(std::abs(file - mem) <= 1e-5 * std::abs(mem));
+        CHECK(std::abs(mem - fp32) > 1e-5);  // the file is quantized, not the fp32 model
+        CHECK(mem - fp32 < 0.5);             // and still a working model
+    }
+}
+
+TEST_CASE("ptq: GGUF and HF inputs made by the converters give the llama2.c input's NLL" *
+          doctest::skip(!have_data())) {
+    TempDir tmp;
+    save_gguf(real().model, real().tok, tmp.path / "m.gguf");
+    save_hf(real().model, tmp.path / "hf");
+    const InputModel l2c = load_model_file(model_path(), tokenizer_path());
+    const InputModel gg = load_model_file(tmp.path / "m.gguf", std::nullopt);
+    const InputModel hf = load_model_file(tmp.path / "hf", tokenizer_path());
+    REQUIRE(gg.tokenizer);
+    CHECK(gg.tokenizer->encode("Once upon a time", true) == l2c.tokenizer->encode("Once upon a time", true));
+    const double a = nll(l2c.model);
+    CHECK(nll(gg.model) == a);
+    CHECK(nll(hf.model) == a);
+    // The same recipe from each input gives the same quantized model.
+    const RecipeSpec r = parse_recipe("w=int4-asym:g32,algo=rtn");
+    QuantizeOptions o;
+    const double q0 = nll(quantize_model(l2c.model, r, nullptr, o).model);
+    CHECK(nll(quantize_model(gg.model, r, nullptr, o).model) == q0);
+    CHECK(nll(quantize_model(hf.model, r, nullptr, o).model) == q0);
+}
+
+TEST_CASE("recipe options: every key parses, unknown keys list the accepted ones, formats are checked") {
+    const RecipeSpec r = parse_recipe(
+        "w=int4-asym:g32,algo=awq+gptq,act-order=1,static-groups=1,damp=0.05,block=64,clip=cs-asym,clip-grid=50,"
+        "clip-shrink=0.8,clip-norm=2.4,awq-grid=10,awq-duo=1,awq-clip=0,sq-alpha=0.7,scale=bf16,calib-tokens=4096,"
+        "seq=0");
+    CHECK(r.act_order);
+    CHECK(r.static_groups);
+    CHECK(r.damp == 0.05);
+    CHECK(r.block == 64);
+    CHECK(r.clip == ClipKind::cs_asym);
+    CHECK(r.clip_grid == 50);
+    CHECK(r.awq_grid == 10);
+    CHECK(r.awq_duo);
+    CHECK_FALSE(r.awq_clip);
+    CHECK(r.scale == std::optional<std::string>("bf16"));
+    CHECK(r.calib_tokens == std::optional<std::size_t>(4096));
+    CHECK(parse_recipe(r.text()).text() == r.text());
+    auto msg = [](auto&& f) {
+        try {
+            f();
+        } catch (const RecipeError& e) {
+            return std::string(e.what());
+        }
+        return std::string("(accepted)");
+    };
+    const std::string unknown = msg([] { parse_recipe("w=int4-sym,foo=1"); });
+    CHECK(unknown.find("unknown key 'foo'") != std::string::npos);
+    CHECK(unknown.find("act-order") != std::string::npos);  // lists the accepted keys
+    CHECK(msg([] { parse_recipe("damp=-1"); }).find("damp must be a number") != std::string::npos);
+    CHECK(msg([] { parse_recipe("w=int4-sym,clip=cs-asym"); }).find("asymmetric") != std::string::npos);
+    CHECK(msg([] {
+              resolve_for_output(parse_recipe("w=int3-asym:g32"), OutputFormat::gguf);
+          }).find("cannot be written as gguf") != std::string::npos);
+    CHECK(msg([] {
+              resolve_for_output(parse_recipe("w=int4-sym:g32,algo=gptq,act-order=1"), OutputFormat::gguf);
+          }).find("act-order=1") != std::string::npos);
+    CHECK(msg([] { resolve_for_output(parse_recipe("w=int8-sym:g32"), OutputFormat::awq); }).find("awq holds") !=
+          std::string::npos);
+    CHECK(msg([] { resolve_for_output(parse_recipe("w=int4-sym:g32,a=int8"), OutputFormat::gptq); }).find("a=int8") !=
+          std::string::npos);
+    CHECK(msg([] {
+              resolve_for_output(parse_recipe("w=int4-sym:g32,scale=f32"), OutputFormat::gptq);
+          }).find("scale=f32") != std::string::npos);
+    CHECK(resolve_for_output(parse_recipe("w=int4-sym:g32"), OutputFormat::gptq).scale ==
+          std::optional<std::string>("f16"));
+}
+
+namespace {
+struct Run {
+    int status;
+    std::string output;
+};
+Run run_cli(const std::string& args, const fs::path& dir) {
+    const fs::path log = dir / "cli.log";
+    const std::string cmd = std::string(PTQ_CLI) + " " + args + " > '" + log.string() + "' 2>&1";
+    const int st = std::system(cmd.c_str());
+    std::ifstream in(log);
+    std::stringstream s;
+    s << in.rdbuf();
+    return {st, s.str()};
+}
+}  // namespace
+
+TEST_CASE("ptq command: errors name the file or field, exit non-zero and leave no output" *
+          doctest::skip(!have_data())) {
+    TempDir tmp;
+    const std::string model = "'" + model_path().string() + "'";
+    const fs::path out = tmp.path / "out.gguf";
+    auto check = [&](const std::string& args, const std::string& expect) {
+        CAPTURE(args);
+        const Run r = run_cli(args, tmp.path);
+        CHECK(r.status != 0);
+        CHECK_MESSAGE(r.output.find(expect) != std::string::npos, r.output);
+        CHECK_FALSE(fs::exists(out));
+        CHECK_FALSE(fs::exists(tmp.path / "outdir"));
+    };
+    check("quantize " + model + " --recipe 'w=int4-sym:g32,bogus=1' --out '" + out.string() + "'",
+          "unknown key 'bogus'");
+    check("quantize " + model + " --recipe 'w=int3-asym:g32' --format gguf --out '" + out.string() + "'",
+          "cannot be written as gguf");
+    check("quantize " + model + " --recipe 'w=int4-sym:g32,algo=gptq,act-order=1' --format gguf --out '" +
+              out.string() + "'",
+          "act-order=1");
+    check("quantize '" + (tmp.path / "none.bin").string() + "' --out '" + out.string() + "'", "none.bin");
+    check("quantize " + model + " --format safetensors --out '" + out.string() + "'", "safetensors");
+    // An HF folder of another architecture, one with a tensor missing, one with a wrong shape.
+    save_hf(real().model, tmp.path / "hf");
+    {
+        std::ifstream in(tmp.path / "hf" / "config.json");
+        nlohmann::json j = nlohmann::json::parse(in);
+        j["architectures"] = {"GPT2LMHeadModel"};
+        j["model_type"] = "gpt2";
+        fs::create_directories(tmp.path / "gpt2");
+        fs::copy_file(tmp.path / "hf" / "model.safetensors", tmp.path / "gpt2" / "model.safetensors");
+        std::ofstream(tmp.path / "gpt2" / "config.json") << j.dump();
+    }
+    check("quantize '" + (tmp.path / "gpt2").string() + "' --out '" + out.string() + "'", "GPT2LMHeadModel");
+    {
+        const ptq::io::SafetensorsFile f(tmp.path / "hf" / "model.safetensors");
+        std::vector<ptq::io::TensorData> keep, reshaped;
+        std::vector<std::uint64_t> wrong{7, 64};
+        for (const auto& t : f.tensors()) {
+            const ptq::io::TensorView v = f.tensor(t);
+            if (t.name != "model.layers.1.mlp.up_proj.weight") keep.push_back({t.name, t.dtype, t.shape, v.data});
+            reshaped.push_back(
+                {t.name, t.dtype, t.name == "model.layers.0.self_attn.o_proj.weight" ? wrong : t.shape,
+                 t.name == "model.layers.0.self_attn.o_proj.weight" ? v.data.first(7 * 64 * 4) : v.data});
+        }
+        fs::create_directories(tmp.path / "missing");
+        fs::create_directories(tmp.path / "shape");
+        fs::copy_file(tmp.path / "hf" / "config.json", tmp.path / "missing" / "config.json");
+        fs::copy_file(tmp.path / "hf" / "config.json", tmp.path / "shape" / "config.json");
+        ptq::io::write_safetensors(tmp.path / "missing" / "model.safetensors", keep);
+        ptq::io::write_safetensors(tmp.path / "shape" / "model.safetensors", reshaped);
+    }
+    check("quantize '" + (tmp.path / "missing").string() + "' --out '" + out.string() + "'",
+          "model.layers.1.mlp.up_proj.weight");
+    check("quantize '" + (tmp.path / "shape").string() + "' --out '" + out.string() + "'", "shape is [7, 64]");
+    // A valid command writes the file; eval reads it back.
+    const Run ok = run_cli("quantize " + model + " --recipe 'w=int4-sym:g32' --format gptq --out '" +
+                               (tmp.path / "good").string() + "'",
+                           tmp.path);
+    CHECK_MESSAGE(ok.status == 0, ok.output);
+    CHECK(fs::exists(tmp.path / "good" / "config.json"));
+    const Run ev = run_cli("eval '" + (tmp.path / "good").string() + "' --tokenizer '" + tokenizer_path().string() +
+                               "' --text '" + valid_path().string() + "'",
+                           tmp.path);
+    CHECK_MESSAGE(ev.status == 0, ev.output);
+    CHECK(ev.output.find("mean NLL") != std::string::npos);
+}
+
+}  // namespace ptq_model_test

@@ -1,0 +1,98 @@
+#include "calibration.hpp"
+
+#include "calibration_text.hpp"
+#include "evaluation.hpp"
+#include "forward.hpp"
+
+#include <fstream>
+#include <sstream>
+
+namespace ptq::llama {
+
+CalibData load_calibration(const std::string& set, const std::filesystem::path& data_dir, const Tokenizer& tok,
+                           int seq_len, std::size_t token_budget) {
+    std::filesystem::path file = set;
+    if (set == "tinystories") file = data_dir / "tinystories" / "train_calib.txt";
+    else if (set == "wikitext") file = data_dir / "wikitext2" / "test.txt";
+    CalibData c;
+    c.name = set;
+    c.seqs = calibration_sequences(tok, read_text_file(file), seq_len, token_budget);
+    for (const auto& s : c.seqs) c.tokens += s.size();
+    if (c.tokens == 0) throw FormatError("calibration set '" + set + "' (" + file.string() + ") gave no tokens");
+    return c;
+}
+
+CalibData load_calibration_ids(const std::filesystem::path& file, int vocab_size, int seq_len,
+                               std::size_t token_budget) {
+    const std::string text = read_text_file(file);
+    CalibData c;
+    c.name = file.string();
+    std::istringstream lines(text);
+    std::string line;
+    for (std::size_t ln = 1; std::getline(lines, line) && c.tokens < token_budget; ++ln) {
+        std::istringstream in(line);
+        std::vector<int> seq;
+        std::string w;
+        while (in >> w) {
+            char* end = nullptr;
+            const long v = std::strtol(w.c_str(), &end, 10);
+            if (*end || v < 0 || v >= vocab_size)
+                throw FormatError("calibration ids " + detail::quote(file) + ", line " + std::to_string(ln) + ": '" +
+                                  w + "' is not a token id in [0, " + std::to_string(vocab_size) + ")");
+            if (static_cast<int>(seq.size()) < seq_len && c.tokens + seq.size() < token_budget)
+                seq.push_back(static_cast<int>(v));
+        }
+        if (seq.empty()) continue;
+        c.tokens += seq.size();
+        c.seqs.push_back(std::move(seq));
+    }
+    if (c.tokens == 0) throw FormatError("calibration ids " + detail::quote(file) + ": no token ids");
+    return c;
+}
+
+RowMatrix capture_group(const Model& m, int l, int g, const std::vector<RowMatrix>& states, std::size_t tokens) {
+    const Eigen::Index in = g == 3 ? m.config.hidden_dim : m.config.dim;
+    RowMatrix X(static_cast<Eigen::Index>(tokens), in);
+    Eigen::Index row = 0;
+    detail::ForwardScratch scratch;
+    const ActivationHook hook = [&](int, std::string_view name, const RowMatrix& a) {
+        if (linear_index(name) == kGroupFirst[g]) {
+            X.middleRows(row, a.rows()) = a;
+            row += a.rows();
+        }
+    };
+    for (const RowMatrix& st : states) {
+        RowMatrix x = st;
+        layer_forward(m, l, x, hook, kGroupFirst[g], &scratch);
+    }
+    return X;
+}
+
+std::vector<RowMatrix> initial_states(const Model& m, const CalibData& c) {
+    std::vector<RowMatrix> s;
+    s.reserve(c.seqs.size());
+    for (const auto& q : c.seqs) s.push_back(embed(m, q));
+    return s;
+}
+
+void advance_states(const Model& m, int l, std::vector<RowMatrix>& states) {
+    detail::ForwardScratch scratch;
+    for (RowMatrix& x : states) layer_forward(m, l, x, {}, -1, &scratch);
+}
+
+const CalibData::Fp32Captures& fp32_captures(const Model& fp32, CalibData& c) {
+    if (c.fp32) return *c.fp32;
+    auto caps = std::make_shared<CalibData::Fp32Captures>();
+    std::vector<RowMatrix> states = initial_states(fp32, c);
+    for (int l = 0; l < fp32.config.n_layers; ++l) {
+        std::array<RowMatrix, kGroupCount> layer;
+        for (int g = 0; g < kGroupCount; ++g)
+            layer[static_cast<std::size_t>(g)] = capture_group(fp32, l, g, states, c.tokens);
+        caps->x.push_back(std::move(layer));
+        advance_states(fp32, l, states);
+    }
+    c.fp32 = std::move(caps);
+    return *c.fp32;
+}
+
+}  // namespace ptq::llama

@@ -1,0 +1,102 @@
+// The evaluation protocol of docs/DESIGN.md §16: stories split on "<|endoftext|>" lines, each
+// encoded with BOS and truncated to seq_len, mean next-token NLL over all predicted tokens.
+#pragma once
+
+#include "forward.hpp"
+#include "model.hpp"
+#include "tokenizer.hpp"
+
+#include <cmath>
+#include <cstddef>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ptq::llama {
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation protocol (docs/DESIGN.md §16)
+// ---------------------------------------------------------------------------------------------
+
+inline std::string read_text_file(const std::filesystem::path& path) {
+    const std::uintmax_t size = detail::file_size_or_throw(path, "text file");
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw FormatError("ptq::llama: text file " + detail::quote(path) + ": cannot open");
+    std::string s(static_cast<std::size_t>(size), '\0');
+    in.read(s.data(), static_cast<std::streamsize>(size));
+    if (!in) throw FormatError("ptq::llama: text file " + detail::quote(path) + ": read error");
+    return s;
+}
+
+/// Splits on lines equal to "<|endoftext|>" (a trailing '\r' is tolerated), strips ASCII
+/// whitespace from both ends of every story and drops empty ones.
+inline std::vector<std::string> split_stories(std::string_view text, std::string_view separator = "<|endoftext|>") {
+    std::vector<std::string> stories;
+    auto is_space = [](char ch) {
+        return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f';
+    };
+    auto flush = [&](std::string_view s) {
+        std::size_t b = 0, e = s.size();
+        while (b < e && is_space(s[b])) ++b;
+        while (e > b && is_space(s[e - 1])) --e;
+        if (e > b) stories.emplace_back(s.substr(b, e - b));
+    };
+    std::size_t story_begin = 0, line_begin = 0;
+    while (line_begin <= text.size()) {
+        std::size_t line_end = text.find('\n', line_begin);
+        const bool last = line_end == std::string_view::npos;
+        if (last) line_end = text.size();
+        std::string_view line = text.substr(line_begin, line_end - line_begin);
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        if (line == separator) {
+            flush(text.substr(story_begin, line_begin - story_begin));
+            story_begin = last ? text.size() : line_end + 1;
+        }
+        if (last) break;
+        line_begin = line_end + 1;
+    }
+    flush(text.substr(story_begin));
+    return stories;
+}
+
+/// Encodes each story with BOS (and the dummy prefix) and truncates it to max_tokens tokens.
+inline std::vector<std::vector<int>> encode_stories(const Tokenizer& tok, const std::vector<std::string>& stories,
+                                                    int max_tokens) {
+    std::vector<std::vector<int>> docs;
+    docs.reserve(stories.size());
+    for (const auto& s : stories) {
+        std::vector<int> ids = tok.encode(s, /*bos=*/true);
+        if (static_cast<int>(ids.size()) > max_tokens) ids.resize(static_cast<std::size_t>(max_tokens));
+        docs.push_back(std::move(ids));
+    }
+    return docs;
+}
+
+struct EvalResult {
+    std::size_t sequences = 0;
+    std::size_t predicted_tokens = 0;  ///< sum over sequences of (length - 1)
+    double nll_sum = 0.0;              ///< natural log
+    double mean_nll() const { return predicted_tokens ? nll_sum / static_cast<double>(predicted_tokens) : 0.0; }
+    double perplexity() const { return std::exp(mean_nll()); }
+};
+
+/// Mean next-token NLL over all sequences. progress(done, total) is called after each one.
+inline EvalResult evaluate(const Model& m, const std::vector<std::vector<int>>& docs, const ActivationHook& hook = {},
+                           const std::function<void(std::size_t, std::size_t)>& progress = {}) {
+    EvalResult r;
+    for (std::size_t i = 0; i < docs.size(); ++i) {
+        const auto& d = docs[i];
+        if (d.size() >= 2) {
+            r.nll_sum += sequence_nll(m, d, hook);
+            r.predicted_tokens += d.size() - 1;
+        }
+        ++r.sequences;
+        if (progress) progress(i + 1, docs.size());
+    }
+    return r;
+}
+
+}  // namespace ptq::llama

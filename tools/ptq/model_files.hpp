@@ -1,0 +1,43 @@
+// Model files of the ptq command: reading any supported input (llama2.c checkpoint, GGUF, a
+// Hugging Face folder, plain or quantized by ptq) and writing a quantized model in an output
+// format (GGUF, or a GPTQ / AWQ / compressed-tensors Hugging Face folder).
+#pragma once
+
+#include "llama2c_tokenizer.hpp"
+#include "model.hpp"
+#include "quantize_model.hpp"
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace ptq::llama {
+
+enum class InputKind { llama2c, gguf, hf };
+
+struct InputModel {
+    InputKind kind = InputKind::llama2c;
+    Model model;
+    std::shared_ptr<const Tokenizer> tokenizer;                 ///< null when none was found or given
+    std::shared_ptr<const Llama2cTokenizer> llama2c_tokenizer;  ///< the same, when it has llama2.c pieces
+};
+
+/// Reads `path`: a directory is a Hugging Face folder (config.json; quantized linears are
+/// dequantized with the consumer's formula), a file starting with "GGUF" a GGUF file (with its
+/// vocabulary), any other file a llama2.c checkpoint. `tokenizer` (optional) is a llama2.c
+/// tokenizer.bin; it overrides the file's own. Throws ptq::file_error / FormatError naming the
+/// file and what is wrong.
+InputModel load_model_file(const std::filesystem::path& path, const std::optional<std::filesystem::path>& tokenizer);
+
+/// Writes `q` (quantize_model with o.output = f) to `out` (a .gguf file, or a folder for the
+/// Hugging Face formats), all or nothing per file. The tensors ptq does not quantize (embedding,
+/// norms, classifier) are copied as F32. Returns the bytes written.
+std::uintmax_t write_quantized(const QuantizedModel& q, OutputFormat f, const std::filesystem::path& out,
+                               const Llama2cTokenizer* tokenizer, const std::string& name);
+
+/// `ptq inspect`: a text description of a model file (tensors, shapes, types, bits per weight,
+/// the quantization config).
+std::string inspect_file(const std::filesystem::path& path);
+
+}  // namespace ptq::llama

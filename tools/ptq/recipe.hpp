@@ -1,0 +1,114 @@
+// ptq tool recipes: a compact recipe string, parsed into every option of the library's
+// algorithms (with the library's defaults), and its compatibility with an output file format.
+//
+// Syntax: comma-separated key=value pairs, keys in any order, all optional (recipe_help() is
+// the list printed by `ptq quantize --help`):
+//   w=FORMAT[:GRAN]   weight format and granularity (default int4-asym:g32)
+//                     FORMAT: int2..int8 with -sym / -asym, int4-min (ggml's Q4_1 form),
+//                             fp8-e4m3, mxint3/mxint4 and mxfp4 with a block :b16 / :b32
+//                     GRAN (non-MX): pc | per-channel | gN (groups of N along in_features)
+//   a=ACT             activation fake quantization (none | int8 | fp8-e4m3 | mxint8-bN)
+//   algo=CHAIN        [sq|awq][+][rtn|gptq][+lqerK|+l2qerK|+lorcK] (default rtn)
+//   calib=SET, calib-tokens=N, seq=1|0            calibration set, budget, protocol
+//   act-order, static-groups, damp, block         GPTQ
+//   clip=none|cs-sym|cs-asym, clip-grid, clip-shrink, clip-norm   RTN / GPTQ clipping search
+//   awq-grid, awq-duo, awq-clip                   AWQ
+//   sq-alpha                                      SmoothQuant
+//   lr-format=mxint8-b16|fp16                     low-rank factor storage
+//   scale=f32|f16|bf16                            scale storage type
+#pragma once
+
+#include "model.hpp"
+
+#include <ptq/error.hpp>
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ptq::llama {
+
+/// A recipe string that cannot be parsed, names an unsupported combination, or a recipe that
+/// an output format cannot hold (a ptq::invalid_argument).
+class RecipeError : public ptq::invalid_argument {
+public:
+    using ptq::invalid_argument::invalid_argument;
+};
+
+enum class TransformKind { none, smooth_quant, awq };
+enum class ReconstructKind { rtn, gptq };
+enum class LowRankKind { none, lqer, l2qer, lorc };
+enum class ClipKind { none, cs_sym, cs_asym };
+enum class OutputFormat { none, gguf, gptq, awq, compressed_tensors };
+
+struct RecipeSpec {
+    std::string weight = "int4-asym";  ///< canonical format name (ptq's Format::name())
+    std::size_t group = 32;            ///< 0 = per-channel; MX: the block (informational)
+    std::string act = "none";          ///< canonical activation format name
+    TransformKind transform = TransformKind::none;
+    ReconstructKind reconstruct = ReconstructKind::rtn;
+    LowRankKind low_rank = LowRankKind::none;
+    int rank = 0;
+    std::string calib = "tinystories";
+    std::optional<std::size_t> calib_tokens;  ///< unset: the program-wide budget
+    std::optional<bool> sequential;           ///< unset: the program-wide default
+    // GPTQ (GptqOptions defaults)
+    bool act_order = false;
+    bool static_groups = false;
+    double damp = 0.01;
+    std::size_t block = 128;
+    // Clipping search of RTN / GPTQ (QuantOptions::range, ClipSearch defaults)
+    ClipKind clip = ClipKind::none;
+    int clip_grid = 20;
+    float clip_shrink = 0.5f;
+    float clip_norm = 2.0f;
+    // AWQ (AwqOptions defaults)
+    int awq_grid = 20;
+    bool awq_duo = false;
+    bool awq_clip = true;
+    // SmoothQuant
+    float sq_alpha = 0.5f;
+    // Low-rank factor storage: "mxint8-b16" (LQER / L2QER default) or "fp16" (LoRC default)
+    std::string lr_format;  ///< empty: the kind's default
+    /// Scale storage: unset = f32 (the library's default), or f16 when writing a file format
+    /// that stores fp16 scales (see resolve_for_output).
+    std::optional<std::string> scale;
+
+    bool is_mx() const { return weight.rfind("mx", 0) == 0; }
+    /// Canonical text: "w=int4-asym:g32,a=none,algo=awq+gptq,calib=tinystories" plus every
+    /// option that differs from its default.
+    std::string text() const;
+    std::string weight_text() const;  ///< "int4-asym:g32", "mxint4:b32"
+    std::string algo_text() const;    ///< "awq+gptq+l2qer8"
+    /// Needs calibration activations (any transformation, GPTQ or L2QER).
+    bool needs_calibration() const;
+    /// The RTN recipe with the same weight format, granularity, activation format and scales.
+    RecipeSpec rtn_baseline() const;
+    /// The low-rank factor format in effect ("mxint8-b16" or "fp16").
+    std::string low_rank_format() const;
+};
+
+/// Parses a recipe string; throws RecipeError with a message naming the bad part and listing
+/// the accepted keys or values.
+RecipeSpec parse_recipe(std::string_view text);
+
+/// The recipe keys with their values and defaults, one per line (for --help).
+std::string recipe_help();
+
+/// Supported weight formats (canonical names, MX ones with their block) and activation formats.
+std::vector<std::string> supported_weight_formats();
+std::vector<std::string> supported_activation_formats();
+
+/// "gguf", "gptq", "awq", "compressed-tensors" (or "none"); nullopt otherwise.
+std::optional<OutputFormat> parse_output_format(std::string_view s);
+const char* output_format_name(OutputFormat f);
+
+/// Checks that `r` can be written as `f` and returns the recipe actually run: scale storage
+/// f16 when the format stores fp16 scales and the recipe did not say (GGUF Q8_0/Q4_0/Q4_1,
+/// GPTQ, AWQ, compressed-tensors). Throws RecipeError naming the recipe part and the format
+/// (e.g. "act-order=1 cannot be written as gguf") before any work is done.
+RecipeSpec resolve_for_output(const RecipeSpec& r, OutputFormat f);
+
+}  // namespace ptq::llama

@@ -1,0 +1,25 @@
+// `ptq table`: recipe sets evaluated on a llama2.c model, as tables and the docs/RESULTS.md report.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace ptq::llama {
+
+struct TableArgs {
+    std::string data, model, tokenizer, eval, report;
+    std::vector<std::string> recipes, sets;
+    std::string calib = "tinystories";
+    std::size_t calib_tokens = 32768;
+    bool sequential = true;
+    bool csv = false, markdown = false;
+};
+
+/// Runs the recipe sets (default set when none is named) and prints the tables; returns the
+/// process exit code.
+int run_table(const TableArgs& args);
+/// Prints the supported formats, the recipe syntax and the sets.
+void list_recipe_sets();
+
+}  // namespace ptq::llama
