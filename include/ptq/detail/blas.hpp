@@ -2,7 +2,7 @@
 // The float matrix product of ptq's hot loops (GPTQ's updates, the Hessian's X^T X panels):
 // C = alpha op(A) op(B) + beta C on column-major Eigen blocks, through a CBLAS sgemm when the program
 // defines PTQ_USE_BLAS (and links a CBLAS, e.g. Debian's libopenblas-dev: -lopenblas), else
-// through Eigen. Also gemm_tiles: the same product split into fixed tiles run on ptq's threads.
+// through Eigen. The callers split their products into fixed tiles run on ptq's threads.
 //
 // With PTQ_USE_BLAS and OpenBLAS, ptq sets OpenBLAS to one thread (openblas_set_num_threads(1))
 // on its first product: ptq runs its products in fixed tiles on its own threads
@@ -15,7 +15,6 @@
 #include <Eigen/Core>
 
 #include <ptq/error.hpp>
-#include <ptq/parallel.hpp>
 
 #ifdef PTQ_USE_BLAS
 #include <cblas.h>
@@ -74,26 +73,6 @@ inline void gemm(MatRef c, const ConstMatRef& a, bool trans_a, const ConstMatRef
     else if (trans_a) c.noalias() += alpha * (a.transpose() * b);
     else if (trans_b) c.noalias() += alpha * (a * b.transpose());
     else c.noalias() += alpha * (a * b);
-}
-
-/// gemm split into tiles of `tile` columns of C (or rows, when C has more rows than columns),
-/// run on ptq's threads. The tiles depend only on the shapes, so the result is the same
-/// whatever the thread count.
-inline void gemm_tiles(MatRef c, const ConstMatRef& a, bool trans_a, const ConstMatRef& b, bool trans_b, float alpha,
-                       float beta, Eigen::Index tile = 256) {
-    const Eigen::Index m = c.rows(), n = c.cols();
-    const bool by_cols = n >= m;
-    const Eigen::Index len = by_cols ? n : m;
-    const auto tiles = std::size_t((len + tile - 1) / tile);
-    parallel_for(tiles, [&](std::size_t t) {
-        const Eigen::Index t0 = Eigen::Index(t) * tile, tl = std::min(tile, len - t0);
-        if (by_cols)
-            gemm(c.middleCols(t0, tl), a, trans_a,
-                 trans_b ? ConstMatRef(b.middleRows(t0, tl)) : ConstMatRef(b.middleCols(t0, tl)), trans_b, alpha, beta);
-        else
-            gemm(c.middleRows(t0, tl), trans_a ? ConstMatRef(a.middleCols(t0, tl)) : ConstMatRef(a.middleRows(t0, tl)),
-                 trans_a, b, trans_b, alpha, beta);
-    });
 }
 
 }  // namespace ptq::detail
