@@ -2,11 +2,14 @@
 # Installs what ptq needs on Debian 12 (bookworm), only if something is missing.
 # Packages: compiler + build tools, Eigen 3.4, xsimd 8.1, doctest, Google Benchmark,
 # nlohmann-json3-dev (JSON of safetensors headers, for the ptq::io headers only).
-# libcli11-dev (command line of the ptq tool, tools/ptq).
+# libcli11-dev (command line of the ptq tool, tools/ptq), libsentencepiece-dev + pkg-config
+# (tokenizer.model files in the ptq tool), libopenblas-dev (optional BLAS backend of ptq's own
+# programs: CMake option PTQ_BLAS).
 # With --sanitize also clang 14 and its sanitizer runtimes (the CI's ASan + UBSan build uses
 # clang: GCC 12 takes 4-10x longer to compile the instrumented tests).
 set -euo pipefail
-pkgs=(g++ cmake ninja-build libeigen3-dev libxsimd-dev doctest-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev)
+pkgs=(g++ cmake ninja-build pkg-config libeigen3-dev libxsimd-dev doctest-dev libbenchmark-dev nlohmann-json3-dev
+      libcli11-dev libsentencepiece-dev libopenblas-dev)
 if [ "${1:-}" = "--sanitize" ]; then pkgs+=(clang-14 libclang-rt-14-dev); fi
 missing=()
 for p in "${pkgs[@]}"; do

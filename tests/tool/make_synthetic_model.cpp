@@ -23,7 +23,7 @@
 #include <ptq/io/atomic_file.hpp>
 #include <ptq/io/safetensors.hpp>
 
-#include "llama/hf_model.hpp"
+#include "hf_model.hpp"
 
 namespace {
 

@@ -13,8 +13,9 @@
 
 #include <ptq/error.hpp>
 
-#include "llama/llama.hpp"
-#include "ptq/sp_tokenizer.hpp"
+#include "evaluation.hpp"
+#include "llama2c_tokenizer.hpp"
+#include "sp_tokenizer.hpp"
 #include "spm_model.hpp"
 
 namespace fs = std::filesystem;
@@ -78,7 +79,7 @@ TEST_CASE("sp tokenizer: a tokenizer.model made from tok512.bin encodes valid.tx
     CHECK(sp.vocab_size() == 512);
     CHECK(sp.bos_id() == 1);
     CHECK(sp.eos_id() == 2);
-    const auto l2c = ptq::llama::Tokenizer::load(tok512_path(), 512);
+    const auto l2c = ptq::llama::Llama2cTokenizer::load(tok512_path(), 512);
 
     const auto stories = ptq::llama::split_stories(read_text(valid_path()));
     REQUIRE(stories.size() > 200);

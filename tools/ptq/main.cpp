@@ -13,19 +13,21 @@
 #include "hf_model.hpp"
 #include "llama2c_checkpoint.hpp"
 #include "model_files.hpp"
+#include "progress.hpp"
 #include "quantize_model.hpp"
 #include "recipe.hpp"
 #include "table.hpp"
 
 #include <CLI/CLI.hpp>
+#include <ptq/parallel.hpp>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
-
-#include <unistd.h>
+#include <optional>
+#include <string>
 
 namespace {
 
@@ -35,24 +37,20 @@ using clock_type = std::chrono::steady_clock;
 
 double since(clock_type::time_point t0) { return std::chrono::duration<double>(clock_type::now() - t0).count(); }
 
-/// Progress on stderr: '\r'-updated with an ETA on a terminal, one line per tenth otherwise.
-struct ProgressLine {
-    std::string label;
-    clock_type::time_point t0 = clock_type::now();
-    bool tty = isatty(2) != 0;
-    std::size_t last_tenth = 0;
+/// A (done, total) progress callback drawing a ptq::tool::Progress on stderr (created on the first
+/// call, when the total is known).
+class ProgressLine {
+public:
+    explicit ProgressLine(std::string label) : label_(std::move(label)) {}
     void operator()(std::size_t done, std::size_t total) {
-        const double el = since(t0),
-                     eta = done ? el * static_cast<double>(total - done) / static_cast<double>(done) : 0;
-        const std::size_t tenth = total ? 10 * done / total : 10;
-        if (tty) {
-            std::fprintf(stderr, "\r%s %zu/%zu  %.1f s, ETA %.1f s   ", label.c_str(), done, total, el, eta);
-            if (done == total) std::fprintf(stderr, "\n");
-        } else if (tenth != last_tenth || done == total) {
-            std::fprintf(stderr, "%s %zu/%zu  %.1f s\n", label.c_str(), done, total, el);
-        }
-        last_tenth = tenth;
+        if (!p_) p_.emplace(label_, total);
+        if (done > p_->count()) p_->advance(done - p_->count());
+        if (done >= total) p_->done();
     }
+
+private:
+    std::string label_;
+    std::optional<ptq::tool::Progress> p_;
 };
 
 std::string data_dir() {
@@ -62,7 +60,7 @@ std::string data_dir() {
 
 EvalResult eval_text(const Model& m, const Tokenizer& tok, const fs::path& text) {
     const auto docs = encode_stories(tok, split_stories(read_text_file(text)), m.config.seq_len);
-    ProgressLine p{"evaluating"};
+    ProgressLine p("evaluating");
     return evaluate(m, docs, {}, [&](std::size_t d, std::size_t n) { p(d, n); });
 }
 
@@ -102,7 +100,7 @@ int run_quantize(const QuantizeArgs& a) {
     QuantizeOptions o;
     o.sequential = !a.non_sequential;
     o.output = *fmt;
-    ProgressLine p{"quantizing layer"};
+    ProgressLine p("quantizing layers");
     o.progress = [&](int l, int n) { p(static_cast<std::size_t>(l), static_cast<std::size_t>(n)); };
     const QuantizedModel q = quantize_model(in.model, r, calib ? &*calib : nullptr, o);
     const std::uintmax_t bytes =
@@ -132,6 +130,10 @@ int run_quantize(const QuantizeArgs& a) {
 int main(int argc, char** argv) {
     CLI::App app{"ptq: post-training quantization of Llama-architecture models"};
     app.require_subcommand(1);
+    int threads = 0;
+    app.add_option("--threads", threads,
+                   "worker threads of ptq's algorithms (0: all cores); results do not depend on it")
+        ->check(CLI::NonNegativeNumber);
 
     QuantizeArgs qa;
     auto* quantize = app.add_subcommand("quantize", "quantize a model with a recipe and write it in a file format");
@@ -193,6 +195,7 @@ int main(int argc, char** argv) {
     convert->add_option("--tokenizer", conv_tokenizer, "llama2.c tokenizer.bin (needed for gguf output)");
 
     CLI11_PARSE(app, argc, argv);
+    ptq::set_num_threads(static_cast<std::size_t>(threads));
     try {
         if (*quantize) return run_quantize(qa);
         if (*eval) {

@@ -3,6 +3,7 @@
 #include "gguf_model.hpp"
 #include "hf_model.hpp"
 #include "llama2c_checkpoint.hpp"
+#include "sp_tokenizer.hpp"
 
 #include <ptq/io/gguf.hpp>
 #include <ptq/io/safetensors_index.hpp>
@@ -21,6 +22,16 @@ bool starts_with_gguf(const std::filesystem::path& p) {
     char m[4] = {};
     in.read(m, 4);
     return in.gcount() == 4 && std::string_view(m, 4) == "GGUF";
+}
+
+/// A SentencePiece tokenizer.model whose vocabulary has the model's size.
+std::shared_ptr<const Tokenizer> load_sentencepiece(const std::filesystem::path& file, int vocab_size) {
+    auto sp = std::make_shared<const ptq::tool::SentencePieceTokenizer>(file);
+    if (sp->vocab_size() != vocab_size)
+        throw ptq::file_error(file.string(), "vocabulary",
+                              std::to_string(sp->vocab_size()) + " pieces, the model has " +
+                                  std::to_string(vocab_size));
+    return sp;
 }
 
 }  // namespace
@@ -42,12 +53,16 @@ InputModel load_model_file(const std::filesystem::path& path, const std::optiona
         in.model = load_checkpoint(path);
     }
     if (tokenizer) {
-        if (tokenizer->extension() == ".model")
-            throw ptq::file_error(tokenizer->string(), "tokenizer",
-                                  "SentencePiece tokenizer.model files are not supported by this build (give a "
-                                  "llama2.c tokenizer.bin, or token ids with --calib-ids)");
+        if (tokenizer->extension() == ".model") {  // a SentencePiece model (Llama's tokenizer.model)
+            in.tokenizer = load_sentencepiece(*tokenizer, in.model.config.vocab_size);
+            in.llama2c_tokenizer.reset();
+            return in;
+        }
         in.llama2c_tokenizer =
             std::make_shared<const Llama2cTokenizer>(Llama2cTokenizer::load(*tokenizer, in.model.config.vocab_size));
+    } else if (in.kind == InputKind::hf && std::filesystem::is_regular_file(path / "tokenizer.model", ec)) {
+        in.tokenizer = load_sentencepiece(path / "tokenizer.model", in.model.config.vocab_size);  // the folder's own
+        return in;
     }
     in.tokenizer = in.llama2c_tokenizer;
     return in;

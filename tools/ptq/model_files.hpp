@@ -26,8 +26,9 @@ struct InputModel {
 /// Reads `path`: a directory is a Hugging Face folder (config.json; quantized linears are
 /// dequantized with the consumer's formula), a file starting with "GGUF" a GGUF file (with its
 /// vocabulary), any other file a llama2.c checkpoint. `tokenizer` (optional) is a llama2.c
-/// tokenizer.bin; it overrides the file's own. Throws ptq::file_error / FormatError naming the
-/// file and what is wrong.
+/// tokenizer.bin or a SentencePiece tokenizer.model (by its extension); it overrides the file's
+/// own (a Hugging Face folder's tokenizer.model is used when none is given). Throws ptq::file_error / FormatError
+/// naming the file and what is wrong.
 InputModel load_model_file(const std::filesystem::path& path, const std::optional<std::filesystem::path>& tokenizer);
 
 /// Writes `q` (quantize_model with o.output = f) to `out` (a .gguf file, or a folder for the
