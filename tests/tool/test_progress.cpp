@@ -7,7 +7,7 @@
 
 #include <doctest/doctest.h>
 
-#include "ptq/progress.hpp"
+#include "progress.hpp"
 
 using ptq::tool::eta_seconds;
 using ptq::tool::format_duration;

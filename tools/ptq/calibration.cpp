@@ -16,7 +16,18 @@ CalibData load_calibration(const std::string& set, const std::filesystem::path& 
     else if (set == "wikitext") file = data_dir / "wikitext2" / "test.txt";
     CalibData c;
     c.name = set;
-    c.seqs = calibration_sequences(tok, read_text_file(file), seq_len, token_budget);
+    std::string text = read_text_file(file);
+    if (set == "tinystories") {
+        // The last stories of train_calib.txt are held out for evaluation: calibrate on the
+        // first kTinyStoriesCalibStories only, whatever the budget.
+        std::size_t pos = 0;
+        for (std::size_t n = 0; n < kTinyStoriesCalibStories && pos != std::string::npos; ++n) {
+            pos = text.find("<|endoftext|>", pos);
+            if (pos != std::string::npos) pos += 1;
+        }
+        if (pos != std::string::npos) text.resize(pos - 1);
+    }
+    c.seqs = calibration_sequences(tok, text, seq_len, token_budget);
     for (const auto& s : c.seqs) c.tokens += s.size();
     if (c.tokens == 0) throw FormatError("calibration set '" + set + "' (" + file.string() + ") gave no tokens");
     return c;

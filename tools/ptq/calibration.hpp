@@ -35,6 +35,10 @@ struct CalibData {
     std::shared_ptr<Fp32Captures> fp32;  ///< filled on first non-sequential use
 };
 
+/// Stories of tinystories/train_calib.txt that calibration may use (the first ones): the rest of
+/// the file is held out for evaluation and never read by the "tinystories" set.
+inline constexpr std::size_t kTinyStoriesCalibStories = 1800;
+
 /// Loads a calibration set: "tinystories" (DATA/tinystories/train_calib.txt), "wikitext"
 /// (DATA/wikitext2/test.txt) or a file path; `token_budget` tokens (see calibration_sequences).
 CalibData load_calibration(const std::string& set, const std::filesystem::path& data_dir, const Tokenizer& tok,

@@ -86,9 +86,9 @@ float dot_row(const std::uint8_t* packed_row, const GroupLayout& layout, const t
     detail::DequantConstants<F> kc(params[0]);
     Fb k0(kc.k0), k1(kc.k1), acc(0.0f), y(0.0f), straddled(0.0f);
     auto load_x = [x](std::size_t i0, std::size_t cnt) PTQ_ALWAYS_INLINE {
-        if (cnt == W) return Fb::load_unaligned(x + i0);
+        if (cnt == Fb::size) return Fb::load_unaligned(x + i0);
         // tail: x beyond the row is 0 (the padded codes decode to finite values)
-        alignas(64) float t[W] = {};
+        alignas(64) float t[Fb::size] = {};
         std::memcpy(t, x + i0, cnt * sizeof(float));
         return Fb::load_aligned(t);
     };
