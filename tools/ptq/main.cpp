@@ -139,7 +139,8 @@ int main(int argc, char** argv) {
     auto* quantize = app.add_subcommand("quantize", "quantize a model with a recipe and write it in a file format");
     quantize->add_option("MODEL", qa.model, "llama2.c checkpoint, GGUF file or Hugging Face folder")->required();
     quantize->add_option("--recipe", qa.recipe, "recipe (keys below)")->capture_default_str();
-    quantize->add_option("--tokenizer", qa.tokenizer, "llama2.c tokenizer.bin (calibration text)");
+    quantize->add_option("--tokenizer", qa.tokenizer,
+                         "llama2.c tokenizer.bin or SentencePiece tokenizer.model (calibration text)");
     quantize->add_option("--calib", qa.calib, "calibration set: tinystories, wikitext or a text file")
         ->capture_default_str();
     quantize->add_option("--calib-tokens", qa.calib_tokens, "calibration token budget")
@@ -156,7 +157,8 @@ int main(int argc, char** argv) {
     auto* eval = app.add_subcommand("eval", "mean NLL and perplexity of a model file on a text (docs/DESIGN.md §16)");
     eval->add_option("MODEL", eval_model, "llama2.c checkpoint, GGUF file or Hugging Face folder")->required();
     eval->add_option("--text", eval_text_file, "text, stories separated by <|endoftext|> lines")->required();
-    eval->add_option("--tokenizer", eval_tokenizer, "llama2.c tokenizer.bin (GGUF files carry their own)");
+    eval->add_option("--tokenizer", eval_tokenizer,
+                     "llama2.c tokenizer.bin or SentencePiece tokenizer.model (GGUF files carry their own)");
     int eval_chunked = 0;
     eval->add_option("--chunked", eval_chunked,
                      "also llama-perplexity's protocol: whole text, chunks of N tokens, second halves scored")
