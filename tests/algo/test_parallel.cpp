@@ -7,7 +7,6 @@
 #include <atomic>
 #include <cstddef>
 #include <cstring>
-#include <random>
 #include <stdexcept>
 #include <vector>
 
@@ -25,22 +24,19 @@
 #include <ptq/parallel.hpp>
 #include <ptq/quantize.hpp>
 
+#include "../format/support.hpp"
+
 namespace {
 
 using Int4 = ptq::IntFormat<4, false>;
 using G32 = ptq::PerGroup<32>;
 
-Eigen::MatrixXf gaussian(Eigen::Index r, Eigen::Index c, unsigned seed, float sd = 1.0f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> nd(0.0f, sd);
-    Eigen::MatrixXf m(r, c);
-    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = nd(rng);
-    return m;
-}
+using Mat = Eigen::MatrixXf;  // column-major inputs, drawn by ptq_test::gaussian in that order
 
 /// Correlated activations with outlier channels (a Hessian far from diagonal).
 Eigen::MatrixXf activations(Eigen::Index tokens, Eigen::Index n, unsigned seed) {
-    Eigen::MatrixXf x = gaussian(tokens, 8, seed) * gaussian(8, n, seed + 1) + 0.3f * gaussian(tokens, n, seed + 2);
+    Eigen::MatrixXf x = ptq_test::gaussian<Mat>(tokens, 8, seed) * ptq_test::gaussian<Mat>(8, n, seed + 1) +
+                        0.3f * ptq_test::gaussian<Mat>(tokens, n, seed + 2);
     for (Eigen::Index j = 3; j < n; j += 37) x.col(j) *= 10.0f;
     return x;
 }
@@ -113,7 +109,7 @@ TEST_CASE("parallel: set_num_threads, tasks, exceptions") {
 }
 
 TEST_CASE("parallel: RTN, clip search, dequantize and the Hessian are independent of the thread count") {
-    const Eigen::MatrixXf w = gaussian(70, 96, 1, 0.05f);
+    const Eigen::MatrixXf w = ptq_test::gaussian<Mat>(70, 96, 1, 0.05f);
     check_same_for_thread_counts([&](Bytes& b) {
         const auto q = ptq::quantize<Int4, G32>(w);
         b.quantized(q);
@@ -135,7 +131,7 @@ TEST_CASE("parallel: RTN, clip search, dequantize and the Hessian are independen
 }
 
 TEST_CASE("parallel: GPTQ (act-order, static groups, MX) is independent of the thread count") {
-    const Eigen::MatrixXf w = gaussian(520, 288, 3, 0.02f);
+    const Eigen::MatrixXf w = ptq_test::gaussian<Mat>(520, 288, 3, 0.02f);
     ptq::CalibrationStats s(288);
     s.add(activations(400, 288, 4));
     const Eigen::MatrixXd h = s.hessian();
@@ -160,7 +156,8 @@ TEST_CASE("parallel: GPTQ (act-order, static groups, MX) is independent of the t
 
 TEST_CASE("parallel: AWQ, SmoothQuant, LQER and the pipeline are independent of the thread count") {
     const Eigen::MatrixXf x = activations(96, 64, 5);
-    const ptq::RowMatrixXf w1 = gaussian(40, 64, 6, 0.05f), w2 = gaussian(24, 64, 7, 0.05f);
+    const ptq::RowMatrixXf w1 = ptq_test::gaussian<Mat>(40, 64, 6, 0.05f),
+                           w2 = ptq_test::gaussian<Mat>(24, 64, 7, 0.05f);
     check_same_for_thread_counts([&](Bytes& b) {
         const auto a = ptq::Awq<Int4, G32>().compute(x, ptq::linears(w1, w2));
         b.matrix(a.scales);
