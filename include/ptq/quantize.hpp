@@ -63,11 +63,17 @@ QuantizedMatrix<F> quantize_groups(const float* x, const GroupLayout& layout, Ro
         std::vector<std::uint8_t> codes(layout.group_rows * layout.cols);  // codes of one row group
         for (std::size_t rg = task * chunk; rg < std::min(nrg, (task + 1) * chunk); ++rg) {
             const std::size_t r0 = layout.row_group_begin(rg), nr = layout.row_group_end(rg) - r0;
+            // Two passes over the row group (in L1/L2): all parameters first, then all codes, so
+            // that the groups' independent range -> parameter chains overlap in the core instead
+            // of each encode waiting for its own group's parameters.
             for (std::size_t cg = 0; cg < ncg; ++cg) {
-                const std::size_t b = layout.group_begin(cg), off = r0 * layout.cols + b;
-                const std::size_t n = (layout.group_end(cg) - b) * nr;
-                const auto& p = params[rg * ncg + cg] = choose(x + off, n, rg, cg);
-                kernel::quantize_group<F, Arch>(x + off, n, p, r, codes.data() + b);
+                const std::size_t b = layout.group_begin(cg);
+                params[rg * ncg + cg] = choose(x + r0 * layout.cols + b, (layout.group_end(cg) - b) * nr, rg, cg);
+            }
+            for (std::size_t cg = 0; cg < ncg; ++cg) {
+                const std::size_t b = layout.group_begin(cg);
+                kernel::quantize_group<F, Arch>(x + r0 * layout.cols + b, (layout.group_end(cg) - b) * nr,
+                                                params[rg * ncg + cg], r, codes.data() + b);
             }
             for (std::size_t row = r0; row < r0 + nr; ++row)  // the row group is complete: pack its rows
                 kernel::pack_bits<Arch>(codes.data() + (row - r0) * layout.cols, layout.cols, F::bits, q.row_data(row));

@@ -252,3 +252,41 @@ TEST_CASE("NaN scale byte decodes every code to NaN") {
 }
 
 }  // TEST_SUITE("format.mx")
+
+TEST_CASE("floor_log2 / ceil_log2 (bit-pattern exponents) equal frexp's, normals and subnormals") {
+    // Oracle: frexp (a = m * 2^k, m in [0.5, 1)) -> floor = k - 1, ceil = k - 1 iff m == 0.5.
+    std::vector<float> xs{std::numeric_limits<float>::denorm_min(),
+                          std::numeric_limits<float>::min(),
+                          std::numeric_limits<float>::max(),
+                          1.0f,
+                          1.5f,
+                          0.75f,
+                          3.0f,
+                          1e-40f,
+                          2e-39f};
+    for (int e = -149; e <= 127; ++e) {
+        const float p = std::ldexp(1.0f, e);
+        xs.push_back(p);
+        if (e < 127) xs.push_back(std::nextafter(p, 4.0f * p));
+        if (e > -149) xs.push_back(std::nextafter(p, 0.0f));
+    }
+    for (float a : xs) {
+        CAPTURE(a);
+        int k = 0;
+        const float m = std::frexp(a, &k);
+        CHECK(detail::floor_log2(a) == k - 1);
+        CHECK(detail::floor_log2(-a) == k - 1);
+        for (double d : {double(a), double(a) / 448.0, double(a) * 3.0}) {
+            CAPTURE(d);
+            int kd = 0;
+            const double md = std::frexp(d, &kd);
+            CHECK(detail::ceil_log2(d) == (md == 0.5 ? kd - 1 : kd));
+        }
+        (void)m;
+    }
+    for (double d : {std::numeric_limits<double>::denorm_min(), 3e-320, 4.9e-324 * 4}) {
+        int kd = 0;
+        const double md = std::frexp(d, &kd);
+        CHECK(detail::ceil_log2(d) == (md == 0.5 ? kd - 1 : kd));
+    }
+}

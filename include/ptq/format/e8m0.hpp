@@ -1,5 +1,6 @@
 #pragma once
 // E8M0: the OCP Microscaling shared-scale format (an unsigned biased exponent byte).
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -35,17 +36,24 @@ struct MxParams {
 };
 
 namespace detail {
-/// floor(log2(a)) for finite a > 0, exact (frexp: a = m * 2^k with m in [0.5, 1)).
+/// floor(log2(a)) for finite a > 0, exact: the biased exponent field of a's bit pattern
+/// (subnormals: the position of the highest set mantissa bit). No libm call.
 inline int floor_log2(float a) noexcept {
-    int k = 0;
-    (void)std::frexp(a, &k);
-    return k - 1;
+    const std::uint32_t u = std::bit_cast<std::uint32_t>(a) & 0x7FFFFFFFu;
+    const int ef = static_cast<int>(u >> 23);
+    return ef != 0 ? ef - 127 : -126 - std::countl_zero(u << 9) - 1;
 }
-/// ceil(log2(a)) for finite a > 0, exact.
+/// ceil(log2(a)) for finite a > 0, exact: floor_log2 on the double's bit pattern, + 1 unless a
+/// is a power of two (zero mantissa field).
 inline int ceil_log2(double a) noexcept {
-    int k = 0;
-    double m = std::frexp(a, &k);
-    return m == 0.5 ? k - 1 : k;
+    const std::uint64_t u = std::bit_cast<std::uint64_t>(a) & 0x7FFFFFFFFFFFFFFFull;
+    const int ef = static_cast<int>(u >> 52);
+    const std::uint64_t m = u & 0x000FFFFFFFFFFFFFull;
+    if (ef == 0) {  // subnormal double: a = m * 2^-1074
+        const int fl = 63 - std::countl_zero(m) - 1074;
+        return (m & (m - 1)) == 0 ? fl : fl + 1;
+    }
+    return m == 0 ? ef - 1023 : ef - 1023 + 1;
 }
 /// 2^e as float for e in [-149, 127] (exact; subnormal below -126).
 inline float exp2i(int e) noexcept { return std::ldexp(1.0f, e); }

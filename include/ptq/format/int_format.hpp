@@ -136,13 +136,13 @@ struct IntFormat {
             return {stored_finite_scale(scale, symmetric_zero, st), symmetric_zero};
         } else {
             float lo = s.lo, hi = s.hi;
-            if (o.widen_to_zero) {
-                lo = std::fmin(lo, 0.0f);
-                hi = std::fmax(hi, 0.0f);
+            if (o.widen_to_zero) {  // comparisons, not libm's fmin/fmax (lo, hi are finite)
+                lo = lo < 0.0f ? lo : 0.0f;
+                hi = hi > 0.0f ? hi : 0.0f;
             }
             const float scale = to_stored_scale(clamp_scale((double(hi) - double(lo)) / double(levels)), st);
-            float z = round_integral(-lo / scale, o.rounding);
-            z = std::fmin(std::fmax(z, 0.0f), float(levels));
+            float z = round_integral(-lo / scale, o.rounding);  // finite: |lo| / scale <= 2^b - 1 + rounding
+            z = z > 0.0f ? (z < float(levels) ? z : float(levels)) : 0.0f;
             return {stored_finite_scale(scale, static_cast<std::int32_t>(z), st), static_cast<std::int32_t>(z)};
         }
     }

@@ -14,7 +14,11 @@ struct RangeStats {
     bool non_finite = false;
 
     /// max(|lo|, |hi|): the largest magnitude in the group (0 for an all-zero group).
-    float absmax() const noexcept { return std::fmax(std::fabs(lo), std::fabs(hi)); }
+    /// (A comparison, not std::fmax: lo and hi are never NaN, and the call would go to libm.)
+    float absmax() const noexcept {
+        const float a = std::fabs(lo), b = std::fabs(hi);
+        return a > b ? a : b;
+    }
     bool empty() const noexcept { return lo > hi; }
     void add(float x) noexcept {
         if (!std::isfinite(x)) {

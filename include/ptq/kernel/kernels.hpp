@@ -37,13 +37,18 @@ namespace ptq::kernel {
 // =============================================================================================
 
 /// Range of x[0..n): lo/hi over the finite values, non_finite if a NaN or +-Inf is present;
-/// equal to ref::range field by field, bit for bit. The SIMD part keeps per-lane min/max of the
-/// finite values (non-finite lanes replaced by +-Inf, which never wins); the reference keeps
-/// the *first* element among equal minima, so when the minimum (maximum) is a zero its sign is
-/// taken from the first zero of x, exactly as the reference does.
+/// equal to ref::range field by field, bit for bit. Fast path: plain per-lane min/max of the
+/// values and the per-lane maximum of |bits| (x & 0x7FFFFFFF as int32); when that maximum is
+/// below 0x7F800000 every value is finite and lo/hi are the result. Otherwise (a NaN or Inf
+/// seen) the group is redone with per-lane min/max of the finite values (non-finite lanes
+/// replaced by +-Inf, which never wins). The reference keeps the *first* element among equal
+/// minima, so when the minimum (maximum) is a zero its sign is taken from the first zero of x,
+/// exactly as the reference does. Always inlined: returned through the ABI, the struct's bool
+/// is stored as a byte and reloaded as a word (a store-forwarding stall per group).
 template <class Arch = xsimd::default_arch>
-RangeStats range(const float* x, std::size_t n) noexcept {
+PTQ_ALWAYS_INLINE inline RangeStats range(const float* x, std::size_t n) noexcept {
     using B = detail::fbatch<Arch>;
+    using I = detail::ibatch<Arch>;
     constexpr std::size_t W = B::size;
     constexpr float inf = std::numeric_limits<float>::infinity();
     RangeStats s;
@@ -51,21 +56,31 @@ RangeStats range(const float* x, std::size_t n) noexcept {
     if (n >= W) {
         const B pinf(inf), ninf(-inf);
         B lo = pinf, hi = ninf;
-        auto finite = xsimd::abs(B::load_unaligned(x)) < pinf;
+        const I abs_mask(0x7FFFFFFF);
+        I mag(0);
         for (; i + W <= n; i += W) {
             const B v = B::load_unaligned(x + i);
-            const auto f = xsimd::abs(v) < pinf;  // false for NaN and +-Inf
-            finite = finite && f;
-            lo = xsimd::min(lo, xsimd::select(f, v, pinf));
-            hi = xsimd::max(hi, xsimd::select(f, v, ninf));
+            lo = xsimd::min(lo, v);
+            hi = xsimd::max(hi, v);
+            mag = xsimd::max(mag, xsimd::bitwise_cast<I>(v) & abs_mask);
+        }
+        if (xsimd::any(mag > I(0x7F7FFFFF))) {  // a NaN or Inf: min/max over the finite lanes only
+            lo = pinf;
+            hi = ninf;
+            for (i = 0; i + W <= n; i += W) {
+                const B v = B::load_unaligned(x + i);
+                const auto f = xsimd::abs(v) < pinf;  // false for NaN and +-Inf
+                lo = xsimd::min(lo, xsimd::select(f, v, pinf));
+                hi = xsimd::max(hi, xsimd::select(f, v, ninf));
+            }
+            s.non_finite = true;
         }
         s.lo = detail::reduce_min<Arch>(lo, Arch{});
         s.hi = detail::reduce_max<Arch>(hi, Arch{});
-        s.non_finite = !xsimd::all(finite);
     }
     for (; i < n; ++i) s.add(x[i]);
     // Sign of a zero extremum: the reference keeps the first element equal to it.
-    if (s.lo == 0.0f || s.hi == 0.0f) {
+    if (s.lo == 0.0f || s.hi == 0.0f) [[unlikely]] {
         for (std::size_t k = 0; k < n; ++k)
             if (x[k] == 0.0f) {
                 if (s.lo == 0.0f) s.lo = x[k];
