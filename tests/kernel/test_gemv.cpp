@@ -158,6 +158,42 @@ TEST_CASE_TEMPLATE("gemv / gemm, float activations == dequantize-then-multiply w
     }
 }
 
+TEST_CASE("gemv / gemm, IntMinFormat (Q4_1): within the bound relative to sum |k0 c x| + |min x|") {
+    // The kernel adds k0 * sum(c x) and min * sum(x) per group (kernel/gemv.hpp dot_row), so
+    // its bound is relative to the two terms' magnitudes; the reference value is computed here
+    // in double from the codes and parameters (w^ = scale * c + min, exact in double).
+    using F = IntMinFormat<4>;
+    std::mt19937 rng(13);
+    for (const Shape s : kShapes) {
+        const RowMatrixXf w = weights(rng, s.rows, s.cols);
+        const RowMatrixXf x = activations(rng, 2, s.cols);
+        for (const std::size_t gs : {std::size_t(32), std::size_t(10), s.cols}) {
+            const QuantizedMatrix<F> q = quantize<F>(w, QuantOptions{}, PerGroup<>{gs});
+            const std::size_t ng = q.layout().col_groups();
+            for_each_arch([&]<class Arch>() {
+                const std::size_t W = xsimd::batch<float, Arch>::size;
+                const double k = double(2 * ((s.cols + W - 1) / W + ng) + log2i(W) + 6);
+                const RowMatrixXf y = gemm<F, Arch>(q, x);
+                for (Eigen::Index t = 0; t < x.rows(); ++t)
+                    for (std::size_t o = 0; o < s.rows; ++o) {
+                        double ref = 0.0, mag = 0.0;
+                        for (std::size_t i = 0; i < s.cols; ++i) {
+                            const auto& p = q.row_params(o)[i / gs];
+                            const double c = double(ref::get_code(q.row_data(o), i, 4)),
+                                         xi = double(x(t, Eigen::Index(i)));
+                            ref += (double(p.scale) * c + double(p.min)) * xi;
+                            mag += std::fabs(double(p.scale) * c * xi) + std::fabs(double(p.min) * xi);
+                        }
+                        CAPTURE(s.rows);
+                        CAPTURE(s.cols);
+                        CAPTURE(gs);
+                        CHECK(std::fabs(double(y(t, Eigen::Index(o))) - ref) <= k * u * mag + 1e-37);
+                    }
+            });
+        }
+    }
+}
+
 TEST_CASE("gemv: a NaN group gives NaN, NaN/Inf activations propagate") {
     std::mt19937 rng(12);
     RowMatrixXf w = weights(rng, 4, 70);

@@ -37,6 +37,8 @@ namespace detail {
 ///   MxInt:      t = float(sext(c))           (exact),                 k0 = 2^(e-(d-2))
 ///   Minifloat:  t = decode(c)                (exact),                 k0 = scale
 ///   MxFp:       t = decode(c)                (exact),                 k0 = 2^e
+///   IntMinFormat: t = float(c)               (exact), w^ = k0 * t + k1 (k1 = the group's
+///               minimum): the group adds k0 * sum(t x) + k1 * sum(x) (two accumulators)
 /// Subtracting the zero point per element (rather than acc - zero * sum(x) per group) keeps
 /// the accumulated terms equal to w^_i x_i / k0, so the error bound below is relative to
 /// sum |w^_i x_i| and does not suffer from cancellation against zero * sum(x).
@@ -44,6 +46,9 @@ template <class F, class A>
 PTQ_ALWAYS_INLINE inline fbatch<A> code_factors(const ubatch<A>& c, const fbatch<A>& k1) noexcept {
     if constexpr (F::kind == FormatKind::integer) {
         return xsimd::batch_cast<float>(xsimd::bitwise_cast<ibatch<A>>(c)) - k1;
+    } else if constexpr (F::kind == FormatKind::integer_min) {
+        (void)k1;
+        return xsimd::batch_cast<float>(xsimd::bitwise_cast<ibatch<A>>(c));
     } else if constexpr (F::kind == FormatKind::mx_integer) {
         (void)k1;
         constexpr std::uint32_t sb = 1u << (F::bits - 1);
@@ -75,6 +80,9 @@ PTQ_ALWAYS_INLINE inline fbatch<A> code_factors(const ubatch<A>& c, const fbatch
 /// roundings (an fma counts as two where the architecture emulates it), so
 ///   |y - sum_i w^_i x_i| <= r * u * sum_i |w^_i x_i| (to first order), u = 2^-24,
 /// plus one more u for the rounding of w^ itself, which this kernel does not perform.
+/// IntMinFormat: the group's k0 * sum(t x) and k1 * sum(x) are added separately, so the bound
+/// is relative to sum_i (|k0 c_i x_i| + |k1 x_i|) instead (it can exceed sum |w^_i x_i| when
+/// k0 c_i and k1 nearly cancel).
 template <QuantFormat F, class Arch = xsimd::default_arch>
 float dot_row(const std::uint8_t* packed_row, const GroupLayout& layout, const typename F::Params* params,
               const float* x) noexcept {
@@ -85,6 +93,8 @@ float dot_row(const std::uint8_t* packed_row, const GroupLayout& layout, const t
     std::size_t g = 0, gend = gc < n ? gc : n;
     detail::DequantConstants<F> kc(params[0]);
     Fb k0(kc.k0), k1(kc.k1), acc(0.0f), y(0.0f), straddled(0.0f);
+    constexpr bool with_min = F::kind == FormatKind::integer_min;
+    Fb accx(0.0f);  // IntMinFormat: sum of x over the group's (non-straddling) batches
     auto load_x = [x](std::size_t i0, std::size_t cnt) PTQ_ALWAYS_INLINE {
         if (cnt == Fb::size) return Fb::load_unaligned(x + i0);
         // tail: x beyond the row is 0 (the padded codes decode to finite values)
@@ -92,8 +102,19 @@ float dot_row(const std::uint8_t* packed_row, const GroupLayout& layout, const t
         std::memcpy(t, x + i0, cnt * sizeof(float));
         return Fb::load_aligned(t);
     };
-    auto next_group = [&]() PTQ_ALWAYS_INLINE {  // group g is complete
+    auto add = [&](const detail::ubatch<Arch>& c, const Fb& xv) PTQ_ALWAYS_INLINE {
+        acc = xsimd::fma(detail::code_factors<F, Arch>(c, k1), xv, acc);
+        if constexpr (with_min) accx += xv;
+    };
+    auto close_group = [&]() PTQ_ALWAYS_INLINE {
         y = xsimd::fma(k0, acc, y);
+        if constexpr (with_min) {
+            y = xsimd::fma(k1, accx, y);
+            accx = Fb(0.0f);
+        }
+    };
+    auto next_group = [&]() PTQ_ALWAYS_INLINE {  // group g is complete
+        close_group();
         acc = Fb(0.0f);
         ++g;
         gend = gend + gc < n ? gend + gc : n;
@@ -105,20 +126,20 @@ float dot_row(const std::uint8_t* packed_row, const GroupLayout& layout, const t
         detail::unpack_stream<F::bits, Arch>(
             packed_row, n, [&](std::size_t i0, const detail::ubatch<Arch>& c, std::size_t cnt) PTQ_ALWAYS_INLINE {
                 if (i0 >= gend) next_group();
-                acc = xsimd::fma(detail::code_factors<F, Arch>(c, k1), load_x(i0, cnt), acc);
+                add(c, load_x(i0, cnt));
             });
     } else {
         detail::unpack_stream<F::bits, Arch>(
             packed_row, n, [&](std::size_t i0, const detail::ubatch<Arch>& c, std::size_t cnt) PTQ_ALWAYS_INLINE {
                 while (i0 >= gend) next_group();
                 const Fb xv = load_x(i0, cnt);
-                if (i0 + cnt <= gend) acc = xsimd::fma(detail::code_factors<F, Arch>(c, k1), xv, acc);
+                if (i0 + cnt <= gend) add(c, xv);
                 else
                     straddled =
                         xsimd::fma(detail::dequantize_straddling<F, Arch>(c, layout, params, i0, g), xv, straddled);
             });
     }
-    y = xsimd::fma(k0, acc, y);
+    close_group();
     return xsimd::hadd(y + straddled);
 }
 
