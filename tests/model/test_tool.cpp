@@ -233,3 +233,50 @@ TEST_CASE("ptq command: errors name the file or field, exit non-zero and leave n
 }
 
 }  // namespace ptq_model_test
+
+namespace ptq_model_test {
+
+TEST_CASE("ptq eval of a quantized GGUF: packed-code products (ptq::gemm) give the dense NLL within 1e-4" *
+          doctest::skip(!have_data())) {
+    // Bound: each output of a packed product is within r * 2^-24 * sum_i |w^_i x_i| of the
+    // dequantize-then-multiply value (kernel::dot_row, r = 2 * (ceil(in / W) + groups) +
+    // log2 W + 2, under 60 for this model; Q4_1 relative to |scale * c x| + |min x|), i.e. a
+    // relative change of a few 1e-6 per linear; 1e-4 of the mean NLL leaves room for its
+    // propagation through 5 layers and the softmax. Dense (--dense) and packed must also differ
+    // only by that: the packed path is taken (the counts) and the models are the same file.
+    const Case cases[] = {
+        {"w=int4-sym:g32,algo=rtn", OutputFormat::gguf, "q4_0.gguf"},
+        {"w=int8-sym:g32,algo=rtn", OutputFormat::gguf, "q8_0.gguf"},
+        {"w=int4-min:g32,algo=rtn", OutputFormat::gguf, "q4_1.gguf"},
+        {"w=mxfp4:b32,algo=rtn", OutputFormat::gguf, "mxfp4.gguf"},
+    };
+    TempDir tmp;
+    for (const Case& c : cases) {
+        const std::string name = c.out;
+        CAPTURE(name);
+        const RecipeSpec r = resolve_for_output(parse_recipe(c.recipe), c.format);
+        QuantizeOptions o;
+        o.output = c.format;
+        const QuantizedModel q = quantize_model(real().model, r, nullptr, o);
+        const fs::path out = tmp.path / c.out;
+        write_quantized(q, c.format, out, &real().tok, "stories260K");
+        InputModel in = load_model_file(out, std::nullopt);
+        const double dense = nll(in.model);
+        int stored = 0;
+        for (const auto& e : q.linears) stored += !e.dense;
+        REQUIRE(use_packed_linears(in.model, out) == stored);
+        REQUIRE(stored > 0);
+        const double packed = nll(in.model);
+        MESSAGE(name << ": dense " << dense << ", packed " << packed << " (" << stored << " packed linears)");
+        CHECK(std::abs(packed - dense) <= 1e-4 * dense);
+        CHECK(decode_tokens_per_second(in.model, 1, 0.0) > 0.0);
+    }
+    // A float GGUF has nothing packed; the llama2.c checkpoint neither.
+    save_gguf(real().model, real().tok, tmp.path / "f32.gguf");
+    InputModel f32 = load_model_file(tmp.path / "f32.gguf", std::nullopt);
+    CHECK(use_packed_linears(f32.model, tmp.path / "f32.gguf") == 0);
+    Model l2c = real().model;
+    CHECK(use_packed_linears(l2c, model_path()) == 0);
+}
+
+}  // namespace ptq_model_test

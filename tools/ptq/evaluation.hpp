@@ -6,6 +6,7 @@
 #include "model.hpp"
 #include "tokenizer.hpp"
 
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <filesystem>
@@ -97,6 +98,25 @@ inline EvalResult evaluate(const Model& m, const std::vector<std::vector<int>>& 
         if (progress) progress(i + 1, docs.size());
     }
     return r;
+}
+
+/// Tokens per second of one decode step, measured as the forward pass of a single token
+/// (position 0, so attention is over one key and the cost is that of the linears, the norms
+/// and the classifier: a decode step with a KV cache minus its attention over the cache),
+/// repeated until `seconds` of wall time have passed (at least 3 runs).
+inline double decode_tokens_per_second(const Model& m, int token, double seconds = 0.5) {
+    using clk = std::chrono::steady_clock;
+    const int ids[1] = {token};
+    std::size_t runs = 0;
+    const auto t0 = clk::now();
+    double elapsed = 0.0;
+    do {
+        const RowMatrix logits = forward(m, ids);
+        if (!(logits.rows() == 1)) throw std::logic_error("ptq::llama::decode_tokens_per_second: no logits");
+        ++runs;
+        elapsed = std::chrono::duration<double>(clk::now() - t0).count();
+    } while (elapsed < seconds || runs < 3);
+    return static_cast<double>(runs) / elapsed;
 }
 
 }  // namespace ptq::llama

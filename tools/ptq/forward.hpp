@@ -81,10 +81,12 @@ inline const RowMatrix& prepare_input(const Model& m, const LinearExtras& e, con
     return buf;
 }
 
-/// out = x' W^T (+ A(x' B^T) A^T), x' already prepared.
+/// out = x' W^T (+ A(x' B^T) A^T), x' already prepared; x' W^T from the packed codes when
+/// the linear has them (LinearExtras::packed), else the float product.
 inline void linear_product(const Model& m, const LinearExtras& e, const RowMatrix& xp, const RowMatrix& w,
                            RowMatrix& out, RowMatrix& xb) {
-    out.noalias() = xp * w.transpose();
+    if (e.packed) out = e.packed->product(xp);
+    else out.noalias() = xp * w.transpose();
     if (e.has_low_rank()) {
         xb.noalias() = xp * e.lr_b.transpose();
         if (m.act_quant) m.act_quant(xb);
@@ -151,7 +153,7 @@ inline void layer_forward(const Model& m, int l, RowMatrix& x, const ActivationH
     if (call(3, s.att)) return;
     {
         const RowMatrix& xo = detail::prepare_input(m, E[3], s.att, s.xs);
-        if (E[3].has_low_rank()) {
+        if (E[3].has_low_rank() || E[3].packed) {  // through linear_product
             detail::linear_product(m, E[3], xo, L.wo, s.h1, s.xb);
             x += s.h1;
         } else {
@@ -173,7 +175,7 @@ inline void layer_forward(const Model& m, int l, RowMatrix& x, const ActivationH
     if (call(5, s.h1)) return;
     {
         const RowMatrix& x2 = detail::prepare_input(m, E[5], s.h1, s.xs);
-        if (E[5].has_low_rank()) {
+        if (E[5].has_low_rank() || E[5].packed) {  // through linear_product
             detail::linear_product(m, E[5], x2, L.w2, s.h3, s.xb);
             x += s.h3;
         } else {

@@ -2,7 +2,7 @@
 //
 //   ptq quantize MODEL --recipe R [--tokenizer FILE] [--calib FILE|SET] [--calib-tokens N]
 //                [--calib-ids FILE] --out OUT [--format gguf|gptq|awq|compressed-tensors]
-//   ptq eval MODEL --text FILE [--tokenizer FILE] [--chunked N]
+//   ptq eval MODEL --text FILE [--tokenizer FILE] [--chunked N] [--dense]
 //   ptq inspect FILE
 //   ptq table [--set NAME]... [--recipe R]... [--report FILE] ...
 //   ptq convert MODEL --out OUT --to gguf|hf|llama2c [--tokenizer FILE]
@@ -163,6 +163,9 @@ int main(int argc, char** argv) {
     eval->add_option("--chunked", eval_chunked,
                      "also llama-perplexity's protocol: whole text, chunks of N tokens, second halves scored")
         ->check(CLI::Range(2, 1 << 20));
+    bool eval_dense = false;
+    eval->add_flag("--dense", eval_dense,
+                   "multiply by the dequantized float weights, not by a GGUF file's packed codes (ptq::gemm)");
 
     std::string inspect_path;
     auto* inspect = app.add_subcommand("inspect", "tensors, types, shapes, bits per weight, quantization config");
@@ -202,13 +205,24 @@ int main(int argc, char** argv) {
         if (*quantize) return run_quantize(qa);
         if (*eval) {
             const auto t0 = clock_type::now();
-            const InputModel in = load_model_file(
+            InputModel in = load_model_file(
                 eval_model, eval_tokenizer.empty() ? std::nullopt : std::optional<fs::path>(eval_tokenizer));
             if (!in.tokenizer)
                 throw ptq::invalid_argument("eval: " + eval_model + " carries no tokenizer; give --tokenizer FILE");
+            const int packed = eval_dense ? 0 : use_packed_linears(in.model, eval_model);
             const EvalResult e = eval_text(in.model, *in.tokenizer, eval_text_file);
             std::printf("%s: mean NLL %.6f, perplexity %.4f (%zu stories, %zu predicted tokens, %.2f s)\n",
                         eval_model.c_str(), e.mean_nll(), e.perplexity(), e.sequences, e.predicted_tokens, since(t0));
+            const int tok = in.tokenizer->encode("Once", true).back();
+            const double tps = decode_tokens_per_second(in.model, tok);
+            if (packed > 0) {
+                for (Layer& L : in.model.layers)  // the same model with float products: the fp32 model's cost
+                    for (LinearExtras& x : L.extras) x.packed.reset();
+                std::printf(
+                    "linears: %d of %zu through packed codes (ptq::gemm); decode step %.1f tokens/s, "
+                    "float weights %.1f tokens/s\n",
+                    packed, 7 * in.model.layers.size(), tps, decode_tokens_per_second(in.model, tok));
+            } else std::printf("linears: float weights; decode step %.1f tokens/s\n", tps);
             if (eval_chunked) {
                 const ChunkedEvalResult ch = evaluate_chunked(
                     in.model, encode_whole_text(*in.tokenizer, read_text_file(eval_text_file)), eval_chunked);

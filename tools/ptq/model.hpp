@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -80,6 +81,8 @@ inline std::pair<int, int> linear_shape(const Config& c, std::string_view name) 
 /// In-place fake quantizer of the input activations X [tokens x in] of a linear (empty: none).
 using ActivationQuantizer = std::function<void(RowMatrix& x)>;
 
+struct PackedLinear;
+
 /// Optional quantization extras of one linear, applied by the forward pass:
 ///   x' = A(x * diag(inv_scale)),   y = x' W^T + A(x' lr_b^T) lr_a^T
 /// where A is Model::act_quant (identity when empty), inv_scale = 1/s the per-input-channel
@@ -92,7 +95,19 @@ struct LinearExtras {
     Vector inv_scale;  ///< [in] or empty
     RowMatrix lr_a;    ///< [out x k] or empty
     RowMatrix lr_b;    ///< [k x in] or empty
+    /// When set, the forward pass computes x' W^T from the weights' packed codes
+    /// (PackedLinear::product) instead of the float matrix, which still holds the same weights
+    /// dequantized (for `--dense`, the quantizers and the writers).
+    std::shared_ptr<const PackedLinear> packed;
     bool has_low_rank() const { return lr_a.size() > 0 && lr_b.size() > 0; }
+};
+
+/// A linear's weights as a quantized file stores them, multiplied without dequantizing:
+/// product(x) = x W^T [tokens x out] for x [tokens x in] through ptq::gemm on the packed codes
+/// (fused dequantize-and-dot per weight row; error bound in ptq/kernel/gemv.hpp dot_row).
+struct PackedLinear {
+    std::string type;  ///< the file's type name, e.g. "Q4_0"
+    std::function<RowMatrix(const RowMatrix& x)> product;
 };
 
 struct Layer {

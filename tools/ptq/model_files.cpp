@@ -5,7 +5,10 @@
 #include "llama2c_checkpoint.hpp"
 #include "sp_tokenizer.hpp"
 
+#include <ptq/gemv.hpp>
 #include <ptq/io/gguf.hpp>
+#include <ptq/io/gguf_blocks.hpp>
+#include <ptq/quantize.hpp>
 #include <ptq/io/safetensors_index.hpp>
 
 #include <fstream>
@@ -66,6 +69,58 @@ InputModel load_model_file(const std::filesystem::path& path, const std::optiona
     }
     in.tokenizer = in.llama2c_tokenizer;
     return in;
+}
+
+namespace {
+
+/// The PackedLinear of one GGUF tensor of format F (from_ggml), after checking that its
+/// dequantized values are the float weights w the loader produced.
+template <QuantFormat F>
+std::shared_ptr<const PackedLinear> packed_from_gguf(const io::GgufTensorView& t, const RowMatrix& w,
+                                                     const std::filesystem::path& path) {
+    auto q = std::make_shared<const QuantizedMatrix<F>>(io::from_ggml<F>(t.type, t.ne, t.data, t.name));
+    const RowMatrixXf d = ptq::dequantize(*q);
+    // == rather than the bits: an all-zero block (d = -0 in ggml) reads as +0 in ptq.
+    if (d.rows() != w.rows() || d.cols() != w.cols() || !(d.array() == w.array()).all())
+        throw ptq::file_error(path.string(), "tensor '" + std::string(t.name) + "'",
+                              "its packed codes do not dequantize to the weights read from the file");
+    auto p = std::make_shared<PackedLinear>();
+    p->type = std::string(io::ggml_type_name(t.type));
+    p->product = [q](const RowMatrix& x) -> RowMatrix { return ptq::gemm(*q, x); };
+    return p;
+}
+
+}  // namespace
+
+int use_packed_linears(Model& m, const std::filesystem::path& path) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec) || !starts_with_gguf(path)) return 0;
+    const io::GgufFile f(path);
+    int n = 0;
+    for (int l = 0; l < static_cast<int>(m.layers.size()); ++l) {
+        Layer& L = m.layers[static_cast<std::size_t>(l)];
+        for (std::string_view name : kLinearNames) {
+            const io::GgufTensorInfo* info = f.header().find_tensor(gguf_linear_name(l, name));
+            if (info == nullptr)
+                throw ptq::file_error(path.string(), "tensor '" + gguf_linear_name(l, name) + "'", "missing");
+            const io::GgufTensorView t = f.tensor(*info);
+            const RowMatrix& w = L.linear(name);
+            std::shared_ptr<const PackedLinear> p;
+            switch (t.type) {
+                // Q4_0 / Q8_0 use the whole signed range (nibble 0 = -8, byte -128): IntRange::full.
+                case io::GgmlType::Q4_0: p = packed_from_gguf<IntFormat<4, true, IntRange::full>>(t, w, path); break;
+                case io::GgmlType::Q8_0: p = packed_from_gguf<IntFormat<8, true, IntRange::full>>(t, w, path); break;
+                case io::GgmlType::Q4_1: p = packed_from_gguf<IntMinFormat<4>>(t, w, path); break;
+                case io::GgmlType::MXFP4: p = packed_from_gguf<MxFp<2, 1, 32>>(t, w, path); break;
+                default: break;  // F32 / F16 / BF16: the float product
+            }
+            if (p) {
+                L.extras[linear_index(name)].packed = std::move(p);
+                ++n;
+            }
+        }
+    }
+    return n;
 }
 
 namespace {

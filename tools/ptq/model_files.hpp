@@ -31,6 +31,14 @@ struct InputModel {
 /// naming the file and what is wrong.
 InputModel load_model_file(const std::filesystem::path& path, const std::optional<std::filesystem::path>& tokenizer);
 
+/// Makes the forward pass multiply the linears that GGUF file `path` stores quantized (Q4_0,
+/// Q4_1, Q8_0, MXFP4) by their packed codes (ptq::gemm, LinearExtras::packed) instead of the
+/// dequantized float weights `m` holds; `m` must be the model read from `path`. The codes'
+/// dequantized values are checked to equal m's weights bit for bit (ptq::file_error naming the
+/// tensor otherwise). Returns the number of linears set; 0 for a file of another kind (a
+/// Hugging Face folder or a llama2.c checkpoint: their linears stay float products).
+int use_packed_linears(Model& m, const std::filesystem::path& path);
+
 /// Writes `q` (quantize_model with o.output = f) to `out` (a .gguf file, or a folder for the
 /// Hugging Face formats), all or nothing per file. The tensors ptq does not quantize (embedding,
 /// norms, classifier) are copied as F32. Returns the bytes written.
