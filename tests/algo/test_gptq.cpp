@@ -18,6 +18,8 @@
 #include <ptq/algo/rtn.hpp>
 #include <ptq/calib/calibration_stats.hpp>
 #include <ptq/format/int_format.hpp>
+#include <ptq/format/int_min_format.hpp>
+#include <ptq/format/scale_storage.hpp>
 #include <ptq/format/minifloat.hpp>
 #include <ptq/format/mx_fp.hpp>
 #include <ptq/format/mx_int.hpp>
@@ -475,4 +477,74 @@ TEST_CASE("refine_rounding: bad input") {
     const auto r0 = ptq::refine_rounding<F>(w, h, q, o);
     CHECK(r0.objective.size() == 1);
     CHECK(r0.dequantized == ptq::dequantize(q));
+}
+
+// ---- refine_rounding with least-squares refit of the group parameters ----
+
+TEST_CASE_TEMPLATE("refine_rounding refit_scales: monotone, below codes-only CD, parameters stationary and stored", F,
+                   Int3Asym, Int4Sym, ptq::IntMinFormat<4>) {
+    const Eigen::MatrixXf w = make_weights(16, 96, 61);
+    const Eigen::MatrixXd h = hessian_of(make_acts(512, 96, 62));
+    ptq::GptqOptions go;
+    go.act_order = true;  // permuted storage: groups are refitted in storage order
+    go.quant.scale_storage = ptq::ScaleStorage::f16;
+    const auto g = ptq::Gptq<F, ptq::PerGroup<32>>(go).quantize(w, h);
+    ptq::RefineOptions ro;
+    ro.passes = 3;
+    const auto plain = ptq::refine_rounding<F>(w, h, g, ro);
+    ro.refit_scales = true;
+    ro.scale_storage = ptq::ScaleStorage::f16;
+    const auto r = ptq::refine_rounding<F>(w, h, g, ro);
+    CAPTURE(F::name());
+    for (std::size_t k = 1; k < r.objective.size(); ++k) CHECK(r.objective[k] <= r.objective[k - 1]);
+    CHECK(double(objective_ld(w, r.dequantized, h)) == doctest::Approx(r.objective.back()).epsilon(1e-9));
+    CHECK(r.refitted > 0);
+    CHECK(r.objective.back() < plain.objective.back());
+    MESSAGE(F::name() << ": GPTQ " << r.objective[0] << ", CD " << plain.objective.back() << ", CD + refit "
+                      << r.objective.back());
+    // Stored as the file holds them: every scale (and minimum) is an f16 value; the zero points
+    // did not move; dequantized == dequantize(quantized) in the original column order.
+    for (std::size_t i = 0; i < r.quantized.params().size(); ++i) {
+        const auto& p = r.quantized.params()[i];
+        CHECK(ptq::is_storable(p.scale, ptq::ScaleStorage::f16));
+        CHECK(p.scale > 0.0f);
+        if constexpr (F::kind == ptq::FormatKind::integer_min) CHECK(ptq::is_storable(p.min, ptq::ScaleStorage::f16));
+        else CHECK(p.zero == g.quantized.params()[i].zero);
+    }
+    const ptq::RowMatrixXf st = ptq::dequantize(r.quantized);
+    for (std::size_t k = 0; k < g.storage_perm.size(); ++k)
+        CHECK(st.col(Eigen::Index(k)) == r.dequantized.col(Eigen::Index(g.storage_perm[k])));
+}
+
+TEST_CASE("refine_rounding refit_scales: each refitted scale is a minimum along its own axis (f32 storage)") {
+    // Independent check of the least-squares step: after the last pass, moving any one group
+    // scale by a relative 1e-3 either way must not lower the objective (from its definition).
+    using F = Int4Asym;
+    const Eigen::MatrixXf w = make_weights(6, 64, 71);
+    const Eigen::MatrixXd h = hessian_of(make_acts(256, 64, 72));
+    const auto q0 = ptq::quantize<F>(w, {}, ptq::PerGroup<16>{});
+    ptq::RefineOptions ro;
+    ro.passes = 1;
+    ro.refit_scales = true;
+    const auto r = ptq::refine_rounding<F>(w, h, q0, ro);
+    REQUIRE(r.refitted == 6);
+    const long double f = objective_ld(w, r.dequantized, h);
+    for (std::size_t gi = 0; gi < r.quantized.params().size(); ++gi)
+        for (float factor : {1.001f, 0.999f}) {
+            auto q = r.quantized;
+            q.params()[gi].scale *= factor;
+            CAPTURE(gi);
+            CHECK(objective_ld(w, ptq::dequantize(q), h) >= f * (1.0L - 1e-9L));
+        }
+}
+
+TEST_CASE("refine_rounding refit_scales: refused where parameters are not per row or not linear") {
+    const Eigen::MatrixXf w = make_weights(4, 32, 81);
+    const Eigen::MatrixXd h = hessian_of(make_acts(64, 32, 82));
+    ptq::RefineOptions ro;
+    ro.refit_scales = true;
+    CHECK_THROWS_WITH_AS(ptq::refine_rounding<Int4Asym>(w, h, ptq::quantize<Int4Asym>(w, {}, ptq::PerTensor{}), ro),
+                         doctest::Contains("refit_scales"), ptq::invalid_argument);
+    CHECK_THROWS_WITH_AS(ptq::refine_rounding<MxInt4>(w, h, ptq::quantize<MxInt4>(w, {}, ptq::PerGroup<32>{}), ro),
+                         doctest::Contains("refit_scales"), ptq::invalid_argument);
 }

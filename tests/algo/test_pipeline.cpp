@@ -175,8 +175,18 @@ TEST_CASE("pipeline: coordinate descent after GPTQ lowers the output error") {
         CHECK(refined.output_mse_rtn[0] == plain.output_mse_rtn[0]);
         CHECK(refined.effective[0] ==
               ptq::RowMatrixXf(refined.gptq[0].dequantized * refined.scales.cwiseInverse().asDiagonal()));
+        // Refitting the scales as well: lower again, and the scales are stored as gptq.quant says.
+        o.refine.refit_scales = true;
+        o.gptq.quant.scale_storage = ptq::ScaleStorage::f16;
+        const auto refit = ptq::Pipeline<F, G>(o).quantize(x, ptq::linears(w));
+        CHECK(refit.output_mse[0] < refined.output_mse[0]);
+        for (const auto& p : refit.quantized[0].params()) CHECK(ptq::is_storable(p.scale, ptq::ScaleStorage::f16));
     }
     ptq::PipelineOptions bad;
     bad.refine.passes = -1;
     CHECK_THROWS_WITH_AS((ptq::Pipeline<F, G>(bad)), doctest::Contains("refine.passes"), ptq::invalid_argument);
+    bad.refine.passes = 1;
+    bad.refine.refit_scales = true;  // MX scales are powers of two: no least-squares refit
+    CHECK_THROWS_WITH_AS((ptq::Pipeline<ptq::MxInt<4, 32>, ptq::PerGroup<32>>(bad)), doctest::Contains("refit_scales"),
+                         ptq::invalid_argument);
 }

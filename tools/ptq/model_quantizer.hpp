@@ -179,6 +179,8 @@ inline PipelineOptions pipeline_options(const RecipeSpec& r, bool transform) {
     po.gptq.block_size = r.block;
     po.gptq.act_order = r.act_order;
     po.gptq.static_groups = r.static_groups;
+    po.refine.passes = r.refine;
+    po.refine.refit_scales = r.refit;
     po.smooth_quant.alpha = r.sq_alpha;
     po.awq.grid = r.awq_grid;
     po.awq.duo_scaling = r.awq_duo;

@@ -70,6 +70,8 @@ constexpr KeyHelp kKeys[] = {
     {"static-groups", "0|1", "GPTQ: group parameters fitted before the column loop (default 0)"},
     {"damp", "F", "GPTQ: damping fraction of mean diag(H) (default 0.01)"},
     {"block", "N", "GPTQ: lazy-batch block size (default 128)"},
+    {"refine", "N", "GPTQ: coordinate-descent passes over the grid after GPTQ (default 0)"},
+    {"refit", "0|1", "refine: least-squares refit of the group scales in each pass, INT formats (default 0)"},
     {"clip", "none|cs-sym|cs-asym", "RTN/GPTQ clipping search (default none: min-max)"},
     {"clip-grid", "N", "clipping search grid (default 20)"},
     {"clip-shrink", "F", "clipping search: largest shrink, in (0, 1] (default 0.5)"},
@@ -139,6 +141,8 @@ std::string RecipeSpec::text() const {
     if (static_groups != d.static_groups) s += ",static-groups=1";
     if (damp != d.damp) s += ",damp=" + num(damp);
     if (block != d.block) s += ",block=" + std::to_string(block);
+    if (refine != d.refine) s += ",refine=" + std::to_string(refine);
+    if (refit != d.refit) s += ",refit=1";
     if (clip != d.clip) s += std::string(",clip=") + clip_name(clip);
     if (clip_grid != d.clip_grid) s += ",clip-grid=" + std::to_string(clip_grid);
     if (clip_shrink != d.clip_shrink) s += ",clip-shrink=" + num(clip_shrink);
@@ -333,6 +337,8 @@ RecipeSpec parse_recipe(std::string_view text) {
         else if (key == "static-groups") r.static_groups = boolean();
         else if (key == "damp") r.damp = real(0.0, 10.0, true);
         else if (key == "block") r.block = count(1, 1'000'000);
+        else if (key == "refine") r.refine = static_cast<int>(count(0, 1'000));
+        else if (key == "refit") r.refit = boolean();
         else if (key == "clip") {
             if (val == "none") r.clip = ClipKind::none;
             else if (val == "cs-sym") r.clip = ClipKind::cs_sym;
@@ -358,6 +364,11 @@ RecipeSpec parse_recipe(std::string_view text) {
     }
     if (r.lr_format.size() && r.low_rank == LowRankKind::none)
         throw fail("lr-format is given but algo has no low-rank step (+lqerK, +l2qerK, +lorcK)");
+    if (r.refine > 0 && r.reconstruct != ReconstructKind::gptq)
+        throw fail("refine=" + std::to_string(r.refine) + " refines GPTQ's rounding: it needs algo=...gptq");
+    if (r.refit && (r.refine == 0 || r.is_mx() || r.weight.rfind("int", 0) != 0))
+        throw fail("refit=1 needs refine=N (N >= 1) and an integer format (w=intN-sym|asym|min), not '" + r.weight +
+                   "'");
     if (r.clip == ClipKind::cs_asym && (r.is_mx() || r.weight.find("-sym") != std::string::npos))
         throw fail("clip=cs-asym needs an asymmetric integer format (w=intN-asym), not '" + r.weight + "'");
     return r;

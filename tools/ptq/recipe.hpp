@@ -59,6 +59,8 @@ struct RecipeSpec {
     bool static_groups = false;
     double damp = 0.01;
     std::size_t block = 128;
+    int refine = 0;      ///< coordinate-descent passes after GPTQ (RefineOptions::passes; 0: off)
+    bool refit = false;  ///< refit the group scales in each pass (RefineOptions::refit_scales)
     // Clipping search of RTN / GPTQ (QuantOptions::range, ClipSearch defaults)
     ClipKind clip = ClipKind::none;
     int clip_grid = 20;

@@ -1,13 +1,16 @@
 #pragma once
 // Coordinate descent over the quantization grid after GPTQ (QuantEase-style rounding refinement).
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <numeric>
 #include <span>
 #include <string>
 #include <vector>
 
+#include <Eigen/Cholesky>
 #include <Eigen/Core>
 #include <ptq/kernel/xsimd.hpp>
 
@@ -15,6 +18,8 @@
 #include <ptq/detail/eigen.hpp>
 #include <ptq/error.hpp>
 #include <ptq/format/concepts.hpp>
+#include <ptq/format/options.hpp>
+#include <ptq/format/scale_storage.hpp>
 #include <ptq/kernel/packing.hpp>
 #include <ptq/quantize.hpp>
 #include <ptq/quantized_matrix.hpp>
@@ -24,6 +29,13 @@ namespace ptq {
 /// Options of refine_rounding. Plain struct; defaults documented.
 struct RefineOptions {
     int passes = 2;  ///< sweeps over all columns (0: no change); stops early after a pass without change
+    /// After each sweep, refit every row's group scales (IntFormat; IntMinFormat: scales and
+    /// minima) to the codes by least squares on the same objective (docs/DESIGN.md §12.6).
+    /// Needs one parameter set per row (not PerTensor); other formats: ptq::invalid_argument.
+    bool refit_scales = false;
+    /// Storage type the refitted scales (and minima) are rounded to, as the model file holds
+    /// them (format/options.hpp). The pipeline sets it from its quantizer's QuantOptions.
+    ScaleStorage scale_storage = ScaleStorage::f32;
 };
 
 /// Result of refine_rounding.
@@ -33,13 +45,79 @@ struct RefineResult {
     RowMatrixXf dequantized;       ///< W^ in the original column order
     /// tr((W - W^) H (W - W^)^T) in double (output_error_proxy): [0] before, [k] after pass k.
     std::vector<double> objective;
-    std::size_t changed = 0;  ///< codes changed, summed over the passes
+    std::size_t changed = 0;   ///< codes changed, summed over the passes
+    std::size_t refitted = 0;  ///< rows whose parameters were refitted, summed over the passes
 };
 
 namespace detail {
 inline void check_refine_options(const RefineOptions& o, const char* fn = "refine_rounding",
                                  const char* arg = "options") {
     if (o.passes < 0) throw_invalid(fn, std::string(arg) + ".passes", "must be >= 0");
+}
+
+/// The refit of one row's group parameters (RefineOptions::refit_scales). With the codes c_j
+/// and, for IntFormat, the zero points z_g fixed, the dequantized row is linear in the
+/// parameters x: IntFormat w^_j = s_g (c_j - z_g) (one unknown per group), IntMinFormat
+/// w^_j = s_g c_j + m_g (two). Writing w^ = B x (B: in x unknowns, storage order), the row
+/// objective (w - B x)^T H (w - B x) is minimised by (B^T H B + lambda I) x = B^T H w +
+/// lambda x_old, solved in double by LDLT; lambda = 1e-12 * trace(B^T H B) / unknowns + 1e-300
+/// keeps a group whose codes all equal its zero point (or whose inputs are dead) at its old
+/// parameters. Each solved value is rounded to `st` (RNE, to_stored_scale: clamped to the
+/// storage type's positive range; minima with round_to_storage). The caller accepts the new
+/// parameters only if the row objective, recomputed from the float dequantized values, drops.
+/// Returns false (parameters unusable: non-finite or non-positive scale) without touching p.
+template <QuantFormat F>
+bool refit_row_params(const Eigen::MatrixXd& hs, const Eigen::VectorXd& hw, const std::uint8_t* packed,
+                      const GroupLayout& lay, ScaleStorage st, const typename F::Params* old, typename F::Params* p) {
+    constexpr int per = F::kind == FormatKind::integer_min ? 2 : 1;
+    const std::size_t cols = lay.cols, ng = lay.col_groups(), nv = ng * per;
+    // e(j, k): value of basis k (0: scale, 1: minimum) at storage column j.
+    std::vector<double> e(cols * per);
+    for (std::size_t j = 0; j < cols; ++j) {
+        const double c = double(ref::get_code(packed, j, F::bits));
+        const auto& q = old[j / lay.group_cols];
+        if constexpr (per == 2) {
+            e[j * 2] = c;
+            e[j * 2 + 1] = 1.0;
+        } else {
+            e[j] = c - double(q.zero);
+        }
+    }
+    Eigen::MatrixXd m = Eigen::MatrixXd::Zero(Eigen::Index(nv), Eigen::Index(nv));
+    Eigen::VectorXd b = Eigen::VectorXd::Zero(Eigen::Index(nv));
+    for (std::size_t i = 0; i < cols; ++i) {
+        const std::size_t gi = i / lay.group_cols;
+        for (int k = 0; k < per; ++k) b(Eigen::Index(gi * per + k)) += e[i * per + k] * hw(Eigen::Index(i));
+        for (std::size_t j = 0; j < cols; ++j) {
+            const double hij = hs(Eigen::Index(i), Eigen::Index(j));
+            if (hij == 0.0) continue;
+            const std::size_t gj = j / lay.group_cols;
+            for (int k = 0; k < per; ++k)
+                for (int l = 0; l < per; ++l)
+                    m(Eigen::Index(gi * per + k), Eigen::Index(gj * per + l)) += e[i * per + k] * hij * e[j * per + l];
+        }
+    }
+    const double lambda = 1e-12 * m.trace() / double(nv) + 1e-300;
+    Eigen::VectorXd xold(static_cast<Eigen::Index>(nv));
+    for (std::size_t g = 0; g < ng; ++g) {
+        xold(Eigen::Index(g * per)) = old[g].scale;
+        if constexpr (per == 2) xold(Eigen::Index(g * per + 1)) = old[g].min;
+    }
+    m.diagonal().array() += lambda;
+    const Eigen::VectorXd x = m.ldlt().solve(b + lambda * xold);
+    if (!x.allFinite()) return false;
+    for (std::size_t g = 0; g < ng; ++g) {
+        const double s = x(Eigen::Index(g * per));
+        if (!(s > 0.0) || s > double(std::numeric_limits<float>::max())) return false;
+        p[g] = old[g];
+        p[g].scale = to_stored_scale(static_cast<float>(s), st);
+        if constexpr (per == 2) {
+            const float mn = round_to_storage(static_cast<float>(x(Eigen::Index(g * per + 1))), st);
+            if (!std::isfinite(mn)) return false;
+            p[g].min = mn;
+        }
+    }
+    return true;
 }
 }  // namespace detail
 
@@ -75,6 +153,12 @@ RefineResult<F> refine_rounding(const Eigen::MatrixBase<DW>& w, const Eigen::Mat
                               "is " + std::to_string(w.rows()) + "x" + std::to_string(w.cols()) + ", q is " +
                                   std::to_string(rows) + "x" + std::to_string(cols));
     if (h.rows() != cols || h.cols() != cols) detail::throw_invalid("refine_rounding", "h", "must be in x in");
+    constexpr bool refittable = F::kind == FormatKind::integer || F::kind == FormatKind::integer_min;
+    if (o.refit_scales && (!refittable || q.layout().group_rows != 1))
+        detail::throw_invalid("refine_rounding", "options.refit_scales",
+                              "needs an IntFormat or IntMinFormat with one parameter set per row (got " +
+                                  std::string(F::name()) + ", " + std::to_string(q.layout().group_rows) +
+                                  " rows per group)");
     std::vector<std::size_t> perm(std::size_t(cols), 0);
     std::iota(perm.begin(), perm.end(), std::size_t(0));
     if (!storage_perm.empty()) {
@@ -164,8 +248,40 @@ RefineResult<F> refine_rounding(const Eigen::MatrixBase<DW>& w, const Eigen::Mat
             }
         }
         r.changed += changed;
+        std::size_t refitted = 0;
+        if constexpr (refittable) {
+            if (o.refit_scales) {
+                const std::size_t ng = lay.col_groups();
+                std::vector<typename F::Params> cand(ng);
+                const Eigen::MatrixXd hw_all = ws * hs;  // row r: H w_r
+                for (Eigen::Index row = 0; row < rows; ++row) {
+                    typename F::Params* prm = out.row_params(std::size_t(row));
+                    const std::uint8_t* packed = out.row_data(std::size_t(row));
+                    if (!detail::refit_row_params<F>(hs, hw_all.row(row).transpose(), packed, lay, o.scale_storage, prm,
+                                                     cand.data()))
+                        continue;
+                    Eigen::RowVectorXd dn(cols);
+                    Eigen::RowVectorXf whn(cols);
+                    for (Eigen::Index j = 0; j < cols; ++j) {
+                        whn(j) =
+                            F::dequantize(static_cast<std::uint8_t>(ref::get_code(packed, std::size_t(j), F::bits)),
+                                          cand[std::size_t(j) / lay.group_cols]);
+                        dn(j) = ws(row, j) - double(whn(j));
+                    }
+                    if (!whn.allFinite()) continue;
+                    const double f_old = (d.row(row) * hs).dot(d.row(row));
+                    const double f_new = (dn * hs).dot(dn);
+                    if (!(f_new < f_old - 1e-12 * (f_old + 1e-300))) continue;
+                    std::copy(cand.begin(), cand.end(), prm);
+                    wh.row(row) = whn;
+                    d.row(row) = dn;
+                    ++refitted;
+                }
+            }
+        }
+        r.refitted += refitted;
         r.objective.push_back((d * hs).cwiseProduct(d).sum());
-        if (changed == 0) break;
+        if (changed == 0 && refitted == 0) break;
     }
     // Dequantized weights in the original column order.
     r.dequantized.resize(rows, cols);

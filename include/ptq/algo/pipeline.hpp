@@ -41,6 +41,7 @@ struct PipelineOptions {
     GptqOptions gptq{};  ///< GPTQ's options (its quant options: rounding, clip search, ...)
     QuantOptions rtn{};  ///< RTN's options when there is no AWQ
     /// Coordinate descent after GPTQ (refine_rounding on W diag(s) with H'); 0 passes: off.
+    /// Its scale_storage is taken from gptq.quant.
     RefineOptions refine{.passes = 0};
 };
 
@@ -91,6 +92,10 @@ public:
           gptq_(o.gptq, granularity),
           rtn_(o.rtn, granularity) {
         detail::check_refine_options(o.refine, "Pipeline", "refine");
+        if (o.refine.passes > 0 && o.refine.refit_scales &&
+            !(F::kind == FormatKind::integer || F::kind == FormatKind::integer_min))
+            detail::throw_invalid("Pipeline", "options.refine.refit_scales",
+                                  std::string("needs an IntFormat or IntMinFormat, got ") + F::name());
     }
     const PipelineOptions& options() const noexcept { return opt_; }
     const G& granularity() const noexcept { return gran_; }
@@ -130,8 +135,10 @@ public:
             RowMatrixXf dq;
             if (o.reconstruct == Reconstruct::gptq) {
                 auto g = gptq_.quantize(wt, h);
-                if (o.refine.passes > 0) {  // same storage order and parameters, refined codes
-                    auto rr = refine_rounding<F, Arch>(wt, h, g, o.refine);
+                if (o.refine.passes > 0) {  // same storage order; refined codes (and refitted scales)
+                    RefineOptions ro = o.refine;
+                    ro.scale_storage = o.gptq.quant.scale_storage;
+                    auto rr = refine_rounding<F, Arch>(wt, h, g, ro);
                     g.quantized = std::move(rr.quantized);
                     g.dequantized = std::move(rr.dequantized);
                 }
