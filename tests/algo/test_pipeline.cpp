@@ -205,11 +205,11 @@ TEST_CASE("pipeline: error-aware calibration (x_fp) fits the fp32 outputs; x_fp 
         CHECK(err(aware.effective[0]) < 0.95 * err(plain.effective[0]));
     }
     ptq::PipelineOptions rtn;
-    CHECK_THROWS_WITH_AS(ptq::Pipeline<F, G>(rtn).quantize(x, ptq::linears(w), x_fp), doctest::Contains("x_fp"),
+    CHECK_THROWS_WITH_AS((ptq::Pipeline<F, G>(rtn).quantize(x, ptq::linears(w), x_fp)), doctest::Contains("x_fp"),
                          ptq::invalid_argument);
     ptq::PipelineOptions g;
     g.reconstruct = ptq::Reconstruct::gptq;
-    CHECK_THROWS_WITH_AS(ptq::Pipeline<F, G>(g).quantize(x, ptq::linears(w), RowMatrixXf(x.topRows(10))),
+    CHECK_THROWS_WITH_AS((ptq::Pipeline<F, G>(g).quantize(x, ptq::linears(w), RowMatrixXf(x.topRows(10)))),
                          doctest::Contains("x_fp"), ptq::invalid_argument);
     g.gptaq.alpha = -0.5;
     CHECK_THROWS_WITH_AS((ptq::Pipeline<F, G>(g)), doctest::Contains("gptaq.alpha"), ptq::invalid_argument);

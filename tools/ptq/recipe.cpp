@@ -94,10 +94,12 @@ struct Preset {
     const char* recipe;
 };
 constexpr Preset kPresets[] = {
-    {"w4", "w=int4-asym:g32,algo=gptq,act-order=1,clip=cs-asym"},
-    {"w3", "w=int3-asym:g32,algo=awq+gptq,act-order=1,clip=cs-asym"},
-    {"w2", "w=int2-asym:g32,algo=gptq,act-order=1"},
-    {"w3pc", "w=int3-asym:pc,algo=gptq,act-order=1"},
+    {"w4", "w=int4-asym:g32,algo=gptq,calib-tokens=32768,act-order=1,damp=0.003,refine=8,gptaq=1,gptaq-alpha=0.75"},
+    {"w3",
+     "w=int3-asym:g32,algo=awq+gptq,calib-tokens=32768,act-order=1,static-groups=1,damp=0.1,gptaq=1,clip=cs-asym,"
+     "clip-shrink=0.7"},
+    {"w2", "w=int2-asym:g32,algo=awq+gptq,calib-tokens=32768,act-order=1,damp=0.03,refine=8,gptaq=1,clip=cs-asym"},
+    {"w3pc", "w=int3-asym:pc,algo=awq+gptq,calib-tokens=32768,act-order=1,damp=0.1,gptaq=1,clip=cs-asym"},
 };
 
 std::string key_list() {

@@ -770,13 +770,15 @@ SearchOutcome search_target(Runner& run, const SearchTarget& t, const std::vecto
 
 /// The comparison with the reference and the search log, in Markdown.
 void write_search_report(std::ostream& md, const Runner& run, const std::vector<SearchOutcome>& res, int passes) {
+    const bool searched = std::any_of(res.begin(), res.end(), [](const SearchOutcome& o) { return !o.trials.empty(); });
     md << "## Best recipes vs the reference GPTQ\n\n"
        << "The reference columns are **the reference's measured numbers**, hard-coded in `tools/ptq/table.cpp`: "
           "the GPTQ paper authors' code (IST-DASLab `gptq.py`) run on this model with 16,384 TinyStories "
           "calibration tokens, sequential, damping 1 %, block 128 (its fp32 NLL "
-       << fmt("%.4f", kReferenceFp32)
-       << "). The ptq columns are measured by this run: the best recipe found by the search below, "
-          "tuned on the evaluation text, calibrated on the first 1,800 stories of "
+       << fmt("%.4f", kReferenceFp32) << "). The ptq columns are measured by this run: "
+       << (searched ? "the best recipe found by the search below"
+                    : "the presets compiled into the tool (the best recipes of `ptq table --search`)")
+       << ", tuned on the evaluation text, calibrated on the first 1,800 stories of "
           "`tinystories/train_calib.txt` only. dNLL = NLL - fp32 NLL of this run ("
        << fmt("%.4f", run.fp32_nll)
        << "). Bits per weight count every scale and zero point (fp16 each per group) and any low-rank "
@@ -804,12 +806,18 @@ void write_search_report(std::ostream& md, const Runner& run, const std::vector<
            << "` | " << fmt("%.3f", bits) << " / " << fmt("%.3f", ref_bits) << " | " << fmt("%.4f", o.best->nll)
            << " | " << fmt("%.4f", d) << " | " << fmt("%.1f %%", 100.0 * (1.0 - d / rd)) << " | " << verdict << " |\n";
     }
-    md << "\nThe presets compiled into the tool (recipe key `preset=NAME`) and whether each is the best recipe "
-          "of this run:\n\n| preset | recipe | NLL | dNLL | the search's best |\n|---|---|---:|---:|---|\n";
-    for (const auto& o : res)
-        md << "| `" << o.target.preset << "` | `" << o.preset->spec.text() << "` | " << fmt("%.4f", o.preset->nll)
-           << " | " << fmt("%.4f", o.preset->nll - run.fp32_nll) << " | "
-           << (o.preset->key == o.best->key ? "yes" : "no (update `kPresets` in tools/ptq/recipe.cpp)") << " |\n";
+    if (searched) {
+        md << "\nThe presets compiled into the tool (recipe key `preset=NAME`) and whether each is the best recipe "
+              "of this run:\n\n| preset | recipe | NLL | dNLL | the search's best |\n|---|---|---:|---:|---|\n";
+        for (const auto& o : res)
+            md << "| `" << o.target.preset << "` | `" << o.preset->spec.text() << "` | " << fmt("%.4f", o.preset->nll)
+               << " | " << fmt("%.4f", o.preset->nll - run.fp32_nll) << " | "
+               << (o.preset->key == o.best->key ? "yes" : "no (update `kPresets` in tools/ptq/recipe.cpp)") << " |\n";
+    } else {
+        md << "\nThe ptq recipes are the presets (`ptq quantize --recipe preset=NAME`): ";
+        for (const auto& o : res) md << "`" << o.target.preset << "` = " << o.target.weight << "; ";
+        md << "`ptq table --search` reruns the search that chose them.\n";
+    }
     md << "\n### The reference's full table (its measured mean NLL, not ptq's)\n\n| weights |";
     for (const char* c : kReferenceColumns) md << " reference " << c << " |";
     md << "\n|---|---:|---:|---:|---:|---:|\n";
@@ -820,6 +828,7 @@ void write_search_report(std::ostream& md, const Runner& run, const std::vector<
                << " |";
         md << "\n";
     }
+    if (!searched) return;
     md << "\n## The search\n\n"
        << "Greedy coordinate search per weight format (`ptq table --search`): start from "
           "`algo=gptq,act-order=1,calib-tokens=16384`; for each key in turn (algo, act-order, clip, static-groups, "
@@ -889,7 +898,7 @@ int run_table(const TableArgs& args) {
         return s;
     };
     try {
-        if (recipe_texts.empty() && set_names.empty() && !args.search) set_names.push_back("default");
+        if (recipe_texts.empty() && set_names.empty() && !args.search && !args.compare) set_names.push_back("default");
         for (const auto& n : args.search_targets)
             if (std::none_of(std::begin(kSearchTargets), std::end(kSearchTargets),
                              [&](const SearchTarget& t) { return n == t.preset; })) {
@@ -955,14 +964,21 @@ int run_table(const TableArgs& args) {
         }
 
         std::vector<SearchOutcome> searched;
-        if (args.search) {
+        if (args.search || args.compare) {
             const auto axes = search_axes(args.search_axes);
             std::size_t sidx = 0;
             for (const auto& t : kSearchTargets) {
                 if (!args.search_targets.empty() && std::find(args.search_targets.begin(), args.search_targets.end(),
                                                               t.preset) == args.search_targets.end())
                     continue;
-                searched.push_back(search_target(run, t, axes, args.search_passes, sidx));
+                if (args.search) {
+                    searched.push_back(search_target(run, t, axes, args.search_passes, sidx));
+                } else {  // --compare: the compiled preset is the best recipe
+                    SearchOutcome o{t, {}, nullptr, std::string("preset=") + t.preset, nullptr, nullptr};
+                    o.preset = o.best = &run.run(parse_recipe(o.best_recipe), ++sidx, 0);
+                    o.baseline = &run.run(parse_recipe(std::string("w=") + t.weight + ",algo=gptq"), ++sidx, 0);
+                    searched.push_back(o);
+                }
                 const auto& o = searched.back();
                 std::printf("search %s (%s): best %s  mean NLL %.4f (dNLL %+.4f), %.3f bits/w, %zu recipes\n", t.weight,
                             t.preset, o.best->spec.text().c_str(), o.best->nll, o.best->nll - run.fp32_nll,

@@ -18,6 +18,8 @@ struct TableArgs {
     /// with the reference GPTQ): targets (presets w4, w3, w2, w3pc; empty: all), extra axes
     /// "KEY=V1|V2|...", passes.
     bool search = false;
+    /// The presets beside the reference GPTQ (the comparison of --search without the search).
+    bool compare = false;
     std::vector<std::string> search_targets, search_axes;
     int search_passes = 2;
 };
