@@ -44,6 +44,7 @@
 #include <ptq/metric/output_error.hpp>
 
 #include <ptq/calib/calibration_stats.hpp>
+#include <ptq/algo/gptaq.hpp>
 #include <ptq/algo/gptq.hpp>
 #include <ptq/algo/coordinate_descent.hpp>
 #include <ptq/transform/hadamard.hpp>

@@ -10,8 +10,10 @@
 
 #include <Eigen/Core>
 #include <Eigen/LU>
+#include <Eigen/QR>
 
 #include <ptq/algo/coordinate_descent.hpp>
+#include <ptq/algo/gptaq.hpp>
 #include <ptq/algo/gptq.hpp>
 #include <ptq/algo/gptq_naive.hpp>
 #include <ptq/metric/output_error.hpp>
@@ -547,4 +549,97 @@ TEST_CASE("refine_rounding refit_scales: refused where parameters are not per ro
                          doctest::Contains("refit_scales"), ptq::invalid_argument);
     CHECK_THROWS_WITH_AS(ptq::refine_rounding<MxInt4>(w, h, ptq::quantize<MxInt4>(w, {}, ptq::PerGroup<32>{}), ro),
                          doctest::Contains("refit_scales"), ptq::invalid_argument);
+}
+
+// ---- Error-aware calibration (gptaq_target) ----
+
+namespace {
+/// The quantized model's inputs of a layer: the fp32 inputs with an accumulated error that is
+/// correlated with them (a random mixing, as earlier quantized layers produce) plus noise.
+Eigen::MatrixXf perturbed(const Eigen::MatrixXf& x_fp, float scale, unsigned seed) {
+    const Eigen::Index n = x_fp.cols();
+    const Eigen::MatrixXf mix = make_weights(n, n, seed) * scale;
+    return x_fp + x_fp * mix + make_acts(x_fp.rows(), n, seed + 1, false) * (0.3f * scale);
+}
+/// ||X_fp W^T - X_q W^^T||^2 in double: the error-aware layer objective.
+double asymmetric_error(const Eigen::MatrixXf& x_fp, const Eigen::MatrixXf& x_q, const Eigen::MatrixXf& w,
+                        const ptq::RowMatrixXf& wq) {
+    return (x_fp.cast<double>() * w.cast<double>().transpose() - x_q.cast<double>() * wq.cast<double>().transpose())
+        .squaredNorm();
+}
+}  // namespace
+
+TEST_CASE("gptaq_target: W~ == W without asymmetry; the least-squares solution otherwise") {
+    const Eigen::MatrixXf w = make_weights(12, 48, 50);
+    const Eigen::MatrixXf x_fp = make_acts(400, 48, 51);
+    const Eigen::MatrixXf x_q = perturbed(x_fp, 0.1f, 52);
+    const Eigen::MatrixXd h = hessian_of(x_q);
+    // X_fp == X_q: D is exactly zero, W~ is W bit for bit.
+    const Eigen::MatrixXd d0 = ptq::asymmetry_cross_term(x_q, x_q);
+    CHECK(d0.isZero(0.0));
+    CHECK(ptq::gptaq_target(w, d0, h) == ptq::RowMatrixXf(w));
+    // alpha = 0: no correction.
+    const Eigen::MatrixXd d = ptq::asymmetry_cross_term(x_fp, x_q);
+    CHECK(ptq::gptaq_target(w, d, h, {.alpha = 0.0}) == ptq::RowMatrixXf(w));
+    // Oracle: the least-squares solution of X_q B = X_fp W^T by Householder QR (double), no damping.
+    const Eigen::MatrixXd b =
+        x_q.cast<double>().colPivHouseholderQr().solve(x_fp.cast<double>() * w.cast<double>().transpose());
+    const ptq::RowMatrixXf wt = ptq::gptaq_target(w, d, h, {.alpha = 1.0, .percdamp = 0.0});
+    CHECK((wt.cast<double>() - b.transpose()).norm() <= 1e-4 * b.norm());
+    CHECK((wt - ptq::RowMatrixXf(w)).norm() > 1e-2 * w.norm());  // the correction is not negligible here
+    // alpha scales the correction linearly.
+    const ptq::RowMatrixXf half = ptq::gptaq_target(w, d, h, {.alpha = 0.5, .percdamp = 0.0});
+    CHECK((half.cast<double>() - 0.5 * (w.cast<double>() + wt.cast<double>())).norm() <= 1e-5 * w.norm());
+}
+
+TEST_CASE_TEMPLATE("gptaq_target: GPTQ on W~ lowers the error-aware objective below plain GPTQ", F, Int3Asym,
+                   Int4Asym) {
+    using G = ptq::PerGroup<16>;
+    const Eigen::MatrixXf w = make_weights(32, 64, 60);
+    const Eigen::MatrixXf x_fp = make_acts(512, 64, 61);
+    const Eigen::MatrixXf x_q = perturbed(x_fp, 0.05f, 62);
+    const Eigen::MatrixXd h = hessian_of(x_q);
+    const Eigen::MatrixXd d = ptq::asymmetry_cross_term(x_fp, x_q);
+    for (bool act_order : {false, true}) {
+        ptq::GptqOptions go;
+        go.act_order = act_order;
+        const auto plain = ptq::Gptq<F, G>(go).quantize(w, h);
+        const auto aware = ptq::Gptq<F, G>(go).quantize(ptq::gptaq_target(w, d, h, {.percdamp = go.percdamp}), h);
+        const double e_plain = asymmetric_error(x_fp, x_q, w, plain.dequantized);
+        const double e_aware = asymmetric_error(x_fp, x_q, w, aware.dequantized);
+        CAPTURE(act_order);
+        MESSAGE(F::name() << " act-order " << act_order << ": error-aware objective GPTQ " << e_plain << ", GPTAQ "
+                          << e_aware);
+        CHECK(e_aware < 0.95 * e_plain);
+    }
+}
+
+TEST_CASE("gptaq_target: bad input") {
+    const Eigen::MatrixXf w = make_weights(4, 16, 70);
+    const Eigen::MatrixXf x = make_acts(64, 16, 71);
+    const Eigen::MatrixXd h = hessian_of(x);
+    const Eigen::MatrixXd d = ptq::asymmetry_cross_term(perturbed(x, 0.1f, 72), x);
+    CHECK_THROWS_WITH_AS(ptq::asymmetry_cross_term(x, Eigen::MatrixXf(x.leftCols(15))), doctest::Contains("x_fp"),
+                         ptq::invalid_argument);
+    CHECK_THROWS_WITH_AS(ptq::gptaq_target(w, d, Eigen::MatrixXd(h.topLeftCorner(8, 8))), doctest::Contains("'h'"),
+                         ptq::invalid_argument);
+    CHECK_THROWS_WITH_AS(ptq::gptaq_target(w, Eigen::MatrixXd(d.topLeftCorner(8, 8)), h), doctest::Contains("'d'"),
+                         ptq::invalid_argument);
+    CHECK_THROWS_WITH_AS(ptq::gptaq_target(w, d, h, {.alpha = -1.0}), doctest::Contains("alpha"),
+                         ptq::invalid_argument);
+    CHECK_THROWS_WITH_AS(ptq::gptaq_target(w, d, h, {.percdamp = std::nan("")}), doctest::Contains("percdamp"),
+                         ptq::invalid_argument);
+    Eigen::MatrixXf xn = x;
+    xn(3, 2) = std::numeric_limits<float>::infinity();
+    CHECK_THROWS_AS(ptq::asymmetry_cross_term(xn, x), ptq::non_finite_error);
+    Eigen::MatrixXd dn = d;
+    dn(1, 1) = std::numeric_limits<double>::quiet_NaN();
+    CHECK_THROWS_AS(ptq::gptaq_target(w, dn, h), ptq::non_finite_error);
+    // A dead channel (H_jj = 0) keeps its weights.
+    Eigen::MatrixXf xd = x;
+    xd.col(4).setZero();
+    Eigen::MatrixXf xfd = perturbed(x, 0.1f, 73);
+    const ptq::RowMatrixXf wt = ptq::gptaq_target(w, ptq::asymmetry_cross_term(xfd, xd), hessian_of(xd));
+    CHECK(wt.allFinite());
+    CHECK(wt.col(4) == w.col(4));
 }

@@ -190,3 +190,37 @@ TEST_CASE("pipeline: coordinate descent after GPTQ lowers the output error") {
     CHECK_THROWS_WITH_AS((ptq::Pipeline<ptq::MxInt<4, 32>, ptq::PerGroup<32>>(bad)), doctest::Contains("refit_scales"),
                          ptq::invalid_argument);
 }
+
+TEST_CASE("pipeline: error-aware calibration (x_fp) fits the fp32 outputs; x_fp == x changes nothing") {
+    using F = ptq::IntFormat<3, false>;
+    using G = ptq::PerGroup<16>;
+    const RowMatrixXf x_fp = calib_x(512, 64, 90);
+    const RowMatrixXf x = x_fp + x_fp * gaussian(64, 64, 91, 0.03f);  // the quantized model's inputs
+    const RowMatrixXf w = gaussian(24, 64, 92, 0.1f);
+    for (auto t : {ptq::Transform::none, ptq::Transform::awq}) {
+        ptq::PipelineOptions o;
+        o.transform = t;
+        o.reconstruct = ptq::Reconstruct::gptq;
+        const ptq::Pipeline<F, G> p(o);
+        const auto plain = p.quantize(x, ptq::linears(w));
+        const auto same = p.quantize(x, ptq::linears(w), x);
+        CHECK(same.effective[0] == plain.effective[0]);
+        const auto aware = p.quantize(x, ptq::linears(w), x_fp);
+        const auto err = [&](const RowMatrixXf& we) {
+            return (x_fp.cast<double>() * w.cast<double>().transpose() -
+                    x.cast<double>() * we.cast<double>().transpose())
+                .squaredNorm();
+        };
+        CAPTURE(int(t));
+        CHECK(err(aware.effective[0]) < 0.95 * err(plain.effective[0]));
+    }
+    ptq::PipelineOptions rtn;
+    CHECK_THROWS_WITH_AS((ptq::Pipeline<F, G>(rtn).quantize(x, ptq::linears(w), x_fp)), doctest::Contains("x_fp"),
+                         ptq::invalid_argument);
+    ptq::PipelineOptions g;
+    g.reconstruct = ptq::Reconstruct::gptq;
+    CHECK_THROWS_WITH_AS((ptq::Pipeline<F, G>(g).quantize(x, ptq::linears(w), RowMatrixXf(x.topRows(10)))),
+                         doctest::Contains("x_fp"), ptq::invalid_argument);
+    g.gptaq.alpha = -0.5;
+    CHECK_THROWS_WITH_AS((ptq::Pipeline<F, G>(g)), doctest::Contains("gptaq.alpha"), ptq::invalid_argument);
+}

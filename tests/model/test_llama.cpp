@@ -770,6 +770,19 @@ TEST_CASE("synthetic model: every algorithm chain runs, sequential and not, and 
     CHECK(q.layers[1].w2 == ptq::fake_quantize<ptq::IntFormat<4, false>>(m.layers[1].w2, {}, ptq::PerGroup<8>{}));
     CHECK_THROWS_AS(quantize_model(m, parse_recipe("w=int4-asym:g8,algo=gptq"), nullptr, true, nullptr),
                     RecipeError);  // needs calibration data
+    // Refinement and error-aware calibration (sequential only): they change the weights.
+    const Model plain = quantize_model(m, parse_recipe("w=int3-asym:g8,algo=awq+gptq"), &calib, true, nullptr);
+    for (const char* r : {"w=int3-asym:g8,algo=awq+gptq,refine=2", "w=int3-asym:g8,algo=awq+gptq,gptaq=1"}) {
+        CAPTURE(r);
+        const Model x = quantize_model(m, parse_recipe(r), &calib, true, nullptr);
+        CHECK(forward(x, toks).allFinite());
+        CHECK(x.layers[1].w2 != plain.layers[1].w2);
+        // gptaq: layer 0's q/k/v read the embedding, the same in the fp32 and quantized models.
+        if (std::string(r).find("gptaq") != std::string::npos) CHECK(x.layers[0].wq == plain.layers[0].wq);
+        else CHECK(x.layers[0].wq != plain.layers[0].wq);
+    }
+    CHECK_THROWS_AS(quantize_model(m, parse_recipe("w=int3-asym:g8,algo=gptq,gptaq=1"), &calib, false, nullptr),
+                    RecipeError);  // non-sequential: nothing to correct
 }
 
 TEST_CASE("real data: calibration sequences (stories and windows of one long text)" * doctest::skip(!have_data())) {

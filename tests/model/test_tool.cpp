@@ -146,6 +146,27 @@ TEST_CASE("recipe options: every key parses, unknown keys list the accepted ones
           }).find("scale=f32") != std::string::npos);
     CHECK(resolve_for_output(parse_recipe("w=int4-sym:g32"), OutputFormat::gptq).scale ==
           std::optional<std::string>("f16"));
+    // GPTQ's refinement and error-aware calibration.
+    const RecipeSpec g = parse_recipe("w=int3-asym:g32,algo=gptq,refine=4,gptaq=1,gptaq-alpha=0.25");
+    CHECK(g.refine == 4);
+    CHECK(g.gptaq);
+    CHECK(g.gptaq_alpha == 0.25);
+    CHECK(parse_recipe(g.text()).text() == g.text());
+    CHECK(g.text().find("refine=4,gptaq=1,gptaq-alpha=0.25") != std::string::npos);
+    CHECK(msg([] { parse_recipe("w=int3-asym:g32,algo=rtn,refine=2"); }).find("refine needs GPTQ") !=
+          std::string::npos);
+    CHECK(msg([] { parse_recipe("w=int3-asym:g32,algo=awq,gptaq=1"); }).find("gptaq needs GPTQ") != std::string::npos);
+    CHECK(msg([] { parse_recipe("algo=gptq,gptaq=1,seq=0"); }).find("sequential") != std::string::npos);
+    CHECK(msg([] { parse_recipe("algo=gptq,gptaq-alpha=2"); }).find("gptaq-alpha must be") != std::string::npos);
+    // Presets: the named recipe, with the keys given beside it overriding its values.
+    for (const auto& name : preset_names()) {
+        CAPTURE(name);
+        CHECK(parse_recipe("preset=" + name).text() == parse_recipe(preset_recipe(name)).text());
+    }
+    const RecipeSpec p = parse_recipe("calib-tokens=4096, preset=w4");
+    CHECK(p.weight_text() == parse_recipe(preset_recipe("w4")).weight_text());
+    CHECK(p.calib_tokens == std::optional<std::size_t>(4096));
+    CHECK(msg([] { parse_recipe("preset=w9"); }).find("unknown preset 'w9'; presets: w4") != std::string::npos);
 }
 
 namespace {

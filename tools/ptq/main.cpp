@@ -189,6 +189,14 @@ int main(int argc, char** argv) {
     table->add_flag("--markdown", ta.markdown, "Markdown tables");
     table->add_option("--report", ta.report, "write the Markdown report to FILE");
     table->add_flag("--list", list, "list formats, recipe syntax and sets");
+    table->add_flag("--search", ta.search,
+                    "greedy search of the best recipe per bit width (w4 w3 w2 w3pc), beside the reference GPTQ");
+    table->add_flag("--compare", ta.compare, "the presets beside the reference GPTQ, with verdicts (no search)");
+    table->add_option("--search-target", ta.search_targets, "search only this target: w4, w3, w2, w3pc (repeatable)");
+    table->add_option("--search-axis", ta.search_axes, "extra search axis KEY=V1|V2|... (repeatable)");
+    table->add_option("--search-passes", ta.search_passes, "search passes at most")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 10));
 
     std::string conv_model, conv_out, conv_to = "gguf", conv_tokenizer;
     auto* convert = app.add_subcommand("convert", "convert an fp32 model between llama2.c, GGUF and Hugging Face");

@@ -181,6 +181,7 @@ inline PipelineOptions pipeline_options(const RecipeSpec& r, bool transform) {
     po.gptq.static_groups = r.static_groups;
     po.refine.passes = r.refine;
     po.refine.refit_scales = r.refit;
+    po.gptaq.alpha = r.gptaq_alpha;
     po.smooth_quant.alpha = r.sq_alpha;
     po.awq.grid = r.awq_grid;
     po.awq.duo_scaling = r.awq_duo;
@@ -218,8 +219,10 @@ struct ModelQuantizer {
         }
     }
 
-    /// Quantizes group g of layer l of m (whose weights there are still fp32) on inputs X.
-    void quantize_group(Model& m, int l, int g, const RowMatrix* X, const std::vector<std::size_t>& seq_lens) {
+    /// Quantizes group g of layer l of m (whose weights there are still fp32) on inputs X (with
+    /// gptaq: X_fp, the fp32 model's inputs of the same tokens).
+    void quantize_group(Model& m, int l, int g, const RowMatrix* X, const RowMatrix* X_fp,
+                        const std::vector<std::size_t>& seq_lens) {
         Layer& L = m.layers[static_cast<std::size_t>(l)];
         const auto& members = group_members()[static_cast<std::size_t>(g)];
         std::vector<RowMatrixRef> ws;
@@ -236,7 +239,8 @@ struct ModelQuantizer {
         if (!transform && r.reconstruct == ReconstructKind::rtn) {
             for (const auto& w : ws) qs.push_back(Rtn<F, G>(quant_options(r), gran).quantize(w));
         } else {
-            auto pr = Pipeline<F, G>(pipeline_options(r, transform), gran).quantize(*X, ws);
+            const Pipeline<F, G> pipeline(pipeline_options(r, transform), gran);
+            auto pr = X_fp ? pipeline.quantize(*X, ws, *X_fp) : pipeline.quantize(*X, ws);
             s = pr.scales;
             for (std::size_t k = 0; k < ws.size(); ++k) {
                 if (pr.output_mse_rtn[k] > 0.0) {
@@ -333,19 +337,24 @@ struct ModelQuantizer {
         std::vector<std::size_t> seq_lens;
         if (need)
             for (const auto& q : calib->seqs) seq_lens.push_back(q.size());
+        if (r.gptaq && !sequential)
+            throw RecipeError("recipe '" + r.text() + "': gptaq=1 needs the sequential protocol");
         const CalibData::Fp32Captures* caps = nullptr;
         std::vector<RowMatrix> states;
         if (need) {
             const auto tc = clock_type::now();
             if (sequential) states = initial_states(m, *calib);
-            else caps = &fp32_captures(fp32, *calib);
+            // Non-sequential: the fp32 inputs are the calibration inputs; gptaq: they are the
+            // targets' inputs, beside the quantized model's.
+            if (!sequential || r.gptaq) caps = &fp32_captures(fp32, *calib);
             rep.calib_seconds += seconds_since(tc);
         }
         const int layers = m.config.n_layers;
         for (int l = 0; l < layers; ++l) {
             for (int g = 0; g < kGroupCount; ++g) {
                 RowMatrix X;
-                const RowMatrix* xp = nullptr;
+                const RowMatrix *xp = nullptr, *xfp = nullptr;
+                if (r.gptaq) xfp = &caps->x[static_cast<std::size_t>(l)][static_cast<std::size_t>(g)];
                 if (need) {
                     if (sequential) {
                         const auto tc = clock_type::now();
@@ -356,7 +365,7 @@ struct ModelQuantizer {
                         xp = &caps->x[static_cast<std::size_t>(l)][static_cast<std::size_t>(g)];
                     }
                 }
-                quantize_group(m, l, g, xp, seq_lens);
+                quantize_group(m, l, g, xp, xfp, seq_lens);
             }
             if (need && sequential && l + 1 < layers) {
                 const auto tc = clock_type::now();

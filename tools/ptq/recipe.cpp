@@ -70,8 +70,10 @@ constexpr KeyHelp kKeys[] = {
     {"static-groups", "0|1", "GPTQ: group parameters fitted before the column loop (default 0)"},
     {"damp", "F", "GPTQ: damping fraction of mean diag(H) (default 0.01)"},
     {"block", "N", "GPTQ: lazy-batch block size (default 128)"},
-    {"refine", "N", "GPTQ: coordinate-descent passes over the grid after GPTQ (default 0)"},
+    {"refine", "N", "GPTQ: coordinate-descent passes after GPTQ (default 0)"},
     {"refit", "0|1", "refine: least-squares refit of the group scales in each pass, INT formats (default 0)"},
+    {"gptaq", "0|1", "GPTQ: error-aware calibration, fit to the fp32 model's outputs (default 0; seq=1)"},
+    {"gptaq-alpha", "F", "GPTAQ: fraction of the asymmetry correction, in [0, 1] (default 1)"},
     {"clip", "none|cs-sym|cs-asym", "RTN/GPTQ clipping search (default none: min-max)"},
     {"clip-grid", "N", "clipping search grid (default 20)"},
     {"clip-shrink", "F", "clipping search: largest shrink, in (0, 1] (default 0.5)"},
@@ -82,6 +84,23 @@ constexpr KeyHelp kKeys[] = {
     {"sq-alpha", "F", "SmoothQuant migration strength in [0, 1] (default 0.5)"},
     {"lr-format", "mxint8-b16|fp16", "low-rank factor storage (default: mxint8-b16 for lqer/l2qer, fp16 for lorc)"},
     {"scale", "f32|f16|bf16", "scale storage type (default f32; f16 when writing gguf/gptq/awq/compressed-tensors)"},
+    {"preset", "w4|w3|w2|w3pc", "the searched best recipe of a bit width (keys beside it override its values)"},
+};
+
+// The best recipe per bit width found by `ptq table --search` on stories260K (tuned on
+// tinystories/valid.txt, calibrated on the first 1,800 stories of train_calib.txt; the numbers
+// are in docs/RESULTS.md).
+struct Preset {
+    const char* name;
+    const char* recipe;
+};
+constexpr Preset kPresets[] = {
+    {"w4", "w=int4-asym:g32,algo=gptq,calib-tokens=32768,act-order=1,damp=0.003,refine=8,gptaq=1,gptaq-alpha=0.75"},
+    {"w3",
+     "w=int3-asym:g32,algo=awq+gptq,calib-tokens=32768,act-order=1,static-groups=1,damp=0.1,gptaq=1,clip=cs-asym,"
+     "clip-shrink=0.7"},
+    {"w2", "w=int2-asym:g32,algo=awq+gptq,calib-tokens=32768,act-order=1,damp=0.03,refine=8,gptaq=1,clip=cs-asym"},
+    {"w3pc", "w=int3-asym:pc,algo=awq+gptq,calib-tokens=32768,act-order=1,damp=0.1,gptaq=1,clip=cs-asym"},
 };
 
 std::string key_list() {
@@ -143,6 +162,8 @@ std::string RecipeSpec::text() const {
     if (block != d.block) s += ",block=" + std::to_string(block);
     if (refine != d.refine) s += ",refine=" + std::to_string(refine);
     if (refit != d.refit) s += ",refit=1";
+    if (gptaq != d.gptaq) s += ",gptaq=1";
+    if (gptaq_alpha != d.gptaq_alpha) s += ",gptaq-alpha=" + num(gptaq_alpha);
     if (clip != d.clip) s += std::string(",clip=") + clip_name(clip);
     if (clip_grid != d.clip_grid) s += ",clip-grid=" + std::to_string(clip_grid);
     if (clip_shrink != d.clip_shrink) s += ",clip-shrink=" + num(clip_shrink);
@@ -278,6 +299,18 @@ void parse_algo(RecipeSpec& r, const std::string& val, const std::function<Recip
 
 }  // namespace
 
+std::vector<std::string> preset_names() {
+    std::vector<std::string> v;
+    for (const auto& p : kPresets) v.emplace_back(p.name);
+    return v;
+}
+
+std::string preset_recipe(std::string_view name) {
+    for (const auto& p : kPresets)
+        if (name == p.name) return p.recipe;
+    throw RecipeError("unknown preset '" + std::string(name) + "'; presets: " + join(preset_names()));
+}
+
 RecipeSpec parse_recipe(std::string_view text) {
     RecipeSpec r;
     const std::string src(text);
@@ -285,6 +318,21 @@ RecipeSpec parse_recipe(std::string_view text) {
         return RecipeError("bad recipe '" + src + "': " + msg);
     };
     if (trim(text).empty()) throw fail("empty recipe (example: w=int4-asym:g32,a=none,algo=gptq,calib=tinystories)");
+    // A preset gives the starting values; the other keys override them.
+    for (std::size_t pos = 0; pos <= text.size();) {
+        std::size_t end = text.find(',', pos);
+        if (end == std::string_view::npos) end = text.size();
+        const std::string item = trim(text.substr(pos, end - pos));
+        if (item.rfind("preset", 0) == 0 && item.find('=') != std::string::npos &&
+            trim(std::string_view(item).substr(0, item.find('='))) == "preset") {
+            const std::string name = trim(std::string_view(item).substr(item.find('=') + 1));
+            if (std::none_of(std::begin(kPresets), std::end(kPresets), [&](const Preset& p) { return name == p.name; }))
+                throw fail("unknown preset '" + name + "'; presets: " + join(preset_names()));
+            r = parse_recipe(preset_recipe(name));
+            break;
+        }
+        pos = end + 1;
+    }
     std::map<std::string, bool> seen;
     std::size_t pos = 0;
     while (pos <= text.size()) {
@@ -337,9 +385,12 @@ RecipeSpec parse_recipe(std::string_view text) {
         else if (key == "static-groups") r.static_groups = boolean();
         else if (key == "damp") r.damp = real(0.0, 10.0, true);
         else if (key == "block") r.block = count(1, 1'000'000);
-        else if (key == "refine") r.refine = static_cast<int>(count(0, 1'000));
+        else if (key == "refine") r.refine = static_cast<int>(count(0, 1000));
         else if (key == "refit") r.refit = boolean();
-        else if (key == "clip") {
+        else if (key == "gptaq") r.gptaq = boolean();
+        else if (key == "gptaq-alpha") r.gptaq_alpha = real(0.0, 1.0, false);
+        else if (key == "preset") {  // applied before the loop
+        } else if (key == "clip") {
             if (val == "none") r.clip = ClipKind::none;
             else if (val == "cs-sym") r.clip = ClipKind::cs_sym;
             else if (val == "cs-asym") r.clip = ClipKind::cs_asym;
@@ -362,10 +413,12 @@ RecipeSpec parse_recipe(std::string_view text) {
         }
         if (end == text.size()) break;
     }
+    if ((r.refine > 0 || r.gptaq) && r.reconstruct != ReconstructKind::gptq)
+        throw fail(std::string(r.refine > 0 ? "refine" : "gptaq") + " needs GPTQ (algo=gptq or algo=awq+gptq)");
+    if (r.gptaq && r.sequential && !*r.sequential)
+        throw fail("gptaq=1 needs the sequential protocol (seq=1): without it the fp32 and quantized inputs agree");
     if (r.lr_format.size() && r.low_rank == LowRankKind::none)
         throw fail("lr-format is given but algo has no low-rank step (+lqerK, +l2qerK, +lorcK)");
-    if (r.refine > 0 && r.reconstruct != ReconstructKind::gptq)
-        throw fail("refine=" + std::to_string(r.refine) + " refines GPTQ's rounding: it needs algo=...gptq");
     if (r.refit && (r.refine == 0 || r.is_mx() || r.weight.rfind("int", 0) != 0))
         throw fail("refit=1 needs refine=N (N >= 1) and an integer format (w=intN-sym|asym|min), not '" + r.weight +
                    "'");

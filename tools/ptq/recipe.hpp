@@ -11,6 +11,9 @@
 //   algo=CHAIN        [sq|awq][+][rtn|gptq][+lqerK|+l2qerK|+lorcK] (default rtn)
 //   calib=SET, calib-tokens=N, seq=1|0            calibration set, budget, protocol
 //   act-order, static-groups, damp, block         GPTQ
+//   refine, gptaq, gptaq-alpha                    GPTQ: coordinate descent, error-aware calibration
+//   preset=w4|w3|w2|w3pc                          the searched best recipe of a bit width (other
+//                                                 keys given beside it override its values)
 //   clip=none|cs-sym|cs-asym, clip-grid, clip-shrink, clip-norm   RTN / GPTQ clipping search
 //   awq-grid, awq-duo, awq-clip                   AWQ
 //   sq-alpha                                      SmoothQuant
@@ -59,8 +62,10 @@ struct RecipeSpec {
     bool static_groups = false;
     double damp = 0.01;
     std::size_t block = 128;
-    int refine = 0;      ///< coordinate-descent passes after GPTQ (RefineOptions::passes; 0: off)
-    bool refit = false;  ///< refit the group scales in each pass (RefineOptions::refit_scales)
+    int refine = 0;            ///< coordinate-descent passes after GPTQ (PipelineOptions::refine)
+    bool gptaq = false;        ///< error-aware calibration (PipelineOptions::gptaq; sequential only)
+    double gptaq_alpha = 1.0;  ///< GptaqOptions::alpha
+    bool refit = false;        ///< refit the group scales in each refine pass (RefineOptions::refit_scales)
     // Clipping search of RTN / GPTQ (QuantOptions::range, ClipSearch defaults)
     ClipKind clip = ClipKind::none;
     int clip_grid = 20;
@@ -95,6 +100,10 @@ struct RecipeSpec {
 /// Parses a recipe string; throws RecipeError with a message naming the bad part and listing
 /// the accepted keys or values.
 RecipeSpec parse_recipe(std::string_view text);
+
+/// Names of the presets (recipe key preset=NAME) and the recipe text of one (RecipeError if unknown).
+std::vector<std::string> preset_names();
+std::string preset_recipe(std::string_view name);
 
 /// The recipe keys with their values and defaults, one per line (for --help).
 std::string recipe_help();

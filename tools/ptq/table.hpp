@@ -14,6 +14,14 @@ struct TableArgs {
     std::size_t calib_tokens = 32768;
     bool sequential = true;
     bool csv = false, markdown = false;
+    /// The measured search (greedy over the recipe keys per bit width, docs/RESULTS.md's comparison
+    /// with the reference GPTQ): targets (presets w4, w3, w2, w3pc; empty: all), extra axes
+    /// "KEY=V1|V2|...", passes.
+    bool search = false;
+    /// The presets beside the reference GPTQ (the comparison of --search without the search).
+    bool compare = false;
+    std::vector<std::string> search_targets, search_axes;
+    int search_passes = 2;
 };
 
 /// Runs the recipe sets (default set when none is named) and prints the tables; returns the

@@ -1,6 +1,7 @@
 #pragma once
 // Composition of the separable PTQ techniques on one group of linears that read the same
 // input (q/k/v, gate/up, or a single linear):  transformation -> clipping -> reconstruction.
+#include <cmath>
 #include <cstddef>
 #include <span>
 #include <string>
@@ -11,6 +12,7 @@
 
 #include <ptq/algo/awq.hpp>
 #include <ptq/algo/coordinate_descent.hpp>
+#include <ptq/algo/gptaq.hpp>
 #include <ptq/algo/gptq.hpp>
 #include <ptq/algo/rtn.hpp>
 #include <ptq/algo/smooth_quant.hpp>
@@ -43,6 +45,11 @@ struct PipelineOptions {
     /// Coordinate descent after GPTQ (refine_rounding on W diag(s) with H'); 0 passes: off.
     /// Its scale_storage is taken from gptq.quant.
     RefineOptions refine{.passes = 0};
+    /// Error-aware calibration (GPTAQ, docs/DESIGN.md §12.7), used when quantize() is given the
+    /// fp32 model's inputs x_fp: GPTQ and the refinement run on gptaq_target(W diag(s), D', H')
+    /// with D' the cross term of x_fp diag(s)^-1 and x diag(s)^-1. Its percdamp is ignored: the
+    /// solve uses gptq.percdamp, GPTQ's own damping.
+    GptaqOptions gptaq{};
 };
 
 /// The QuantOptions of the quantizer that produces the final codes of recipe `o`, which the
@@ -96,6 +103,8 @@ public:
             !(F::kind == FormatKind::integer || F::kind == FormatKind::integer_min))
             detail::throw_invalid("Pipeline", "options.refine.refit_scales",
                                   std::string("needs an IntFormat or IntMinFormat, got ") + F::name());
+        if (!(std::isfinite(o.gptaq.alpha) && o.gptaq.alpha >= 0.0))
+            detail::throw_invalid("Pipeline", "options.gptaq.alpha", "must be finite, >= 0");
     }
     const PipelineOptions& options() const noexcept { return opt_; }
     const G& granularity() const noexcept { return gran_; }
@@ -104,11 +113,34 @@ public:
     /// linears [out_k x in] reading x.
     template <class DX>
     PipelineResult<F> quantize(const Eigen::MatrixBase<DX>& x_in, std::span<const RowMatrixRef> weights) const {
-        const PipelineOptions& o = opt_;
         RowMatrixXf xs;
-        const auto x = detail::as_row_major(x_in, xs);
+        return run(detail::as_row_major(x_in, xs), weights, nullptr);
+    }
+
+    /// Error-aware calibration (GPTAQ): as above, with x_fp [tokens x in] the fp32 model's inputs
+    /// of the same tokens (x: the quantized model's); needs Reconstruct::gptq. The GPTQ target of
+    /// every linear is gptaq_target (options().gptaq); x_fp == x gives the plain result.
+    template <class DX, class DF>
+    PipelineResult<F> quantize(const Eigen::MatrixBase<DX>& x_in, std::span<const RowMatrixRef> weights,
+                               const Eigen::MatrixBase<DF>& x_fp_in) const {
+        RowMatrixXf xs, fs;
+        const Eigen::Ref<const RowMatrixXf> x_fp = detail::as_row_major(x_fp_in, fs);
+        return run(detail::as_row_major(x_in, xs), weights, &x_fp);
+    }
+
+private:
+    PipelineResult<F> run(const Eigen::Ref<const RowMatrixXf>& x, std::span<const RowMatrixRef> weights,
+                          const Eigen::Ref<const RowMatrixXf>* x_fp) const {
+        const PipelineOptions& o = opt_;
         detail::check_weights_group("Pipeline::quantize", weights, x.cols());
         if (!x.allFinite()) detail::throw_non_finite("Pipeline::quantize", "x", "calibration activations");
+        if (x_fp) {
+            if (o.reconstruct != Reconstruct::gptq)
+                detail::throw_invalid("Pipeline::quantize", "x_fp", "error-aware calibration needs Reconstruct::gptq");
+            if (x_fp->rows() != x.rows() || x_fp->cols() != x.cols())
+                detail::throw_invalid("Pipeline::quantize", "x_fp", "must have the shape of x");
+            if (!x_fp->allFinite()) detail::throw_non_finite("Pipeline::quantize", "x_fp", "fp32 activations");
+        }
         PipelineResult<F> r;
         r.scales = Eigen::VectorXf::Ones(x.cols());
         std::vector<QuantizedMatrix<F>> awq_q;
@@ -121,18 +153,22 @@ public:
             awq_q = std::move(a.quantized);
         }
         const Eigen::VectorXf inv = r.scales.cwiseInverse();
-        Eigen::MatrixXd h;
+        Eigen::MatrixXd h, d;
         if (o.reconstruct == Reconstruct::gptq) {
             // H' = 2/n X'^T X' with X' = X diag(s)^-1, accumulated in double.
             const Eigen::MatrixXd xt = (x * inv.asDiagonal()).template cast<double>();
             h = Eigen::MatrixXd::Zero(x.cols(), x.cols());
             h.selfadjointView<Eigen::Lower>().rankUpdate(xt.transpose(), x.rows() ? 2.0 / double(x.rows()) : 0.0);
             h = h.selfadjointView<Eigen::Lower>();
+            if (x_fp) d = asymmetry_cross_term((*x_fp) * inv.asDiagonal(), x * inv.asDiagonal());
         }
+        GptaqOptions ga = o.gptaq;
+        ga.percdamp = o.gptq.percdamp;
         for (std::size_t k = 0; k < weights.size(); ++k) {
             const RowMatrixXf w = weights[k];
-            const RowMatrixXf wt = w * r.scales.asDiagonal();
+            RowMatrixXf wt = w * r.scales.asDiagonal();
             RowMatrixXf dq;
+            if (x_fp) wt = gptaq_target(wt, d, h, ga);
             if (o.reconstruct == Reconstruct::gptq) {
                 auto g = gptq_.quantize(wt, h);
                 if (o.refine.passes > 0) {  // same storage order; refined codes (and refitted scales)
@@ -161,7 +197,6 @@ public:
         return r;
     }
 
-private:
     PipelineOptions opt_;
     G gran_;
     SmoothQuant smooth_quant_;
