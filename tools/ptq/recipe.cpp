@@ -80,6 +80,12 @@ constexpr KeyHelp kKeys[] = {
     {"sq-alpha", "F", "SmoothQuant migration strength in [0, 1] (default 0.5)"},
     {"lr-format", "mxint8-b16|fp16", "low-rank factor storage (default: mxint8-b16 for lqer/l2qer, fp16 for lorc)"},
     {"scale", "f32|f16|bf16", "scale storage type (default f32; f16 when writing gguf/gptq/awq/compressed-tensors)"},
+    {"rot", "none|hadamard|random[:SEED]",
+     "rotate the model before quantizing: norms folded, residual stream rotated by a randomized Hadamard "
+     "(power-of-two dim) or random orthogonal matrix of seed SEED (default none; seed 0)"},
+    {"rot-online", "0|1",
+     "online rotation of the w2 input (Hadamard if hidden is a power of two and rot is not random, else random "
+     "orthogonal, counted as hidden^2 fp32 values); in memory only, no file can hold it (default 0)"},
 };
 
 std::string key_list() {
@@ -149,6 +155,10 @@ std::string RecipeSpec::text() const {
     if (sq_alpha != d.sq_alpha) s += ",sq-alpha=" + num(sq_alpha);
     if (!lr_format.empty()) s += ",lr-format=" + lr_format;
     if (scale) s += ",scale=" + *scale;
+    if (rot != d.rot || rot_seed != d.rot_seed)
+        s += std::string(",rot=") + rotation_kind_name(rot) +
+             (rot_seed != d.rot_seed ? ":" + std::to_string(rot_seed) : "");
+    if (rot_online != d.rot_online) s += ",rot-online=1";
     return s;
 }
 
@@ -163,6 +173,9 @@ RecipeSpec RecipeSpec::rtn_baseline() const {
     b.act = act;
     b.calib = calib;
     b.scale = scale;
+    b.rot = rot;
+    b.rot_seed = rot_seed;
+    b.rot_online = rot_online;
     return b;
 }
 
@@ -353,7 +366,21 @@ RecipeSpec parse_recipe(std::string_view text) {
             if (val != "f32" && val != "f16" && val != "bf16")
                 throw fail("scale must be f32, f16 or bf16, not '" + val + "'");
             r.scale = val;
-        }
+        } else if (key == "rot") {
+            const auto colon = val.find(':');
+            const std::string kind = val.substr(0, colon);
+            if (kind == "none") r.rot = RotationKind::none;
+            else if (kind == "hadamard") r.rot = RotationKind::hadamard;
+            else if (kind == "random") r.rot = RotationKind::random;
+            else throw fail("rot must be none, hadamard or random (with an optional :SEED), not '" + val + "'");
+            if (colon != std::string::npos) {
+                std::size_t seed = 0;
+                if (r.rot == RotationKind::none || !parse_uint(std::string_view(val).substr(colon + 1), seed))
+                    throw fail("rot seed must follow hadamard: or random: as an integer of at most 9 digits, not '" +
+                               val + "'");
+                r.rot_seed = seed;
+            }
+        } else if (key == "rot-online") r.rot_online = boolean();
         if (end == text.size()) break;
     }
     if (r.lr_format.size() && r.low_rank == LowRankKind::none)
@@ -394,6 +421,9 @@ RecipeSpec resolve_for_output(const RecipeSpec& in, OutputFormat f) {
         throw fail("a=" + r.act + " (activation quantization is not stored in a weight file; use a=none)");
     if (r.low_rank != LowRankKind::none)
         throw fail("the low-rank step +" + r.algo_text().substr(r.algo_text().rfind('+') + 1));
+    if (r.rot_online)
+        throw fail(
+            "rot-online=1 (an online transform of the w2 input is not stored in a model file; use rot-online=0)");
     const std::string& w = r.weight;
     bool ok = false;
     std::string needs;
