@@ -844,7 +844,8 @@ TEST_CASE("recipe parser: canonical forms and clear errors") {
     CHECK(msg("w=int4-asym:g0").find("granularity 'g0'") != std::string::npos);
     CHECK(msg("w=int4-asym:rows").find("pc, per-channel or gN") != std::string::npos);
     CHECK(msg("w=mxint4:pc").find("MX format takes its block") != std::string::npos);
-    CHECK(msg("a=int4").find("unsupported activation format 'int4'; supported: none, int8") != std::string::npos);
+    CHECK(msg("a=int2").find("unsupported activation format 'int2'; supported: none, int8, int4") != std::string::npos);
+    CHECK(parse_recipe("a=int4").act == "int4");
     CHECK(msg("algo=gptq+awq").find("must come first") != std::string::npos);
     CHECK(msg("algo=gptq+rtn").find("two reconstruction steps") != std::string::npos);
     CHECK(msg("algo=rtn+lqer").find("needs a rank") != std::string::npos);

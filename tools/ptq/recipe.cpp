@@ -61,7 +61,7 @@ struct KeyHelp {
 };
 constexpr KeyHelp kKeys[] = {
     {"w", "FORMAT[:pc|:gN|:bN]", "weight format and granularity (default int4-asym:g32)"},
-    {"a", "none|int8|fp8-e4m3|mxint8-b16|mxint8-b32|mxint8-b128", "activation fake quantization (default none)"},
+    {"a", "none|int8|int4|fp8-e4m3|mxint8-b16|mxint8-b32|mxint8-b128", "activation fake quantization (default none)"},
     {"algo", "[sq|awq+][rtn|gptq][+lqerK|+l2qerK|+lorcK]", "algorithm chain (default rtn)"},
     {"calib", "tinystories|wikitext|FILE", "calibration set (default tinystories, or --calib)"},
     {"calib-tokens", "N", "calibration token budget (default --calib-tokens)"},

@@ -7,7 +7,7 @@
 //                     FORMAT: int2..int8 with -sym / -asym, int4-min (ggml's Q4_1 form),
 //                             fp8-e4m3, mxint3/mxint4 and mxfp4 with a block :b16 / :b32
 //                     GRAN (non-MX): pc | per-channel | gN (groups of N along in_features)
-//   a=ACT             activation fake quantization (none | int8 | fp8-e4m3 | mxint8-bN)
+//   a=ACT             activation fake quantization (none | int8 | int4 | fp8-e4m3 | mxint8-bN)
 //   algo=CHAIN        [sq|awq][+][rtn|gptq][+lqerK|+l2qerK|+lorcK] (default rtn)
 //   calib=SET, calib-tokens=N, seq=1|0            calibration set, budget, protocol
 //   act-order, static-groups, damp, block         GPTQ

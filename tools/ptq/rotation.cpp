@@ -45,12 +45,13 @@ Rotation make_rotation(const Config& c, RotationKind kind, std::uint64_t seed, b
 namespace {
 
 /// Everything rotate_layer / rotate_ends could refuse, checked before anything is changed.
-void check_rotation_shapes(const Config& c, const Rotation& rot, const char* fn) {
+void check_rotation(const Config& c, const Rotation& rot, const char* fn) {
     if (rot.residual.size() != 0 && (rot.residual.rows() != c.dim || rot.residual.cols() != c.dim))
         ptq::detail::throw_invalid(fn, "rot", "residual is not dim x dim (" + std::to_string(c.dim) + ")");
     if (rot.w2_input.size() != 0 && (rot.w2_input.rows() != c.hidden_dim || rot.w2_input.cols() != c.hidden_dim))
         ptq::detail::throw_invalid(fn, "rot",
                                    "w2_input is not hidden_dim x hidden_dim (" + std::to_string(c.hidden_dim) + ")");
+    if (!rot.residual.allFinite() || !rot.w2_input.allFinite()) ptq::detail::throw_non_finite(fn, "rot", "a rotation");
 }
 
 void check_layer(const Layer& L, const Config& c, const char* fn) {
@@ -78,7 +79,7 @@ void check_layer(const Layer& L, const Config& c, const char* fn) {
 }  // namespace
 
 void rotate_layer(Layer& L, const Config& c, const Rotation& rot) {
-    check_rotation_shapes(c, rot, "llama::rotate_layer");
+    check_rotation(c, rot, "llama::rotate_layer");
     check_layer(L, c, "llama::rotate_layer");
     if (rot.residual.size() != 0) {
         // RMSNorm(h) = h / sqrt(mean(h^2) + eps) * g: mean(h^2) is invariant under h -> h Q
@@ -95,7 +96,7 @@ void rotate_layer(Layer& L, const Config& c, const Rotation& rot) {
 void rotate_ends(Model& m, const Rotation& rot) {
     if (m.w2_input_rotation.size() != 0)
         ptq::detail::throw_invalid("llama::rotate_ends", "m", "already has an online rotation of the w2 input");
-    check_rotation_shapes(m.config, rot, "llama::rotate_ends");
+    check_rotation(m.config, rot, "llama::rotate_ends");
     if (rot.residual.size() != 0 && (m.rms_final.size() != m.config.dim || !m.rms_final.allFinite()))
         ptq::detail::throw_invalid("llama::rotate_ends", "m", "rms_final does not hold dim finite values");
     if (rot.residual.size() != 0) {
