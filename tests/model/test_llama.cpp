@@ -703,7 +703,8 @@ TEST_CASE("synthetic model: rotation (folded norms, rotated residual, online w2 
         for (RotationKind kind : {RotationKind::hadamard, RotationKind::random})
             for (bool online : {false, true}) {
                 CAPTURE(shared);
-                CAPTURE(rotation_kind_name(kind));
+                const std::string name = rotation_kind_name(kind);
+                CAPTURE(name);
                 CAPTURE(online);
                 const Model m = random_model(shared, 31);
                 const RowMatrix ref = forward(m, toks);
@@ -789,13 +790,14 @@ TEST_CASE("real model: the rotated fp32 model has the original's mean NLL to 1e-
     const double ref = evaluate(d.model, d.docs).mean_nll();
     for (RotationKind kind : {RotationKind::hadamard, RotationKind::random})
         for (bool online : {false, true}) {
-            CAPTURE(rotation_kind_name(kind));
+            const std::string name = rotation_kind_name(kind);
+            CAPTURE(name);
             CAPTURE(online);
             Model m = d.model;
             rotate_model(m, make_rotation(m.config, kind, 0, online));
             const EvalResult r = evaluate(m, d.docs);
-            MESSAGE("rot=" << rotation_kind_name(kind) << (online ? ",rot-online=1" : "") << ": mean NLL "
-                           << r.mean_nll() << " (unrotated " << ref << ", difference " << r.mean_nll() - ref << ")");
+            MESSAGE("rot=" << name << (online ? ",rot-online=1" : "") << ": mean NLL " << r.mean_nll() << " (unrotated "
+                           << ref << ", difference " << r.mean_nll() - ref << ")");
             CHECK(r.predicted_tokens == 84382);
             CHECK(std::abs(r.mean_nll() - ref) <= 1e-4);
             CHECK(m.layers[0].wq != d.model.layers[0].wq);
@@ -808,8 +810,10 @@ TEST_CASE("real model: the rotated fp32 model has the original's mean NLL to 1e-
     const Model q = quantize_model(d.model, r, nullptr, true, &rep);
     CHECK_FALSE(q.config.shared_classifier);
     CHECK(q.w2_input_rotation.rows() == 172);
-    // 8 + 32/32 bits per weight, plus the online 172 x 172 fp32 matrix over the 226,560 weights.
-    CHECK(rep.effective_bits == doctest::Approx(9.0 + 32.0 * 172 * 172 / 226560.0));
+    // 8 bits per weight, 32 bits (fp16 scale + zero) per group of 32 (per layer 1,456 groups: 2
+    // per row of wq/wk/wv/wo/w1/w3, 6 per row of w2 whose 172 columns end in a group of 12),
+    // plus the online 172 x 172 fp32 matrix, over the 5 x 45,312 = 226,560 weights.
+    CHECK(rep.effective_bits == doctest::Approx((8.0 * 226560 + 32.0 * 5 * 1456 + 32.0 * 172 * 172) / 226560.0));
     CHECK(std::abs(evaluate(q, d.docs).mean_nll() - ref) < 0.01);
 }
 
