@@ -814,7 +814,8 @@ TEST_CASE("real model: the rotated fp32 model has the original's mean NLL to 1e-
     // per row of wq/wk/wv/wo/w1/w3, 6 per row of w2 whose 172 columns end in a group of 12),
     // plus the online 172 x 172 fp32 matrix, over the 5 x 45,312 = 226,560 weights.
     CHECK(rep.effective_bits == doctest::Approx((8.0 * 226560 + 32.0 * 5 * 1456 + 32.0 * 172 * 172) / 226560.0));
-    CHECK(std::abs(evaluate(q, d.docs).mean_nll() - ref) < 0.01);
+    const std::vector<std::vector<int>> sub(d.docs.begin(), d.docs.begin() + 60);  // 60 stories keep it cheap
+    CHECK(std::abs(evaluate(q, sub).mean_nll() - evaluate(d.model, sub).mean_nll()) < 0.01);
 }
 
 TEST_CASE("recipe parser: canonical forms and clear errors") {
