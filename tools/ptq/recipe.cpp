@@ -81,11 +81,8 @@ constexpr KeyHelp kKeys[] = {
     {"lr-format", "mxint8-b16|fp16", "low-rank factor storage (default: mxint8-b16 for lqer/l2qer, fp16 for lorc)"},
     {"scale", "f32|f16|bf16", "scale storage type (default f32; f16 when writing gguf/gptq/awq/compressed-tensors)"},
     {"rot", "none|hadamard|random[:SEED]",
-     "rotate the model before quantizing: norms folded, residual stream rotated by a randomized Hadamard "
-     "(power-of-two dim) or random orthogonal matrix of seed SEED (default none; seed 0)"},
-    {"rot-online", "0|1",
-     "online rotation of the w2 input (Hadamard if hidden is a power of two and rot is not random, else random "
-     "orthogonal, counted as hidden^2 fp32 values); in memory only, no file can hold it (default 0)"},
+     "rotate the model first: norms folded, residual rotated (default none, seed 0)"},
+    {"rot-online", "0|1", "online rotation of the w2 input, in memory only; 32 hidden^2 bits if random (default 0)"},
 };
 
 std::string key_list() {
