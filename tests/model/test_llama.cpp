@@ -18,6 +18,7 @@
 #include "calibration_text.hpp"
 #include "quantize_model.hpp"
 #include "recipe.hpp"
+#include "rotation.hpp"
 #include "support.hpp"
 
 #include <ptq/ptq.hpp>
@@ -694,6 +695,129 @@ TEST_CASE("synthetic model: per-channel input scales and low-rank extras in the 
     CHECK(seen == std::vector<std::string>{"wq", "wk", "wv", "wo"});
 }
 
+TEST_CASE("synthetic model: rotation (folded norms, rotated residual, online w2 transform) keeps the logits") {
+    // dim 16 (a power of two: hadamard and random), hidden 24 (not: the online matrix is random
+    // orthogonal). The oracle is the unrotated model's own forward pass.
+    const std::vector<int> toks{1, 5, 31, 0, 7, 7, 12, 3, 30, 2, 9, 18, 4, 25, 16, 8};
+    for (bool shared : {true, false})
+        for (RotationKind kind : {RotationKind::hadamard, RotationKind::random})
+            for (bool online : {false, true}) {
+                CAPTURE(shared);
+                const std::string name = rotation_kind_name(kind);
+                CAPTURE(name);
+                CAPTURE(online);
+                const Model m = random_model(shared, 31);
+                const RowMatrix ref = forward(m, toks);
+                const Rotation rot = make_rotation(m.config, kind, 5, online);
+                CHECK(rot.residual.rows() == 16);
+                CHECK((rot.residual * rot.residual.transpose() - Eigen::MatrixXd::Identity(16, 16)).norm() < 1e-12);
+                CHECK(rot.metadata_bits == (online ? 32.0 * 24 * 24 : 0.0));
+                Model r = m;
+                rotate_model(r, rot);
+                CHECK_FALSE(r.config.shared_classifier);  // the classifier is a matrix of its own now
+                CHECK(r.classifier.rows() == 32);
+                CHECK(r.rms_final == Vector::Ones(16));
+                CHECK(r.layers[1].rms_att == Vector::Ones(16));
+                CHECK(r.layers[0].rms_ffn == Vector::Ones(16));
+                CHECK(r.w2_input_rotation.rows() == (online ? 24 : 0));
+                // Every rotated matrix really changed (a missing rotation of any would show).
+                for (std::size_t l = 0; l < 2; ++l)
+                    for (auto name : kLinearNames) {
+                        const RowMatrix& w0 = m.layers[l].linear(name);
+                        CHECK((r.layers[l].linear(name) - w0).norm() > 0.1f * w0.norm());
+                    }
+                CHECK((r.token_embedding - m.token_embedding).norm() > 0.1f * m.token_embedding.norm());
+                const RowMatrix got = forward(r, toks);
+                const float tol = 1e-4f * std::max(1.0f, ref.cwiseAbs().maxCoeff());
+                CHECK((got - ref).cwiseAbs().maxCoeff() <= tol);
+                // The forward pass uses each rotated piece: undo one and the logits move.
+                Model broken = r;
+                broken.layers[1].wo = m.layers[1].wo;
+                CHECK((forward(broken, toks) - ref).cwiseAbs().maxCoeff() > 100 * tol);
+                if (online) {
+                    Model no_online = r;
+                    no_online.w2_input_rotation.resize(0, 0);
+                    CHECK((forward(no_online, toks) - ref).cwiseAbs().maxCoeff() > 100 * tol);
+                }
+            }
+    // Layer by layer gives the same model as rotate_model.
+    {
+        const Model m = random_model(true, 4);
+        const Rotation rot = make_rotation(m.config, RotationKind::random, 9, true);
+        Model a = m, b = m;
+        rotate_model(a, rot);
+        rotate_ends(b, rot);
+        for (Layer& L : b.layers) rotate_layer(L, b.config, rot);
+        CHECK(a.token_embedding == b.token_embedding);
+        CHECK(a.classifier == b.classifier);
+        CHECK(a.layers[1].w2 == b.layers[1].w2);
+        CHECK(a.w2_input_rotation == b.w2_input_rotation);
+    }
+    // A power-of-two hidden size gets a randomized Hadamard online matrix (sign bits only).
+    {
+        Config c = random_model(true, 1).config;
+        c.hidden_dim = 32;
+        const Rotation h = make_rotation(c, RotationKind::hadamard, 2, true);
+        CHECK(h.metadata_bits == 32.0);
+        CHECK(h.w2_input.cwiseAbs().minCoeff() == doctest::Approx(1.0 / std::sqrt(32.0)));
+        CHECK(make_rotation(c, RotationKind::random, 2, true).metadata_bits == 32.0 * 32 * 32);
+        CHECK(make_rotation(c, RotationKind::none, 2, false).empty());
+    }
+    // Errors: a non-power-of-two dim for hadamard, a quantized layer, a second online rotation.
+    {
+        Config c = random_model(true, 1).config;
+        c.dim = 12;
+        CHECK_THROWS_WITH_AS(make_rotation(c, RotationKind::hadamard, 0, false), doctest::Contains("kind"),
+                             ptq::invalid_argument);
+        CHECK(make_rotation(c, RotationKind::random, 0, false).residual.rows() == 12);
+        Model m = random_model(true, 2);
+        const Rotation rot = make_rotation(m.config, RotationKind::hadamard, 0, true);
+        Model q = m;
+        q.layers[1].extras[5].inv_scale = Vector::Ones(24);
+        CHECK_THROWS_WITH_AS(rotate_model(q, rot), doctest::Contains("extras"), ptq::invalid_argument);
+        CHECK(q.token_embedding == m.token_embedding);  // refused before anything changed
+        CHECK(q.config.shared_classifier);
+        rotate_model(m, rot);
+        CHECK_THROWS_WITH_AS(rotate_model(m, rot), doctest::Contains("already has an online rotation"),
+                             ptq::invalid_argument);
+        Layer L = random_model(true, 2).layers[0];
+        CHECK_THROWS_AS(rotate_layer(L, c, make_rotation(c, RotationKind::random, 0, false)), ptq::invalid_argument);
+    }
+}
+
+TEST_CASE("real model: the rotated fp32 model has the original's mean NLL to 1e-4" * doctest::skip(!have_data())) {
+    const RealData& d = real();
+    const double ref = evaluate(d.model, d.docs).mean_nll();
+    for (RotationKind kind : {RotationKind::hadamard, RotationKind::random})
+        for (bool online : {false, true}) {
+            const std::string name = rotation_kind_name(kind);
+            CAPTURE(name);
+            CAPTURE(online);
+            Model m = d.model;
+            rotate_model(m, make_rotation(m.config, kind, 0, online));
+            const EvalResult r = evaluate(m, d.docs);
+            MESSAGE("rot=" << name << (online ? ",rot-online=1" : "") << ": mean NLL " << r.mean_nll() << " (unrotated "
+                           << ref << ", difference " << r.mean_nll() - ref << ")");
+            CHECK(r.predicted_tokens == 84382);
+            CHECK(std::abs(r.mean_nll() - ref) <= 1e-4);
+            CHECK(m.layers[0].wq != d.model.layers[0].wq);
+        }
+    // Through the recipe engine: the rotation composes with quantization (int8 RTN on a rotated
+    // model stays within 0.01 of fp32, its RTN baseline is rotated too).
+    const RecipeSpec r = parse_recipe("w=int8-asym:g32,rot=random:3,rot-online=1");
+    CHECK(r.rtn_baseline().text() == r.text());
+    QuantReport rep;
+    const Model q = quantize_model(d.model, r, nullptr, true, &rep);
+    CHECK_FALSE(q.config.shared_classifier);
+    CHECK(q.w2_input_rotation.rows() == 172);
+    // 8 bits per weight, 32 bits (fp16 scale + zero) per group of 32 (per layer 1,456 groups: 2
+    // per row of wq/wk/wv/wo/w1/w3, 6 per row of w2 whose 172 columns end in a group of 12),
+    // plus the online 172 x 172 fp32 matrix, over the 5 x 45,312 = 226,560 weights.
+    CHECK(rep.effective_bits == doctest::Approx((8.0 * 226560 + 32.0 * 5 * 1456 + 32.0 * 172 * 172) / 226560.0));
+    const std::vector<std::vector<int>> sub(d.docs.begin(), d.docs.begin() + 60);  // 60 stories keep it cheap
+    CHECK(std::abs(evaluate(q, sub).mean_nll() - evaluate(d.model, sub).mean_nll()) < 0.01);
+}
+
 TEST_CASE("recipe parser: canonical forms and clear errors") {
     const RecipeSpec a = parse_recipe("w=int4-asym:g128,a=none,algo=awq+gptq,calib=tinystories");
     CHECK(a.weight == "int4-asym");
@@ -725,7 +849,8 @@ TEST_CASE("recipe parser: canonical forms and clear errors") {
     CHECK(msg("w=int4-asym:g0").find("granularity 'g0'") != std::string::npos);
     CHECK(msg("w=int4-asym:rows").find("pc, per-channel or gN") != std::string::npos);
     CHECK(msg("w=mxint4:pc").find("MX format takes its block") != std::string::npos);
-    CHECK(msg("a=int4").find("unsupported activation format 'int4'; supported: none, int8") != std::string::npos);
+    CHECK(msg("a=int2").find("unsupported activation format 'int2'; supported: none, int8, int4") != std::string::npos);
+    CHECK(parse_recipe("a=int4").act == "int4");
     CHECK(msg("algo=gptq+awq").find("must come first") != std::string::npos);
     CHECK(msg("algo=gptq+rtn").find("two reconstruction steps") != std::string::npos);
     CHECK(msg("algo=rtn+lqer").find("needs a rank") != std::string::npos);
@@ -737,6 +862,20 @@ TEST_CASE("recipe parser: canonical forms and clear errors") {
     CHECK(msg("int4").find("not key=value") != std::string::npos);
     CHECK(msg("").find("empty recipe") != std::string::npos);
     CHECK(msg("seq=2").find("seq must be 1") != std::string::npos);
+    const RecipeSpec rot = parse_recipe("w=int4-asym:g32,algo=gptq,rot=random:42,rot-online=1");
+    CHECK(rot.rot == RotationKind::random);
+    CHECK(rot.rot_seed == 42);
+    CHECK(rot.rot_online);
+    CHECK(rot.text() == "w=int4-asym:g32,a=none,algo=gptq,calib=tinystories,rot=random:42,rot-online=1");
+    CHECK(parse_recipe(rot.text()).text() == rot.text());
+    CHECK(parse_recipe("rot=hadamard").text() == "w=int4-asym:g32,a=none,algo=rtn,calib=tinystories,rot=hadamard");
+    CHECK(parse_recipe("rot=hadamard:0").text() == parse_recipe("rot=hadamard").text());
+    CHECK(parse_recipe("rot=none").rot == RotationKind::none);
+    CHECK_FALSE(parse_recipe("rot=hadamard").needs_calibration());
+    CHECK(msg("rot=givens").find("rot must be none, hadamard or random") != std::string::npos);
+    CHECK(msg("rot=random:x").find("rot seed") != std::string::npos);
+    CHECK(msg("rot=none:3").find("rot seed") != std::string::npos);
+    CHECK(msg("rot-online=2").find("rot-online must be 0 or 1") != std::string::npos);
     CHECK_THROWS_AS(make_activation_quantizer("bf16"), RecipeError);
 }
 

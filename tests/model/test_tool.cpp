@@ -9,6 +9,7 @@
 #include "model_files.hpp"
 #include "quantize_model.hpp"
 #include "recipe.hpp"
+#include "rotation.hpp"
 
 #include <cmath>
 #include <cstdio>
@@ -53,6 +54,9 @@ TEST_CASE("ptq quantize: every output format's file evaluates as the in-memory q
         {"w=int4-asym:g32,algo=gptq,act-order=1", OutputFormat::compressed_tensors, "ct4_actorder"},
         {"w=mxfp4:b32,algo=rtn", OutputFormat::compressed_tensors, "ct_mxfp4"},
         {"w=fp8-e4m3:pc,algo=rtn", OutputFormat::compressed_tensors, "ct_fp8"},
+        // Rotated models (norms folded, separate classifier written as output.weight / lm_head.weight).
+        {"w=int8-sym:g32,algo=rtn,rot=hadamard", OutputFormat::gguf, "q8_0_rot.gguf"},
+        {"w=int4-asym:g32,algo=awq+gptq,rot=random:3", OutputFormat::gptq, "gptq4_rot"},
     };
     TempDir tmp;
     CalibData calib = small_calib();
@@ -99,6 +103,50 @@ TEST_CASE("ptq: GGUF and HF inputs made by the converters give the llama2.c inpu
     const double q0 = nll(quantize_model(l2c.model, r, nullptr, o).model);
     CHECK(nll(quantize_model(gg.model, r, nullptr, o).model) == q0);
     CHECK(nll(quantize_model(hf.model, r, nullptr, o).model) == q0);
+}
+
+TEST_CASE("ptq: a rotated fp32 model written by every converter reads back with the same NLL" *
+          doctest::skip(!have_data())) {
+    TempDir tmp;
+    const double orig = nll(real().model);
+    Model m = real().model;
+    REQUIRE(m.config.shared_classifier);
+    rotate_model(m, make_rotation(m.config, RotationKind::hadamard, 11, false));
+    const double rotated = nll(m);
+    CHECK(std::abs(rotated - orig) <= 1e-4);
+    save_checkpoint(m, tmp.path / "rot.bin");
+    save_gguf(m, real().tok, tmp.path / "rot.gguf");
+    save_hf(m, tmp.path / "rot_hf");
+    for (const char* f : {"rot.bin", "rot.gguf", "rot_hf"}) {
+        CAPTURE(f);
+        const InputModel back = load_model_file(tmp.path / f, tokenizer_path());
+        CHECK_FALSE(back.model.config.shared_classifier);  // the folded classifier is stored on its own
+        CHECK(back.model.classifier == m.classifier);
+        CHECK(back.model.rms_final == Vector::Ones(m.config.dim));
+        CHECK(nll(back.model) == rotated);
+    }
+    // An online rotation cannot be written: every writer refuses and creates nothing.
+    Model online = real().model;
+    rotate_model(online, make_rotation(online.config, RotationKind::hadamard, 11, true));
+    CHECK_THROWS_WITH_AS(save_checkpoint(online, tmp.path / "x.bin"), doctest::Contains("rot-online"),
+                         ptq::invalid_argument);
+    CHECK_THROWS_WITH_AS(save_gguf(online, real().tok, tmp.path / "x.gguf"), doctest::Contains("online rotation"),
+                         ptq::invalid_argument);
+    CHECK_THROWS_AS(save_hf(online, tmp.path / "x_hf"), ptq::invalid_argument);
+    CHECK_FALSE(fs::exists(tmp.path / "x.bin"));
+    CHECK_FALSE(fs::exists(tmp.path / "x.gguf"));
+    CHECK_FALSE(fs::exists(tmp.path / "x_hf"));
+    // Nor can quantize_model encode it for a file (the recipe check comes first in the command).
+    const RecipeSpec r = parse_recipe("w=int4-sym:g32,rot=hadamard,rot-online=1");
+    CHECK_THROWS_WITH_AS(resolve_for_output(r, OutputFormat::gguf), doctest::Contains("rot-online=1"), RecipeError);
+    QuantizeOptions o;
+    o.output = OutputFormat::gptq;
+    CHECK_THROWS_WITH_AS(quantize_model(real().model, r, nullptr, o), doctest::Contains("rot-online=1"), RecipeError);
+    QuantizedModel q = quantize_model(real().model, r, nullptr, QuantizeOptions{});  // in memory: fine
+    CHECK(q.model.w2_input_rotation.rows() == 172);
+    CHECK_THROWS_AS(write_quantized(q, OutputFormat::gptq, tmp.path / "q_gptq", &real().tok, "m"),
+                    ptq::invalid_argument);
+    CHECK_FALSE(fs::exists(tmp.path / "q_gptq"));
 }
 
 TEST_CASE("recipe options: every key parses, unknown keys list the accepted ones, formats are checked") {
@@ -205,6 +253,8 @@ TEST_CASE("ptq command: errors name the file or field, exit non-zero and leave n
     check("quantize " + model + " --recipe 'w=int4-sym:g32,algo=gptq,act-order=1' --format gguf --out '" +
               out.string() + "'",
           "act-order=1");
+    check("quantize " + model + " --recipe 'w=int4-sym:g32,rot=hadamard,rot-online=1' --out '" + out.string() + "'",
+          "rot-online=1");
     check("quantize '" + (tmp.path / "none.bin").string() + "' --out '" + out.string() + "'", "none.bin");
     check("quantize " + model + " --format safetensors --out '" + out.string() + "'", "safetensors");
     // An HF folder of another architecture, one with a tensor missing, one with a wrong shape.

@@ -172,6 +172,12 @@ inline void layer_forward(const Model& m, int l, RowMatrix& x, const ActivationH
     // silu(a) = a * sigmoid(a) = a / (1 + exp(-a)); for a -> -inf exp overflows to inf and the
     // quotient is -0, the correct limit.
     s.h1.array() = s.h1.array() / (1.0f + (-s.h1.array()).exp()) * s.h3.array();
+    if (m.w2_input_rotation.size() != 0) {  // online rotation x <- x R (Model::w2_input_rotation)
+        if (m.w2_input_rotation.rows() != s.h1.cols() || m.w2_input_rotation.cols() != s.h1.cols())
+            throw std::invalid_argument("ptq::llama::forward: w2_input_rotation is not hidden_dim x hidden_dim");
+        s.h3.noalias() = s.h1 * m.w2_input_rotation;
+        s.h1.swap(s.h3);
+    }
     if (call(5, s.h1)) return;
     {
         const RowMatrix& x2 = detail::prepare_input(m, E[5], s.h1, s.xs);

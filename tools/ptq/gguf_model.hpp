@@ -178,6 +178,7 @@ inline void save_gguf(const Model& m, const Llama2cTokenizer* tok, const std::fi
                       const GgufWriteOptions& options = {}) {
     const Config& c = m.config;
     (void)checkpoint_float_count(c, path);  // validates the config
+    detail::require_no_online_transform(m, "save_gguf");
     if (tok && tok->vocab_size() != c.vocab_size)
         throw std::invalid_argument("ptq::llama::save_gguf: tokenizer has " + std::to_string(tok->vocab_size()) +
                                     " tokens, the model's vocabulary " + std::to_string(c.vocab_size));

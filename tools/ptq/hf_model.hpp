@@ -132,6 +132,7 @@ struct HfWriteOptions {
 inline void save_hf(const Model& m, const std::filesystem::path& dir, const HfWriteOptions& options = {}) {
     const Config& c = m.config;
     (void)checkpoint_float_count(c, dir);  // validates the config
+    detail::require_no_online_transform(m, "save_hf");
     if (m.layers.size() != static_cast<std::size_t>(c.n_layers))
         throw std::invalid_argument("ptq::llama::save_hf: layers.size() != n_layers");
     std::vector<RowMatrix> permuted;  // q/k in HF order (kept alive until written)

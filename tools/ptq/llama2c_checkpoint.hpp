@@ -162,6 +162,7 @@ inline Model load_checkpoint(const std::filesystem::path& path) {
 inline void save_checkpoint(const Model& m, const std::filesystem::path& path) {
     const Config& c = m.config;
     (void)checkpoint_float_count(c, path);  // validates the config
+    detail::require_no_online_transform(m, "save_checkpoint");
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     if (!out) throw std::runtime_error("ptq::llama: cannot create checkpoint " + detail::quote(path));
     const std::int32_t h[7] = {c.dim,     c.hidden_dim, c.n_layers,

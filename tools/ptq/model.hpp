@@ -151,6 +151,11 @@ struct Model {
     /// Fake quantizer applied to the input of every linear of every layer (not the classifier);
     /// empty = unquantized activations.
     ActivationQuantizer act_quant;
+    /// Online orthogonal transform of w2's input (QuaRot): the forward pass multiplies
+    /// silu(w1 x) * (w3 x) of every layer by this [hidden x hidden] matrix R before w2, whose
+    /// weights then hold W2 R (rotation.hpp). Empty = none. No model file can hold it: the
+    /// writers refuse a model that has one (detail::require_no_online_transform).
+    RowMatrix w2_input_rotation;
 
     const RowMatrix& output_weights() const { return config.shared_classifier ? token_embedding : classifier; }
 
@@ -204,6 +209,15 @@ inline std::string quote(const std::filesystem::path& p) {
     q += s;
     q += '\'';
     return q;
+}
+
+/// Throws ptq::invalid_argument naming `writer` when m has an online transform that a model
+/// file cannot express (Model::w2_input_rotation).
+inline void require_no_online_transform(const Model& m, const char* writer) {
+    if (m.w2_input_rotation.size() != 0)
+        throw ptq::invalid_argument(std::string("ptq::llama::") + writer +
+                                    ": the model has an online rotation of the w2 input (recipe rot-online=1), "
+                                    "which no model file can hold; use rot-online=0 to write a file");
 }
 
 /// Size of a file the tool is about to read, or FormatError naming it (kind: "checkpoint", ...).

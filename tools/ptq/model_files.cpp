@@ -165,6 +165,7 @@ nlohmann::json hf_quantization_config(const std::vector<EncodedLinear>& ls, Outp
 std::uintmax_t write_quantized(const QuantizedModel& q, OutputFormat f, const std::filesystem::path& out,
                                const Llama2cTokenizer* tokenizer, const std::string& name) {
     namespace fs = std::filesystem;
+    detail::require_no_online_transform(q.model, "write_quantized");  // before any file is created
     std::map<std::pair<int, int>, const EncodedLinear*> by;
     for (const EncodedLinear& e : q.linears) by[{e.layer, e.linear}] = &e;
     if (f == OutputFormat::gguf) {

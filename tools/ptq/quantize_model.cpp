@@ -3,6 +3,7 @@
 #include "quantize_model.hpp"
 
 #include "quantize_families.hpp"
+#include "rotation.hpp"
 #include "weight_formats.hpp"
 
 #include <ptq/algo/activation.hpp>
@@ -26,12 +27,35 @@ ActivationQuantizer make_activation_quantizer(const std::string& act) {
 }
 
 QuantizedModel quantize_model(const Model& fp32, const RecipeSpec& r, CalibData* calib, const QuantizeOptions& o) {
+    if (r.rot_online && o.output != OutputFormat::none)
+        throw RecipeError("recipe '" + r.text() + "': rot-online=1 cannot be written as " +
+                          output_format_name(o.output) + " (no model file holds an online transform)");
+    // The rotation comes first: calibration, every algorithm and the activation quantizers see
+    // the rotated fp32 model (which computes the same function).
+    const Rotation rot = make_rotation(fp32.config, r.rot, r.rot_seed, r.rot_online);
+    Model rotated;
+    CalibData rotated_calib;
+    const Model* src = &fp32;
+    if (!rot.empty()) {
+        rotated = fp32;
+        rotate_model(rotated, rot);
+        src = &rotated;
+        if (calib) {  // the cached fp32 captures belong to the unrotated model
+            rotated_calib.name = calib->name;
+            rotated_calib.seqs = calib->seqs;
+            rotated_calib.tokens = calib->tokens;
+            calib = &rotated_calib;
+        }
+    }
     QuantizedModel out;
-    if (!detail::quantize_any_format(fp32, r, calib, o, out)) {
+    if (!detail::quantize_any_format(*src, r, calib, o, out)) {
         std::string sup;
         for (const auto& s : supported_weight_formats()) sup += (sup.empty() ? "" : ", ") + s;
         throw RecipeError("unsupported weight format '" + r.weight + "'; supported: " + sup);
     }
+    // The online matrix is not in the weights: its storage counts in the bits per weight.
+    if (rot.metadata_bits > 0 && out.report.weights > 0)
+        out.report.effective_bits += rot.metadata_bits / static_cast<double>(out.report.weights);
     return out;
 }
 

@@ -61,7 +61,7 @@ struct KeyHelp {
 };
 constexpr KeyHelp kKeys[] = {
     {"w", "FORMAT[:pc|:gN|:bN]", "weight format and granularity (default int4-asym:g32)"},
-    {"a", "none|int8|fp8-e4m3|mxint8-b16|mxint8-b32|mxint8-b128", "activation fake quantization (default none)"},
+    {"a", "none|int8|int4|fp8-e4m3|mxint8-b16|mxint8-b32|mxint8-b128", "activation fake quantization (default none)"},
     {"algo", "[sq|awq+][rtn|gptq][+lqerK|+l2qerK|+lorcK]", "algorithm chain (default rtn)"},
     {"calib", "tinystories|wikitext|FILE", "calibration set (default tinystories, or --calib)"},
     {"calib-tokens", "N", "calibration token budget (default --calib-tokens)"},
@@ -84,6 +84,9 @@ constexpr KeyHelp kKeys[] = {
     {"sq-alpha", "F", "SmoothQuant migration strength in [0, 1] (default 0.5)"},
     {"lr-format", "mxint8-b16|fp16", "low-rank factor storage (default: mxint8-b16 for lqer/l2qer, fp16 for lorc)"},
     {"scale", "f32|f16|bf16", "scale storage type (default f32; f16 when writing gguf/gptq/awq/compressed-tensors)"},
+    {"rot", "none|hadamard|random[:SEED]",
+     "rotate the model first: norms folded, residual rotated (default none, seed 0)"},
+    {"rot-online", "0|1", "online rotation of the w2 input, in memory only; 32 hidden^2 bits if random (default 0)"},
     {"preset", "w4|w3|w2|w3pc", "the searched best recipe of a bit width (keys beside it override its values)"},
 };
 
@@ -174,6 +177,10 @@ std::string RecipeSpec::text() const {
     if (sq_alpha != d.sq_alpha) s += ",sq-alpha=" + num(sq_alpha);
     if (!lr_format.empty()) s += ",lr-format=" + lr_format;
     if (scale) s += ",scale=" + *scale;
+    if (rot != d.rot || rot_seed != d.rot_seed)
+        s += std::string(",rot=") + rotation_kind_name(rot) +
+             (rot_seed != d.rot_seed ? ":" + std::to_string(rot_seed) : "");
+    if (rot_online != d.rot_online) s += ",rot-online=1";
     return s;
 }
 
@@ -188,6 +195,9 @@ RecipeSpec RecipeSpec::rtn_baseline() const {
     b.act = act;
     b.calib = calib;
     b.scale = scale;
+    b.rot = rot;
+    b.rot_seed = rot_seed;
+    b.rot_online = rot_online;
     return b;
 }
 
@@ -410,7 +420,21 @@ RecipeSpec parse_recipe(std::string_view text) {
             if (val != "f32" && val != "f16" && val != "bf16")
                 throw fail("scale must be f32, f16 or bf16, not '" + val + "'");
             r.scale = val;
-        }
+        } else if (key == "rot") {
+            const auto colon = val.find(':');
+            const std::string kind = val.substr(0, colon);
+            if (kind == "none") r.rot = RotationKind::none;
+            else if (kind == "hadamard") r.rot = RotationKind::hadamard;
+            else if (kind == "random") r.rot = RotationKind::random;
+            else throw fail("rot must be none, hadamard or random (with an optional :SEED), not '" + val + "'");
+            if (colon != std::string::npos) {
+                std::size_t seed = 0;
+                if (r.rot == RotationKind::none || !parse_uint(std::string_view(val).substr(colon + 1), seed))
+                    throw fail("rot seed must follow hadamard: or random: as an integer of at most 9 digits, not '" +
+                               val + "'");
+                r.rot_seed = seed;
+            }
+        } else if (key == "rot-online") r.rot_online = boolean();
         if (end == text.size()) break;
     }
     if ((r.refine > 0 || r.gptaq) && r.reconstruct != ReconstructKind::gptq)
@@ -458,6 +482,9 @@ RecipeSpec resolve_for_output(const RecipeSpec& in, OutputFormat f) {
         throw fail("a=" + r.act + " (activation quantization is not stored in a weight file; use a=none)");
     if (r.low_rank != LowRankKind::none)
         throw fail("the low-rank step +" + r.algo_text().substr(r.algo_text().rfind('+') + 1));
+    if (r.rot_online)
+        throw fail(
+            "rot-online=1 (an online transform of the w2 input is not stored in a model file; use rot-online=0)");
     const std::string& w = r.weight;
     bool ok = false;
     std::string needs;

@@ -7,7 +7,7 @@
 //                     FORMAT: int2..int8 with -sym / -asym, int4-min (ggml's Q4_1 form),
 //                             fp8-e4m3, mxint3/mxint4 and mxfp4 with a block :b16 / :b32
 //                     GRAN (non-MX): pc | per-channel | gN (groups of N along in_features)
-//   a=ACT             activation fake quantization (none | int8 | fp8-e4m3 | mxint8-bN)
+//   a=ACT             activation fake quantization (none | int8 | int4 | fp8-e4m3 | mxint8-bN)
 //   algo=CHAIN        [sq|awq][+][rtn|gptq][+lqerK|+l2qerK|+lorcK] (default rtn)
 //   calib=SET, calib-tokens=N, seq=1|0            calibration set, budget, protocol
 //   act-order, static-groups, damp, block         GPTQ
@@ -19,13 +19,16 @@
 //   sq-alpha                                      SmoothQuant
 //   lr-format=mxint8-b16|fp16                     low-rank factor storage
 //   scale=f32|f16|bf16                            scale storage type
+//   rot=none|hadamard|random[:SEED], rot-online   rotation of the model before quantization
 #pragma once
 
 #include "model.hpp"
+#include "rotation.hpp"
 
 #include <ptq/error.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -82,6 +85,11 @@ struct RecipeSpec {
     /// Scale storage: unset = f32 (the library's default), or f16 when writing a file format
     /// that stores fp16 scales (see resolve_for_output).
     std::optional<std::string> scale;
+    // Rotation of the fp32 model before calibration (rotation.hpp): residual Q of `rot` from
+    // rot_seed; rot_online adds the online transform of w2's input (in memory only).
+    RotationKind rot = RotationKind::none;
+    std::uint64_t rot_seed = 0;
+    bool rot_online = false;
 
     bool is_mx() const { return weight.rfind("mx", 0) == 0; }
     /// Canonical text: "w=int4-asym:g32,a=none,algo=awq+gptq,calib=tinystories" plus every
@@ -91,7 +99,8 @@ struct RecipeSpec {
     std::string algo_text() const;    ///< "awq+gptq+l2qer8"
     /// Needs calibration activations (any transformation, GPTQ or L2QER).
     bool needs_calibration() const;
-    /// The RTN recipe with the same weight format, granularity, activation format and scales.
+    /// The RTN recipe with the same weight format, granularity, activation format, scales and
+    /// rotation.
     RecipeSpec rtn_baseline() const;
     /// The low-rank factor format in effect ("mxint8-b16" or "fp16").
     std::string low_rank_format() const;

@@ -30,13 +30,14 @@ using FloatMinFormats = TypeList<Fp8E4M3, IntMinFormat<4>>;
 using MxFormats = TypeList<MxInt<3, 32>, MxInt<4, 16>, MxInt<4, 32>, MxFp<2, 1, 32>>;
 
 /// Activation formats of a=ACT.
-using ActFormats = TypeList<IntFormat<8, true>, Fp8E4M3, MxInt<8, 16>, MxInt<8, 32>, MxInt<8, 128>>;
+using ActFormats = TypeList<IntFormat<8, true>, IntFormat<4, true>, Fp8E4M3, MxInt<8, 16>, MxInt<8, 32>, MxInt<8, 128>>;
 
-/// Activation-format name as written in recipes: "int8" for per-token INT8, otherwise the
-/// format's own name ("fp8-e4m3", "mxint8-b16").
+/// Activation-format name as written in recipes: "int8" / "int4" for per-token symmetric INT8 /
+/// INT4, otherwise the format's own name ("fp8-e4m3", "mxint8-b16").
 template <class F>
 std::string act_name() {
     if constexpr (std::is_same_v<F, IntFormat<8, true>>) return "int8";
+    else if constexpr (std::is_same_v<F, IntFormat<4, true>>) return "int4";
     else return F::name();
 }
 
