@@ -90,7 +90,8 @@ constexpr KeyHelp kKeys[] = {
     {"preset", "w4|w3|w2|w3pc", "the searched best recipe of a bit width (keys beside it override its values)"},
 };
 
-// The best recipe per bit width found by `ptq table --search` on stories260K (tuned on
+// The best recipe per bit width found by `ptq table --search` on stories260K, then with refit=1
+// added where it measured better (w4, w3 with refine=4, w2; docs/SEARCH.md) (tuned on
 // tinystories/valid.txt, calibrated on the first 1,800 stories of train_calib.txt; the numbers
 // are in docs/RESULTS.md).
 struct Preset {
@@ -98,11 +99,13 @@ struct Preset {
     const char* recipe;
 };
 constexpr Preset kPresets[] = {
-    {"w4", "w=int4-asym:g32,algo=gptq,calib-tokens=32768,act-order=1,damp=0.003,refine=8,gptaq=1,gptaq-alpha=0.75"},
+    {"w4",
+     "w=int4-asym:g32,algo=gptq,calib-tokens=32768,act-order=1,damp=0.003,refine=8,refit=1,gptaq=1,gptaq-alpha=0.75"},
     {"w3",
-     "w=int3-asym:g32,algo=awq+gptq,calib-tokens=32768,act-order=1,static-groups=1,damp=0.1,gptaq=1,clip=cs-asym,"
-     "clip-shrink=0.7"},
-    {"w2", "w=int2-asym:g32,algo=awq+gptq,calib-tokens=32768,act-order=1,damp=0.03,refine=8,gptaq=1,clip=cs-asym"},
+     "w=int3-asym:g32,algo=awq+gptq,calib-tokens=32768,act-order=1,static-groups=1,damp=0.1,refine=4,refit=1,gptaq=1,"
+     "clip=cs-asym,clip-shrink=0.7"},
+    {"w2",
+     "w=int2-asym:g32,algo=awq+gptq,calib-tokens=32768,act-order=1,damp=0.03,refine=8,refit=1,gptaq=1,clip=cs-asym"},
     {"w3pc", "w=int3-asym:pc,algo=awq+gptq,calib-tokens=32768,act-order=1,damp=0.1,gptaq=1,clip=cs-asym"},
 };
 
