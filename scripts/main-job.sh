@@ -22,9 +22,16 @@ if [ -f "$data/stories260K/stories260K.bin" ] && [ -f "$data/tinystories/valid.t
     out="$build/stories260K-awq-gptq-q4_0.gguf"
     echo "main-job: ptq quantize stories260K (AWQ + GPTQ, int4-sym g32) -> $out" >&2
     "$ptq" quantize "$data/stories260K/stories260K.bin" --tokenizer "$data/stories260K/tok512.bin" \
-      --recipe 'w=int4-sym:g32,algo=awq+gptq' --calib "$data/tinystories/train_calib.txt" \
+      --recipe 'w=int4-sym:g32,algo=awq+gptq' --calib tinystories \
       --calib-tokens 16384 --out "$out" --format gguf
     "$ptq" eval "$out" --text "$data/tinystories/valid.txt"
+    # The best 4-bit recipe found by the search (preset w4: int4-asym g32, GPTQ act-order, GPTAQ,
+    # coordinate descent with scale refit) written as a GPTQ checkpoint, and that file evaluated.
+    out4="$build/stories260K-w4-gptq"
+    echo "main-job: ptq quantize stories260K (preset w4) -> $out4" >&2
+    "$ptq" quantize "$data/stories260K/stories260K.bin" --tokenizer "$data/stories260K/tok512.bin" \
+      --recipe preset=w4 --calib tinystories --out "$out4" --format gptq
+    "$ptq" eval "$out4" --tokenizer "$data/stories260K/tok512.bin" --text "$data/tinystories/valid.txt"
   fi
   echo "main-job: default recipe table on $data/stories260K (calibration: 16384 TinyStories tokens)" >&2
   exec "$ptq" table --data "$data" --calib-tokens 16384 "$@"
