@@ -87,7 +87,8 @@ constexpr KeyHelp kKeys[] = {
     {"rot", "none|hadamard|random[:SEED]",
      "rotate the model first: norms folded, residual rotated (default none, seed 0)"},
     {"rot-online", "0|1", "online rotation of the w2 input, in memory only; 32 hidden^2 bits if random (default 0)"},
-    {"preset", "w4|w3|w2|w3pc", "the searched best recipe of a bit width (keys beside it override its values)"},
+    {"preset", "w4|w4-gguf|w4-awq|w3|w2|w3pc",
+     "a measured best recipe of a bit width / file format (keys beside it override its values)"},
 };
 
 // The best recipe per bit width found by `ptq table --search` on stories260K, then with refit=1
@@ -101,6 +102,13 @@ struct Preset {
 constexpr Preset kPresets[] = {
     {"w4",
      "w=int4-asym:g32,algo=gptq,calib-tokens=32768,act-order=1,damp=0.003,refine=8,refit=1,gptaq=1,gptaq-alpha=0.75"},
+    // The best measured 4-bit recipes with contiguous groups, for the formats that cannot store
+    // act-order's group index: GGUF Q4_1 (fp16 minimum; w4 without act-order measured better
+    // than with static groups) and AWQ (integer zero point; w4 with static groups).
+    {"w4-gguf", "w=int4-min:g32,algo=gptq,calib-tokens=32768,damp=0.003,refine=8,refit=1,gptaq=1,gptaq-alpha=0.75"},
+    {"w4-awq",
+     "w=int4-asym:g32,algo=gptq,calib-tokens=32768,act-order=1,static-groups=1,damp=0.003,refine=8,refit=1,gptaq=1,"
+     "gptaq-alpha=0.75"},
     {"w3",
      "w=int3-asym:g32,algo=awq+gptq,calib-tokens=32768,act-order=1,static-groups=1,damp=0.1,refine=4,refit=1,gptaq=1,"
      "clip=cs-asym,clip-shrink=0.7"},
@@ -322,6 +330,24 @@ std::string preset_recipe(std::string_view name) {
     for (const auto& p : kPresets)
         if (name == p.name) return p.recipe;
     throw RecipeError("unknown preset '" + std::string(name) + "'; presets: " + join(preset_names()));
+}
+
+std::string default_preset(OutputFormat f) {
+    switch (f) {
+        case OutputFormat::gguf: return "w4-gguf";
+        case OutputFormat::awq: return "w4-awq";
+        case OutputFormat::none:
+        case OutputFormat::gptq:
+        case OutputFormat::compressed_tensors: return "w4";
+    }
+    return "w4";
+}
+
+std::string default_preset_help() {
+    std::string s;
+    for (OutputFormat f : {OutputFormat::gguf, OutputFormat::gptq, OutputFormat::awq, OutputFormat::compressed_tensors})
+        s += std::string(s.empty() ? "" : ", ") + output_format_name(f) + ": preset=" + default_preset(f);
+    return s;
 }
 
 RecipeSpec parse_recipe(std::string_view text) {

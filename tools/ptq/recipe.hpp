@@ -12,8 +12,8 @@
 //   calib=SET, calib-tokens=N, seq=1|0            calibration set, budget, protocol
 //   act-order, static-groups, damp, block         GPTQ
 //   refine, gptaq, gptaq-alpha                    GPTQ: coordinate descent, error-aware calibration
-//   preset=w4|w3|w2|w3pc                          the searched best recipe of a bit width (other
-//                                                 keys given beside it override its values)
+//   preset=NAME                                   a measured best recipe (w4, w4-gguf, w4-awq, w3, w2,
+//                                                 w3pc; other keys given beside it override its values)
 //   clip=none|cs-sym|cs-asym, clip-grid, clip-shrink, clip-norm   RTN / GPTQ clipping search
 //   awq-grid, awq-duo, awq-clip                   AWQ
 //   sq-alpha                                      SmoothQuant
@@ -113,6 +113,14 @@ RecipeSpec parse_recipe(std::string_view text);
 /// Names of the presets (recipe key preset=NAME) and the recipe text of one (RecipeError if unknown).
 std::vector<std::string> preset_names();
 std::string preset_recipe(std::string_view name);
+
+/// The preset `ptq quantize` runs when no recipe is given: the best measured 4-bit recipe that
+/// output format `f` can hold (resolve_for_output accepts it): w4 for gptq, compressed-tensors
+/// and none (act-order groups stored through g_idx), w4-gguf for gguf (Q4_1, no act-order),
+/// w4-awq for awq (act-order with static groups: contiguous groups, integer zero points).
+std::string default_preset(OutputFormat f);
+/// "gguf: w4-gguf, gptq: w4, ..." for --help.
+std::string default_preset_help();
 
 /// The recipe keys with their values and defaults, one per line (for --help).
 std::string recipe_help();
