@@ -1,6 +1,6 @@
 // ptq — the command-line front end: quantize, eval, inspect, table, convert.
 //
-//   ptq quantize MODEL --recipe R [--tokenizer FILE] [--calib FILE|SET] [--calib-tokens N]
+//   ptq quantize MODEL [--recipe R] [--tokenizer FILE] [--calib FILE|SET] [--calib-tokens N]
 //                [--calib-ids FILE] --out OUT [--format gguf|gptq|awq|compressed-tensors]
 //   ptq eval MODEL --text FILE [--tokenizer FILE] [--chunked N] [--dense]
 //   ptq inspect FILE
@@ -65,9 +65,9 @@ EvalResult eval_text(const Model& m, const Tokenizer& tok, const fs::path& text)
 }
 
 struct QuantizeArgs {
-    std::string model, recipe = "w=int4-sym:g32,algo=rtn", tokenizer, calib = "tinystories", calib_ids, out,
-                       format = "gguf", eval_text;
+    std::string model, recipe, tokenizer, calib = "tinystories", calib_ids, out, format = "gguf", eval_text;
     std::size_t calib_tokens = 32768;
+    bool calib_tokens_given = false;  ///< --calib-tokens on the command line: overrides a preset's budget
     bool non_sequential = false;
 };
 
@@ -76,9 +76,15 @@ int run_quantize(const QuantizeArgs& a) {
     const auto fmt = parse_output_format(a.format);
     if (!fmt || *fmt == OutputFormat::none)
         throw RecipeError("--format '" + a.format + "' is not gguf, gptq, awq or compressed-tensors");
-    // Everything that can be refused is refused before any work.
-    RecipeSpec r = parse_recipe(a.recipe);
-    if (a.recipe.find("calib=") == std::string::npos) r.calib = a.calib;
+    // Everything that can be refused is refused before any work. Without --recipe: the best
+    // measured preset the format holds.
+    const std::string recipe = a.recipe.empty() ? "preset=" + default_preset(*fmt) : a.recipe;
+    if (a.recipe.empty())
+        std::printf("recipe preset=%s: the best preset --format %s holds (no --recipe given)\n",
+                    default_preset(*fmt).c_str(), a.format.c_str());
+    RecipeSpec r = parse_recipe(recipe);
+    if (recipe.find("calib=") == std::string::npos) r.calib = a.calib;
+    if (a.calib_tokens_given && recipe.find("calib-tokens=") == std::string::npos) r.calib_tokens = a.calib_tokens;
     r = resolve_for_output(r, *fmt);
     const InputModel in =
         load_model_file(a.model, a.tokenizer.empty() ? std::nullopt : std::optional<fs::path>(a.tokenizer));
@@ -138,20 +144,29 @@ int main(int argc, char** argv) {
     QuantizeArgs qa;
     auto* quantize = app.add_subcommand("quantize", "quantize a model with a recipe and write it in a file format");
     quantize->add_option("MODEL", qa.model, "llama2.c checkpoint, GGUF file or Hugging Face folder")->required();
-    quantize->add_option("--recipe", qa.recipe, "recipe (keys below)")->capture_default_str();
+    quantize->add_option("--recipe", qa.recipe,
+                         "recipe (keys below); default: the best preset the --format holds (" + default_preset_help() +
+                             ")");
     quantize->add_option("--tokenizer", qa.tokenizer,
                          "llama2.c tokenizer.bin or SentencePiece tokenizer.model (calibration text)");
     quantize->add_option("--calib", qa.calib, "calibration set: tinystories, wikitext or a text file")
         ->capture_default_str();
-    quantize->add_option("--calib-tokens", qa.calib_tokens, "calibration token budget")
-        ->capture_default_str()
-        ->check(CLI::Range(std::size_t{2}, std::size_t{100'000'000}));
+    auto* calib_tokens_opt =
+        quantize
+            ->add_option("--calib-tokens", qa.calib_tokens,
+                         "calibration token budget; when given, it also replaces a preset's calib-tokens (a "
+                         "calib-tokens= key in --recipe wins)")
+            ->capture_default_str()
+            ->check(CLI::Range(std::size_t{2}, std::size_t{100'000'000}));
     quantize->add_option("--calib-ids", qa.calib_ids, "pre-tokenized calibration ids (one sequence per line)");
     quantize->add_option("--out", qa.out, "output file (gguf) or folder (gptq, awq, compressed-tensors)")->required();
     quantize->add_option("--format", qa.format, "gguf | gptq | awq | compressed-tensors")->capture_default_str();
     quantize->add_flag("--non-sequential", qa.non_sequential, "calibrate every layer on the fp32 model's inputs");
     quantize->add_option("--eval", qa.eval_text, "also print the in-memory NLL of the quantized model on this text");
-    quantize->footer("Recipe keys (key=value, comma-separated):\n" + recipe_help());
+    std::string presets;
+    for (const auto& name : preset_names()) presets += "  " + name + ": " + preset_recipe(name) + "\n";
+    quantize->footer("Recipe keys (key=value, comma-separated):\n" + recipe_help() + "Presets (preset=NAME):\n" +
+                     presets);
 
     std::string eval_model, eval_text_file, eval_tokenizer;
     auto* eval = app.add_subcommand("eval", "mean NLL and perplexity of a model file on a text (docs/DESIGN.md §16)");
@@ -210,7 +225,10 @@ int main(int argc, char** argv) {
     CLI11_PARSE(app, argc, argv);
     ptq::set_num_threads(static_cast<std::size_t>(threads));
     try {
-        if (*quantize) return run_quantize(qa);
+        if (*quantize) {
+            qa.calib_tokens_given = calib_tokens_opt->count() > 0;
+            return run_quantize(qa);
+        }
         if (*eval) {
             const auto t0 = clock_type::now();
             InputModel in = load_model_file(
