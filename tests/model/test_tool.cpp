@@ -351,3 +351,113 @@ TEST_CASE("ptq eval of a quantized GGUF: packed-code products (ptq::gemm) give t
 }
 
 }  // namespace ptq_model_test
+
+namespace ptq_model_test {
+namespace default_preset_test {
+
+// The first `n` stories of the evaluation text, written as a text file for `ptq ... --text`.
+fs::path write_story_prefix(const fs::path& dir, int n) {
+    const std::string text = read_text_file(valid_path());
+    std::size_t end = 0;
+    for (int i = 0; i < n && end != std::string::npos; ++i) {
+        end = text.find("<|endoftext|>", end);
+        if (end != std::string::npos) end += std::string_view("<|endoftext|>").size();
+    }
+    const fs::path p = dir / "eval_prefix.txt";
+    std::ofstream(p, std::ios::binary) << text.substr(0, end);
+    return p;
+}
+
+// The number after `label` in the command's output (NaN when absent).
+double number_after(const std::string& out, const std::string& label) {
+    const auto at = out.find(label);
+    if (at == std::string::npos) return std::nan("");
+    return std::strtod(out.c_str() + at + label.size(), nullptr);
+}
+
+}  // namespace default_preset_test
+
+TEST_CASE("ptq quantize: the default recipe is a preset every output format holds") {
+    for (OutputFormat f :
+         {OutputFormat::gguf, OutputFormat::gptq, OutputFormat::awq, OutputFormat::compressed_tensors}) {
+        const std::string name = default_preset(f);
+        CAPTURE(name);
+        const RecipeSpec r = parse_recipe("preset=" + name);
+        CHECK_NOTHROW(resolve_for_output(r, f));
+        CHECK(r.reconstruct == ReconstructKind::gptq);
+        CHECK(r.weight_text().rfind("int4-", 0) == 0);
+        CHECK(r.group == 32);
+    }
+    // The GPTQ checkpoint's default keeps permuted (act-order) groups, which GGUF and AWQ refuse.
+    const RecipeSpec w4 = parse_recipe("preset=" + default_preset(OutputFormat::gptq));
+    CHECK(w4.act_order);
+    CHECK_FALSE(w4.static_groups);
+    CHECK_THROWS_WITH_AS(resolve_for_output(w4, OutputFormat::gguf), doctest::Contains("act-order=1"), RecipeError);
+    CHECK_THROWS_WITH_AS(resolve_for_output(w4, OutputFormat::awq), doctest::Contains("act-order=1"), RecipeError);
+}
+
+TEST_CASE("ptq quantize without --recipe: the format's preset, its file evaluates as in memory and beats RTN" *
+          doctest::skip(!have_data())) {
+    using namespace default_preset_test;
+    // Bounds between the in-memory NLL (`quantize --eval`) and the file's (`eval`): the command
+    // quantizes with the recipe resolved for the format (scale=f16), so the in-memory model
+    // already carries the fp16-rounded scales and Q4_1 minima the file stores, and the integer
+    // codes and zero points are exact; what remains is the reading path. The GPTQ folder is
+    // dequantized to float weights (same weights: 1e-5 relative, as for every format above);
+    // the GGUF file is evaluated through its packed codes (ptq::gemm: 1e-4 relative, the packed
+    // evaluation bound above). Both NLLs are printed with 6 decimals: 1e-6 more.
+    struct Target {
+        const char* format;
+        const char* out;
+        const char* rtn;  // RTN with the preset's weight format and groups
+        double rel_tol;
+    };
+    const Target targets[] = {
+        {"gguf", "default.gguf", "w=int4-min:g32,algo=rtn", 1e-4},
+        {"gptq", "default_gptq", "w=int4-asym:g32,algo=rtn", 1e-5},
+    };
+    TempDir tmp;
+    const fs::path text = write_story_prefix(tmp.path, 40);
+    const std::string model = "'" + model_path().string() + "'",
+                      tok = " --tokenizer '" + tokenizer_path().string() + "'",
+                      eval_text = " --text '" + text.string() + "'";
+    const Run fp32 = run_cli("eval " + model + tok + eval_text, tmp.path);
+    REQUIRE_MESSAGE(fp32.status == 0, fp32.output);
+    const double fp32_nll = number_after(fp32.output, "mean NLL ");
+    for (const Target& t : targets) {
+        const std::string format = t.format;
+        CAPTURE(format);
+        const fs::path out = tmp.path / t.out, rtn_out = tmp.path / (std::string("rtn_") + t.out);
+        // A small calibration budget keeps the test short; --calib-tokens replaces the preset's.
+        const Run q = run_cli("quantize " + model + tok + " --calib-tokens 2048 --format " + format + " --out '" +
+                                  out.string() + "' --eval '" + text.string() + "'",
+                              tmp.path);
+        REQUIRE_MESSAGE(q.status == 0, q.output);
+        const OutputFormat fmt = parse_output_format(format).value();
+        CHECK_MESSAGE(contains(q.output, "recipe preset=" + default_preset(fmt) + ":"), q.output);
+        CHECK_MESSAGE(contains(q.output, "calib-tokens=2048"), q.output);
+        CHECK_MESSAGE(contains(q.output, "sequences, 2048 tokens"), q.output);
+        const double mem = number_after(q.output, "in-memory mean NLL ");
+        const Run e = run_cli("eval '" + out.string() + "'" + tok + eval_text, tmp.path);
+        REQUIRE_MESSAGE(e.status == 0, e.output);
+        const double file = number_after(e.output, "mean NLL ");
+        // The RTN recipe of the same weight format, written and read back the same way.
+        const Run qr = run_cli("quantize " + model + tok + " --recipe '" + t.rtn + "' --format " + format + " --out '" +
+                                   rtn_out.string() + "'",
+                               tmp.path);
+        REQUIRE_MESSAGE(qr.status == 0, qr.output);
+        const Run er = run_cli("eval '" + rtn_out.string() + "'" + tok + eval_text, tmp.path);
+        REQUIRE_MESSAGE(er.status == 0, er.output);
+        const double rtn = number_after(er.output, "mean NLL ");
+        MESSAGE(format << ": fp32 " << fp32_nll << ", preset in memory " << mem << ", file " << file << ", RTN file "
+                       << rtn);
+        REQUIRE(std::isfinite(mem));
+        REQUIRE(std::isfinite(file));
+        REQUIRE(std::isfinite(rtn));
+        CHECK(std::abs(file - mem) <= t.rel_tol * mem + 1e-6);
+        CHECK(file < rtn);
+        CHECK(file > fp32_nll);  // the file is quantized
+    }
+}
+
+}  // namespace ptq_model_test
