@@ -13,6 +13,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <sstream>
 
 namespace ptq_model_test {
@@ -82,6 +83,127 @@ TEST_CASE("ptq quantize: every output format's file evaluates as the in-memory q
         CHECK(std::abs(mem - fp32) > 1e-5);  // the file is quantized, not the fp32 model
         CHECK(mem - fp32 < 0.5);             // and still a working model
     }
+}
+
+namespace stream_test {
+/// Every file under `p` (a file or a folder) with its bytes, by relative name.
+std::map<std::string, std::vector<char>> output_bytes(const fs::path& p) {
+    std::map<std::string, std::vector<char>> out;
+    if (!fs::is_directory(p)) out[""] = read_bytes(p);
+    else
+        for (const auto& e : fs::directory_iterator(p)) out[e.path().filename().string()] = read_bytes(e.path());
+    return out;
+}
+bool no_linear_weights(const Model& m) {
+    for (const Layer& L : m.layers)
+        for (std::string_view n : kLinearNames)
+            if (L.linear(n).size() != 0) return false;
+    return true;
+}
+}  // namespace stream_test
+
+TEST_CASE("ptq quantize streams layer by layer: the file equals the in-memory path's, byte for byte" *
+          doctest::skip(!have_data())) {
+    using namespace stream_test;
+    TempDir tmp;
+    save_gguf(real().model, real().tok, tmp.path / "m.gguf");
+    save_hf(real().model, tmp.path / "hf");
+    struct StreamCase {
+        const char* input;
+        const char* recipe;
+        OutputFormat format;
+        int reads_per_layer;  // 2 when the fp32 inputs are captured first (seq=0, gptaq=1)
+    };
+    const StreamCase cases[] = {
+        {"m.gguf", "w=int4-sym:g32,algo=rtn", OutputFormat::gguf, 1},
+        {"m.gguf", "w=int4-sym:g32,algo=gptq", OutputFormat::gguf, 1},
+        {"hf", "w=int4-asym:g32,algo=rtn", OutputFormat::gptq, 1},
+        {"hf", "w=int4-asym:g32,algo=gptq,act-order=1", OutputFormat::gptq, 1},
+        {"hf", "w=int4-asym:g32,algo=awq+gptq", OutputFormat::awq, 1},
+        {"hf", "w=int4-sym:g32,algo=gptq,gptaq=1", OutputFormat::compressed_tensors, 2},
+        {"m.gguf", "w=int8-sym:g32,algo=gptq,seq=0,rot=hadamard", OutputFormat::gguf, 2},
+    };
+    for (const StreamCase& c : cases) {
+        const std::string recipe = c.recipe, input = c.input;
+        CAPTURE(input);
+        CAPTURE(recipe);
+        const RecipeSpec r = resolve_for_output(parse_recipe(c.recipe), c.format);
+        const bool gguf = c.format == OutputFormat::gguf;
+        const fs::path mem_out = tmp.path / (gguf ? "mem.gguf" : "mem"),
+                       stream_out = tmp.path / (gguf ? "s.gguf" : "s");
+        fs::remove_all(mem_out);
+        fs::remove_all(stream_out);
+        // In memory: the whole model read, quantized, then written.
+        CalibData calib = small_calib();
+        QuantizeOptions o;
+        o.output = c.format;
+        const QuantizedModel q =
+            quantize_model(load_model_file(tmp.path / c.input, tokenizer_path()).model, r, &calib, o);
+        write_quantized(q, c.format, mem_out, &real().tok, "stories260K");
+        // Streamed: the linears stay in the file until their layer is quantized.
+        InputModel in = load_model_file(tmp.path / c.input, tokenizer_path(), /*lazy=*/true);
+        REQUIRE(in.load_layer);
+        CHECK(no_linear_weights(in.model));
+        std::vector<int> reads(in.model.layers.size());
+        in.load_layer = [&reads, read = in.load_layer](int l, Layer& L) {
+            ++reads.at(static_cast<std::size_t>(l));
+            read(l, L);
+        };
+        CalibData calib2 = small_calib();
+        std::uintmax_t bytes = 0;
+        const QuantizedModel s =
+            quantize_to_file(std::move(in), r, &calib2, QuantizeOptions{}, c.format, stream_out, "stories260K", &bytes);
+        CHECK(output_bytes(stream_out) == output_bytes(mem_out));
+        CHECK(bytes > 0);
+        for (int n : reads) CHECK(n == c.reads_per_layer);
+        CHECK(no_linear_weights(s.model));  // each layer released once written
+        CHECK(s.report.effective_bits == q.report.effective_bits);
+        REQUIRE(s.linears.size() == q.linears.size());
+        for (std::size_t i = 0; i < s.linears.size(); ++i) {
+            CHECK(s.linears[i].dense == q.linears[i].dense);
+            CHECK(s.linears[i].ggml_data.empty());
+            CHECK(s.linears[i].tensors.empty());
+        }
+    }
+    // keep_layers: the streamed model is the in-memory one, weight for weight.
+    const RecipeSpec r = resolve_for_output(parse_recipe("w=int4-sym:g32,algo=gptq"), OutputFormat::gguf);
+    CalibData calib = small_calib();
+    QuantizeOptions o;
+    o.output = OutputFormat::gguf;
+    const QuantizedModel q = quantize_model(real().model, r, &calib, o);
+    o.keep_layers = true;
+    CalibData calib2 = small_calib();
+    const QuantizedModel s = quantize_to_file(load_model_file(tmp.path / "m.gguf", tokenizer_path(), true), r, &calib2,
+                                              o, OutputFormat::gguf, tmp.path / "k.gguf", "m");
+    for (std::size_t l = 0; l < q.model.layers.size(); ++l)
+        for (std::string_view n : kLinearNames) CHECK(s.model.layers[l].linear(n) == q.model.layers[l].linear(n));
+    // An error mid-stream (a layer that cannot be read) leaves no output and no temporary file.
+    for (const OutputFormat f : {OutputFormat::gguf, OutputFormat::gptq}) {
+        const fs::path dir = tmp.path / "fail";
+        fs::create_directories(dir);
+        InputModel in = load_model_file(tmp.path / "hf", tokenizer_path(), true);
+        in.load_layer = [read = in.load_layer](int l, Layer& L) {
+            if (l == 3) throw ptq::file_error("hf/model.safetensors", "tensor 'x'", "unreadable");
+            read(l, L);
+        };
+        const RecipeSpec rf = resolve_for_output(parse_recipe("w=int4-sym:g32,algo=rtn"), f);
+        CHECK_THROWS_WITH_AS(quantize_to_file(std::move(in), rf, nullptr, QuantizeOptions{}, f, dir / "out", "m"),
+                             doctest::Contains("unreadable"), ptq::file_error);
+        CHECK(fs::is_empty(dir));
+        fs::remove_all(dir);
+    }
+    // A Hugging Face output onto a non-empty folder is refused before anything is read.
+    fs::create_directories(tmp.path / "full");
+    write_bytes(tmp.path / "full" / "keep.txt", {'x'});
+    InputModel in = load_model_file(tmp.path / "hf", tokenizer_path(), true);
+    int reads = 0;
+    in.load_layer = [&reads](int, Layer&) { ++reads; };
+    CHECK_THROWS_WITH_AS(quantize_to_file(std::move(in),
+                                          resolve_for_output(parse_recipe("w=int4-sym:g32"), OutputFormat::gptq),
+                                          nullptr, QuantizeOptions{}, OutputFormat::gptq, tmp.path / "full", "m"),
+                         doctest::Contains("not an empty directory"), ptq::file_error);
+    CHECK(reads == 0);
+    CHECK(read_bytes(tmp.path / "full" / "keep.txt") == std::vector<char>{'x'});
 }
 
 TEST_CASE("ptq: GGUF and HF inputs made by the converters give the llama2.c input's NLL" *

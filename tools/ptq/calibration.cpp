@@ -91,16 +91,33 @@ void advance_states(const Model& m, int l, std::vector<RowMatrix>& states) {
     for (RowMatrix& x : states) layer_forward(m, l, x, {}, -1, &scratch);
 }
 
-const CalibData::Fp32Captures& fp32_captures(const Model& fp32, CalibData& c) {
+const CalibData::Fp32Captures& fp32_captures(const Model& fp32, CalibData& c, const LayerLoader& load) {
     if (c.fp32) return *c.fp32;
     auto caps = std::make_shared<CalibData::Fp32Captures>();
     std::vector<RowMatrix> states = initial_states(fp32, c);
+    Model one;  // with `load`: what layer_forward reads of the model, and the layer being captured
+    if (load) {
+        one.config = fp32.config;
+        one.rope_cos = fp32.rope_cos;
+        one.rope_sin = fp32.rope_sin;
+        one.act_quant = fp32.act_quant;
+        one.w2_input_rotation = fp32.w2_input_rotation;
+        one.layers.resize(fp32.layers.size());
+    }
     for (int l = 0; l < fp32.config.n_layers; ++l) {
+        const Model* m = &fp32;
+        if (load) {
+            Layer& L = one.layers[static_cast<std::size_t>(l)];
+            L = fp32.layers[static_cast<std::size_t>(l)];
+            load(l, L);
+            m = &one;
+        }
         std::array<RowMatrix, kGroupCount> layer;
         for (int g = 0; g < kGroupCount; ++g)
-            layer[static_cast<std::size_t>(g)] = capture_group(fp32, l, g, states, c.tokens);
+            layer[static_cast<std::size_t>(g)] = capture_group(*m, l, g, states, c.tokens);
         caps->x.push_back(std::move(layer));
-        advance_states(fp32, l, states);
+        advance_states(*m, l, states);
+        if (load) one.layers[static_cast<std::size_t>(l)] = Layer();
     }
     c.fp32 = std::move(caps);
     return *c.fp32;

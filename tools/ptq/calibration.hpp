@@ -56,7 +56,9 @@ RowMatrix capture_group(const Model& m, int l, int g, const std::vector<RowMatri
 std::vector<RowMatrix> initial_states(const Model& m, const CalibData& c);
 /// Runs layer l on every state in place.
 void advance_states(const Model& m, int l, std::vector<RowMatrix>& states);
-/// The fp32 model's inputs of every group (computed once, cached in c.fp32).
-const CalibData::Fp32Captures& fp32_captures(const Model& fp32, CalibData& c);
+/// The fp32 model's inputs of every group (computed once, cached in c.fp32). With `load`,
+/// fp32's layers hold no linear weights: each layer is read in turn into a one-layer copy and
+/// dropped once its inputs are captured.
+const CalibData::Fp32Captures& fp32_captures(const Model& fp32, CalibData& c, const LayerLoader& load = {});
 
 }  // namespace ptq::llama

@@ -41,6 +41,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <set>
 #include <span>
 #include <string>
@@ -168,22 +169,9 @@ struct GgufWriteOptions {
     GgufWeightEncoder encode;  ///< how the seven linears of every layer are stored (empty: F32)
 };
 
-/// Writes `m` and `tok` as a GGUF v3 file at `path` (all or nothing). The embedding, the norms
-/// and a separate classifier are F32; the linears F32 or what options.encode returns. Throws
-/// std::invalid_argument for a model whose shapes disagree with its config or a tokenizer of
-/// another vocabulary size, ptq::file_error for I/O errors.
-/// With tok == nullptr the file has no tokenizer.* keys (a model without a vocabulary: llama.cpp
-/// cannot run it, ptq can with a tokenizer given separately).
-inline void save_gguf(const Model& m, const Llama2cTokenizer* tok, const std::filesystem::path& path,
-                      const GgufWriteOptions& options = {}) {
-    const Config& c = m.config;
-    (void)checkpoint_float_count(c, path);  // validates the config
-    detail::require_no_online_transform(m, "save_gguf");
-    if (tok && tok->vocab_size() != c.vocab_size)
-        throw std::invalid_argument("ptq::llama::save_gguf: tokenizer has " + std::to_string(tok->vocab_size()) +
-                                    " tokens, the model's vocabulary " + std::to_string(c.vocab_size));
-    if (m.layers.size() != static_cast<std::size_t>(c.n_layers))
-        throw std::invalid_argument("ptq::llama::save_gguf: layers.size() != n_layers");
+/// The key/value pairs of the GGUF file of a model with config `c` (see the file comment):
+/// general.*, llama.* and, when tok is given, tokenizer.ggml.*.
+inline io::GgufMetadata gguf_metadata(const Config& c, const Llama2cTokenizer* tok, const GgufWriteOptions& options) {
     auto u32 = [](int v) { return io::GgufValue(static_cast<std::uint32_t>(v)); };
     io::GgufMetadata kv;
     kv.emplace_back("general.architecture", io::GgufValue("llama"));
@@ -211,6 +199,26 @@ inline void save_gguf(const Model& m, const Llama2cTokenizer* tok, const std::fi
         kv.emplace_back("tokenizer.ggml.add_bos_token", io::GgufValue(true));
         kv.emplace_back("tokenizer.ggml.add_eos_token", io::GgufValue(false));
     }
+    return kv;
+}
+
+/// Writes `m` and `tok` as a GGUF v3 file at `path` (all or nothing). The embedding, the norms
+/// and a separate classifier are F32; the linears F32 or what options.encode returns. Throws
+/// std::invalid_argument for a model whose shapes disagree with its config or a tokenizer of
+/// another vocabulary size, ptq::file_error for I/O errors.
+/// With tok == nullptr the file has no tokenizer.* keys (a model without a vocabulary: llama.cpp
+/// cannot run it, ptq can with a tokenizer given separately).
+inline void save_gguf(const Model& m, const Llama2cTokenizer* tok, const std::filesystem::path& path,
+                      const GgufWriteOptions& options = {}) {
+    const Config& c = m.config;
+    (void)checkpoint_float_count(c, path);  // validates the config
+    detail::require_no_online_transform(m, "save_gguf");
+    if (tok && tok->vocab_size() != c.vocab_size)
+        throw std::invalid_argument("ptq::llama::save_gguf: tokenizer has " + std::to_string(tok->vocab_size()) +
+                                    " tokens, the model's vocabulary " + std::to_string(c.vocab_size));
+    if (m.layers.size() != static_cast<std::size_t>(c.n_layers))
+        throw std::invalid_argument("ptq::llama::save_gguf: layers.size() != n_layers");
+    const io::GgufMetadata kv = gguf_metadata(c, tok, options);
 
     std::vector<io::GgufTensorData> tensors;
     std::vector<std::vector<std::byte>> owned;  // encoded linears (kept alive until written)
@@ -332,12 +340,30 @@ struct GgufReader {
 
 }  // namespace detail
 
+namespace detail {
+/// The float values of tensor `t` of the mapped file `f` (ggml's formulas: io::ggml_dequantize,
+/// a [ne1 x ne0] row-major matrix), whose pages are then released (release_mapped_pages).
+inline RowMatrix gguf_float_matrix(const io::GgufFile& f, const io::GgufTensorView& t) {
+    RowMatrix w;
+    try {
+        w = io::ggml_dequantize(t.type, t.ne, t.data, std::string(t.name));
+    } catch (const ptq::invalid_argument& e) {
+        throw ptq::file_error(f.filename(), "tensor '" + std::string(t.name) + "'", e.what());
+    }
+    release_mapped_pages(t.data);
+    return w;
+}
+}  // namespace detail
+
 /// Reads a GGUF file written by save_gguf (or any GGUF of the same model family, e.g. from
 /// llama.cpp's converters). Tensors may be F32, F16, BF16, Q8_0, Q4_0, Q4_1 or MXFP4, decoded
 /// with ggml's own formulas (io/ggml_dequantize.hpp). Throws ptq::file_error naming the file and
-/// the key or tensor on any mismatch.
-inline LoadedModel load_gguf(const std::filesystem::path& path) {
-    const io::GgufFile f(path);
+/// the key or tensor on any mismatch. With `lazy`, the linears are checked (present, shape,
+/// type) but not read: the returned model's linears are empty and *lazy reads (dequantizes) one
+/// layer's on demand (it keeps the file mapped).
+inline LoadedModel load_gguf(const std::filesystem::path& path, LayerLoader* lazy = nullptr) {
+    const auto fp = std::make_shared<const io::GgufFile>(path);
+    const io::GgufFile& f = *fp;
     const detail::GgufReader r{f};
     const std::string& arch = r.typed<std::string>("general.architecture", "a string");
     if (arch != "llama") r.fail("key 'general.architecture'", "unsupported architecture '" + arch + "' (only 'llama')");
@@ -409,7 +435,7 @@ inline LoadedModel load_gguf(const std::filesystem::path& path) {
     // Tensors: every one the model needs, nothing else.
     (void)checkpoint_float_count(c, path);  // the same structural checks as a llama2.c header
     std::set<std::string, std::less<>> used;
-    auto fetch = [&](const std::string& name, Eigen::Index rows, Eigen::Index cols, bool matrix) -> RowMatrix {
+    auto check = [&](const std::string& name, Eigen::Index rows, Eigen::Index cols, bool matrix) -> io::GgufTensorView {
         const io::GgufTensorInfo* info = f.header().find_tensor(name);
         if (info == nullptr) r.fail("tensor '" + name + "'", "missing");
         used.insert(name);
@@ -428,12 +454,10 @@ inline LoadedModel load_gguf(const std::filesystem::path& path) {
         if (!io::ggml_dequantize_supported(t.type))
             r.fail("tensor '" + name + "'", "ggml type " + std::string(io::ggml_type_name(t.type)) +
                                                 " is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_1, MXFP4)");
-        RowMatrix w;
-        try {
-            w = io::ggml_dequantize(t.type, t.ne, t.data, name);
-        } catch (const ptq::invalid_argument& e) {
-            r.fail("tensor '" + name + "'", e.what());
-        }
+        return t;
+    };
+    auto fetch = [&](const std::string& name, Eigen::Index rows, Eigen::Index cols, bool matrix) -> RowMatrix {
+        RowMatrix w = detail::gguf_float_matrix(f, check(name, rows, cols, matrix));
         if (!matrix) return Eigen::Map<const RowMatrix>(w.data(), rows, cols);  // [1 x n] -> [n x 1]
         return w;
     };
@@ -454,11 +478,18 @@ inline LoadedModel load_gguf(const std::filesystem::path& path) {
         L.rms_ffn = fetch_vector(blk + "ffn_norm.weight", dim);
         for (std::string_view name : kLinearNames) {
             const auto [rows, cols] = linear_shape(c, name);
-            L.linear(name) = fetch(gguf_linear_name(l, name), rows, cols, true);
+            if (lazy) (void)check(gguf_linear_name(l, name), rows, cols, true);  // read by *lazy
+            else L.linear(name) = fetch(gguf_linear_name(l, name), rows, cols, true);
         }
     }
     for (const auto& t : f.tensors())
         if (!used.count(t.name)) r.fail("tensor '" + t.name + "'", "not part of the llama model (unexpected tensor)");
+    if (lazy)
+        *lazy = [fp](int l, Layer& L) {
+            for (std::string_view name : kLinearNames)
+                L.linear(name) =
+                    detail::gguf_float_matrix(*fp, fp->tensor(*fp->header().find_tensor(gguf_linear_name(l, name))));
+        };
     compute_rope_tables(m);
     return out;
 }

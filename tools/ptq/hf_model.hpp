@@ -44,6 +44,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -252,6 +253,15 @@ inline HfQuantization hf_quantization(const std::string& file, const nlohmann::j
     return h;
 }
 
+/// The float matrix [rows x cols] of an F32 / F16 / BF16 tensor of a mapped checkpoint, whose
+/// pages are released once converted (release_mapped_pages).
+inline RowMatrix hf_float_matrix(const io::TensorView& t, Eigen::Index rows, Eigen::Index cols) {
+    RowMatrix w(rows, cols);
+    io::decode_to_float(t.dtype, t.data, std::span<float>(w.data(), static_cast<std::size_t>(w.size())));
+    release_mapped_pages(t.data);
+    return w;
+}
+
 /// The dense weight [rows x cols] of linear `prefix` of a quantized folder, dequantized with
 /// the consumer's own formula (io::dequantize_gptq / _awq / _compressed_tensors).
 inline RowMatrix hf_dequantize_linear(const io::SafetensorsCheckpoint& ck, const std::string& ck_name,
@@ -294,7 +304,10 @@ inline RowMatrix hf_dequantize_linear(const io::SafetensorsCheckpoint& ck, const
 /// and model.safetensors or a sharded checkpoint. Tensors may be F32, F16 or BF16. Throws
 /// ptq::file_error naming the file and the key or tensor on any mismatch (unknown architecture,
 /// missing or extra tensor, wrong shape, unsupported hyper-parameter).
-inline Model load_hf(const std::filesystem::path& dir) {
+/// With `lazy` and a folder that is not quantized, the linears are checked (present, shape,
+/// dtype) but not read: the returned model's linears are empty and *lazy reads one layer's on
+/// demand (it keeps the checkpoint mapped). A quantized folder is read whole (*lazy left empty).
+inline Model load_hf(const std::filesystem::path& dir, LayerLoader* lazy = nullptr) {
     const std::filesystem::path cfg_path = dir / "config.json";
     std::ifstream in(cfg_path, std::ios::binary);
     if (!in) throw ptq::file_error(cfg_path.string(), "open", "cannot open (not a Hugging Face model folder?)");
@@ -341,7 +354,9 @@ inline Model load_hf(const std::filesystem::path& dir) {
 
     std::optional<detail::HfQuantization> quant;
     if (j.contains("quantization_config")) quant = detail::hf_quantization(cfg_path.string(), j["quantization_config"]);
-    const io::SafetensorsCheckpoint ck(dir);
+    const auto ckp = std::make_shared<const io::SafetensorsCheckpoint>(dir);
+    const io::SafetensorsCheckpoint& ck = *ckp;
+    const bool defer = lazy != nullptr && !quant;
     const std::string ck_name =
         (dir / (std::filesystem::exists(dir / io::safetensors_index_name) ? std::string(io::safetensors_index_name)
                                                                           : std::string("model.safetensors")))
@@ -351,7 +366,7 @@ inline Model load_hf(const std::filesystem::path& dir) {
         r.fail("tie_word_embeddings", c.shared_classifier ? "is false but the checkpoint has no lm_head.weight"
                                                           : "is true but the checkpoint has lm_head.weight");
     std::set<std::string, std::less<>> used;
-    auto fetch = [&](const std::string& name, Eigen::Index rows, Eigen::Index cols, bool matrix) -> RowMatrix {
+    auto check = [&](const std::string& name, Eigen::Index rows, Eigen::Index cols, bool matrix) -> io::TensorView {
         if (!ck.contains(name)) throw ptq::file_error(ck_name, "tensor '" + name + "'", "missing");
         used.insert(name);
         const io::TensorView t = ck.tensor(name);
@@ -371,10 +386,10 @@ inline Model load_hf(const std::filesystem::path& dir) {
             throw ptq::file_error(std::string(t.file), "tensor '" + name + "'",
                                   "dtype " + std::string(io::dtype_name(t.dtype)) +
                                       " is not supported (F32, F16, BF16)");
-        const std::vector<float> v = io::to_float(t);
-        RowMatrix w(rows, cols);
-        std::memcpy(w.data(), v.data(), v.size() * sizeof(float));
-        return w;
+        return t;
+    };
+    auto fetch = [&](const std::string& name, Eigen::Index rows, Eigen::Index cols, bool matrix) -> RowMatrix {
+        return detail::hf_float_matrix(check(name, rows, cols, matrix), rows, cols);
     };
     auto fetch_vector = [&](const std::string& name, Eigen::Index n) -> Vector {
         const RowMatrix w = fetch(name, n, 1, false);
@@ -394,6 +409,10 @@ inline Model load_hf(const std::filesystem::path& dir) {
             const auto [rows, cols] = linear_shape(c, name);
             const std::string wname = hf_linear_name(l, name);
             const std::string prefix = wname.substr(0, wname.size() - 7);  // without ".weight"
+            if (defer) {                                                   // read by *lazy
+                (void)check(wname, rows, cols, true);
+                continue;
+            }
             RowMatrix w = quant && !(ck.contains(wname) && !ck.contains(prefix + ".weight_scale"))
                               ? detail::hf_dequantize_linear(ck, ck_name, prefix, *quant, rows, cols, used)
                               : fetch(wname, rows, cols, true);
@@ -411,6 +430,16 @@ inline Model load_hf(const std::filesystem::path& dir) {
     for (const std::string& name : ck.names())
         if (!used.count(name) && !derived(name))
             throw ptq::file_error(ck_name, "tensor '" + name + "'", "not part of the llama model (unexpected tensor)");
+    if (defer)
+        *lazy = [ckp, c](int l, Layer& L) {
+            for (std::string_view name : kLinearNames) {
+                const auto [rows, cols] = linear_shape(c, name);
+                RowMatrix w = detail::hf_float_matrix(ckp->tensor(hf_linear_name(l, name)), rows, cols);
+                if (name == "wq") w = rope_rows_to_adjacent_pairs(w, c.n_heads);
+                if (name == "wk") w = rope_rows_to_adjacent_pairs(w, c.n_kv_heads);
+                L.linear(name) = std::move(w);
+            }
+        };
     compute_rope_tables(m);
     return m;
 }

@@ -86,31 +86,33 @@ int run_quantize(const QuantizeArgs& a) {
     if (recipe.find("calib=") == std::string::npos) r.calib = a.calib;
     if (a.calib_tokens_given && recipe.find("calib-tokens=") == std::string::npos) r.calib_tokens = a.calib_tokens;
     r = resolve_for_output(r, *fmt);
-    const InputModel in =
-        load_model_file(a.model, a.tokenizer.empty() ? std::nullopt : std::optional<fs::path>(a.tokenizer));
-    const Config& c = in.model.config;
+    // Read lazily: the linears stay in the mapped input until their layer is quantized.
+    InputModel in = load_model_file(a.model, a.tokenizer.empty() ? std::nullopt : std::optional<fs::path>(a.tokenizer),
+                                    /*lazy=*/true);
+    const Config c = in.model.config;
+    const std::shared_ptr<const Tokenizer> tokenizer = in.tokenizer;
     std::fprintf(stderr, "model %s: dim %d, hidden %d, layers %d, heads %d/%d, vocab %d\n", a.model.c_str(), c.dim,
                  c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size);
     std::optional<CalibData> calib;
     if (r.needs_calibration()) {
         const std::size_t budget = r.calib_tokens ? *r.calib_tokens : a.calib_tokens;
         if (!a.calib_ids.empty()) calib = load_calibration_ids(a.calib_ids, c.vocab_size, c.seq_len, budget);
-        else if (!in.tokenizer)
+        else if (!tokenizer)
             throw ptq::invalid_argument("recipe '" + r.text() +
                                         "' needs calibration text but the model has no tokenizer: give --tokenizer "
                                         "FILE or --calib-ids FILE");
-        else calib = load_calibration(r.calib, data_dir(), *in.tokenizer, c.seq_len, budget);
+        else calib = load_calibration(r.calib, data_dir(), *tokenizer, c.seq_len, budget);
         std::fprintf(stderr, "calibration %s: %zu sequences, %zu tokens\n", calib->name.c_str(), calib->seqs.size(),
                      calib->tokens);
     }
     QuantizeOptions o;
     o.sequential = !a.non_sequential;
-    o.output = *fmt;
+    o.keep_layers = !a.eval_text.empty();  // --eval runs the quantized model after writing it
     ProgressLine p("quantizing layers");
     o.progress = [&](int l, int n) { p(static_cast<std::size_t>(l), static_cast<std::size_t>(n)); };
-    const QuantizedModel q = quantize_model(in.model, r, calib ? &*calib : nullptr, o);
-    const std::uintmax_t bytes =
-        write_quantized(q, *fmt, a.out, in.llama2c_tokenizer.get(), fs::path(a.model).filename().string());
+    std::uintmax_t bytes = 0;
+    const QuantizedModel q = quantize_to_file(std::move(in), r, calib ? &*calib : nullptr, o, *fmt, a.out,
+                                              fs::path(a.model).filename().string(), &bytes);
     std::size_t dense = 0;
     for (const auto& e : q.linears) dense += e.dense;
     std::printf("wrote %s (%s, %ju bytes)\n", a.out.c_str(), output_format_name(*fmt), bytes);
@@ -121,8 +123,8 @@ int run_quantize(const QuantizeArgs& a) {
         std::printf("calibration loss ratio (layer-output MSE / RTN's, mean over linears): %.4f\n",
                     q.report.calib_loss_ratio);
     if (!q.report.notes.empty()) std::printf("notes: %s\n", q.report.notes.c_str());
-    if (!a.eval_text.empty() && in.tokenizer) {
-        const EvalResult e = eval_text(q.model, *in.tokenizer, a.eval_text);
+    if (!a.eval_text.empty() && tokenizer) {
+        const EvalResult e = eval_text(q.model, *tokenizer, a.eval_text);
         std::printf("in-memory mean NLL %.6f, perplexity %.4f (%zu tokens)\n", e.mean_nll(), e.perplexity(),
                     e.predicted_tokens);
     }

@@ -14,11 +14,15 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 namespace ptq::llama {
 
@@ -181,6 +185,12 @@ struct Model {
     }
 };
 
+/// Reads the fp32 weights of the seven linears of layer `l` into `L` (each [out x in] of
+/// linear_shape), for a model whose linears stay in the input file until they are needed (the
+/// streaming `ptq quantize`: see load_model_file). Throws ptq::file_error naming the file and
+/// tensor on a read error.
+using LayerLoader = std::function<void(int l, Layer& L)>;
+
 /// Fills model.rope_cos / rope_sin for config.seq_len positions.
 inline void compute_rope_tables(Model& m) {
     const int hs = m.config.head_size(), half = hs / 2, n = m.config.seq_len;
@@ -218,6 +228,17 @@ inline void require_no_online_transform(const Model& m, const char* writer) {
         throw ptq::invalid_argument(std::string("ptq::llama::") + writer +
                                     ": the model has an online rotation of the w2 input (recipe rot-online=1), "
                                     "which no model file can hold; use rot-online=0 to write a file");
+}
+
+/// Drops the resident pages of `bytes`, a part of a read-only memory-mapped input file, once
+/// they were converted (madvise MADV_DONTNEED on the whole pages inside it): the mapping stays
+/// valid and reads the file again if touched, but no longer counts in the resident set. A
+/// failure of madvise only leaves the pages resident.
+inline void release_mapped_pages(std::span<const std::byte> bytes) {
+    const auto page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
+    const auto begin = reinterpret_cast<std::uintptr_t>(bytes.data());
+    const std::uintptr_t first = (begin + page - 1) / page * page, last = (begin + bytes.size()) / page * page;
+    if (last > first) (void)madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
 }
 
 /// Size of a file the tool is about to read, or FormatError naming it (kind: "checkpoint", ...).

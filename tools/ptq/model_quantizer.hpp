@@ -20,6 +20,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <iterator>
 #include <limits>
 #include <sstream>
 
@@ -326,12 +327,28 @@ struct ModelQuantizer {
         }
     }
 
-    void run(const Model& fp32, CalibData* calib) {
+    /// Releases what layer l holds beyond its norms (weights, extras) and the bytes of its
+    /// encoded linears (the streaming path, once the layer was handed to opt.layer_done).
+    void release_layer(int l, std::size_t first_linear) {
+        Layer& L = res.model.layers[static_cast<std::size_t>(l)];
+        for (int idx = 0; idx < 7; ++idx) {
+            L.linear(kLinearNames[idx]) = RowMatrix();
+            L.extras[idx] = LinearExtras();
+        }
+        for (std::size_t i = first_linear; i < res.linears.size(); ++i) {
+            res.linears[i].ggml_data = {};
+            res.linears[i].tensors = {};
+        }
+    }
+
+    /// fp32: the model to quantize; with opt.load_layer its layers hold no linear weights yet.
+    void run(Model&& fp32, CalibData* calib) {
         const auto t0 = clock_type::now();
         const bool sequential = r.sequential ? *r.sequential : opt.sequential;
         Model& m = res.model;
-        m = fp32;
-        m.act_quant = make_activation_quantizer(r.act);
+        m = std::move(fp32);  // still fp32 until the layer loop
+        const LayerLoader& load = opt.load_layer;
+        const ActivationQuantizer act_quant = make_activation_quantizer(r.act);
         const bool need = r.needs_calibration();
         if (need && !calib) throw RecipeError("recipe '" + r.text() + "' needs calibration data");
         std::vector<std::size_t> seq_lens;
@@ -346,11 +363,14 @@ struct ModelQuantizer {
             if (sequential) states = initial_states(m, *calib);
             // Non-sequential: the fp32 inputs are the calibration inputs; gptaq: they are the
             // targets' inputs, beside the quantized model's.
-            if (!sequential || r.gptaq) caps = &fp32_captures(fp32, *calib);
+            if (!sequential || r.gptaq) caps = &fp32_captures(m, *calib, load);
             rep.calib_seconds += seconds_since(tc);
         }
+        m.act_quant = act_quant;
         const int layers = m.config.n_layers;
         for (int l = 0; l < layers; ++l) {
+            if (load) load(l, m.layers[static_cast<std::size_t>(l)]);
+            const std::size_t first_linear = res.linears.size();
             for (int g = 0; g < kGroupCount; ++g) {
                 RowMatrix X;
                 const RowMatrix *xp = nullptr, *xfp = nullptr;
@@ -372,6 +392,16 @@ struct ModelQuantizer {
                 advance_states(m, l, states);
                 rep.calib_seconds += seconds_since(tc);
             }
+            if (opt.layer_done) {
+                const auto first = res.linears.begin() + static_cast<std::ptrdiff_t>(first_linear);
+                std::vector<EncodedLinear> done(std::make_move_iterator(first),
+                                                std::make_move_iterator(res.linears.end()));
+                opt.layer_done(m, l, done);
+                res.linears.resize(first_linear);
+                res.linears.insert(res.linears.end(), std::make_move_iterator(done.begin()),
+                                   std::make_move_iterator(done.end()));
+                if (!opt.keep_layers) release_layer(l, first_linear);
+            }
             if (opt.progress) opt.progress(l + 1, layers);
         }
         rep.effective_bits = rep.weights ? bits_sum / static_cast<double>(rep.weights) : 0.0;
@@ -392,11 +422,11 @@ struct ModelQuantizer {
 
 /// quantize_model for the formats of one family: false when r.weight is not among them.
 template <class... Fs>
-bool quantize_family(TypeList<Fs...> list, const Model& fp32, const RecipeSpec& r, CalibData* calib,
+bool quantize_family(TypeList<Fs...> list, Model&& fp32, const RecipeSpec& r, CalibData* calib,
                      const QuantizeOptions& o, QuantizedModel& out) {
     return for_each_type(list, [&]<class F>() {
         if (F::name() != r.weight) return false;
-        ModelQuantizer<F>(r, o, out).run(fp32, calib);
+        ModelQuantizer<F>(r, o, out).run(std::move(fp32), calib);
         return true;
     });
 }

@@ -9,6 +9,6 @@
 
 namespace ptq::llama::detail {
 
-bool quantize_any_format(const Model&, const RecipeSpec&, CalibData*, const QuantizeOptions&, QuantizedModel&);
+bool quantize_any_format(Model&&, const RecipeSpec&, CalibData*, const QuantizeOptions&, QuantizedModel&);
 
 }  // namespace ptq::llama::detail

@@ -7,12 +7,13 @@
 
 namespace ptq::llama::detail {
 
-bool quantize_any_format(const Model& fp32, const RecipeSpec& r, CalibData* calib, const QuantizeOptions& o,
+bool quantize_any_format(Model&& fp32, const RecipeSpec& r, CalibData* calib, const QuantizeOptions& o,
                          QuantizedModel& out) {
-    return quantize_family(IntOtherFormats{}, fp32, r, calib, o, out) ||
-           quantize_family(Int34Formats{}, fp32, r, calib, o, out) ||
-           quantize_family(FloatMinFormats{}, fp32, r, calib, o, out) ||
-           quantize_family(MxFormats{}, fp32, r, calib, o, out);
+    // quantize_family moves from fp32 only when r.weight is one of its formats.
+    return quantize_family(IntOtherFormats{}, std::move(fp32), r, calib, o, out) ||
+           quantize_family(Int34Formats{}, std::move(fp32), r, calib, o, out) ||
+           quantize_family(FloatMinFormats{}, std::move(fp32), r, calib, o, out) ||
+           quantize_family(MxFormats{}, std::move(fp32), r, calib, o, out);
 }
 
 }  // namespace ptq::llama::detail

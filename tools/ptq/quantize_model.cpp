@@ -26,20 +26,26 @@ ActivationQuantizer make_activation_quantizer(const std::string& act) {
     return q;
 }
 
-QuantizedModel quantize_model(const Model& fp32, const RecipeSpec& r, CalibData* calib, const QuantizeOptions& o) {
-    if (r.rot_online && o.output != OutputFormat::none)
+QuantizedModel quantize_model(Model fp32, const RecipeSpec& r, CalibData* calib, const QuantizeOptions& options) {
+    if (r.rot_online && options.output != OutputFormat::none)
         throw RecipeError("recipe '" + r.text() + "': rot-online=1 cannot be written as " +
-                          output_format_name(o.output) + " (no model file holds an online transform)");
+                          output_format_name(options.output) + " (no model file holds an online transform)");
     // The rotation comes first: calibration, every algorithm and the activation quantizers see
-    // the rotated fp32 model (which computes the same function).
+    // the rotated fp32 model (which computes the same function). A lazily read model has each
+    // layer rotated as it is read.
     const Rotation rot = make_rotation(fp32.config, r.rot, r.rot_seed, r.rot_online);
-    Model rotated;
+    QuantizeOptions o = options;
     CalibData rotated_calib;
-    const Model* src = &fp32;
     if (!rot.empty()) {
-        rotated = fp32;
-        rotate_model(rotated, rot);
-        src = &rotated;
+        if (o.load_layer) {
+            rotate_ends(fp32, rot);
+            o.load_layer = [read = std::move(o.load_layer), &rot, c = fp32.config](int l, Layer& L) {
+                read(l, L);
+                rotate_layer(L, c, rot);
+            };
+        } else {
+            rotate_model(fp32, rot);
+        }
         if (calib) {  // the cached fp32 captures belong to the unrotated model
             rotated_calib.name = calib->name;
             rotated_calib.seqs = calib->seqs;
@@ -48,7 +54,7 @@ QuantizedModel quantize_model(const Model& fp32, const RecipeSpec& r, CalibData*
         }
     }
     QuantizedModel out;
-    if (!detail::quantize_any_format(*src, r, calib, o, out)) {
+    if (!detail::quantize_any_format(std::move(fp32), r, calib, o, out)) {
         std::string sup;
         for (const auto& s : supported_weight_formats()) sup += (sup.empty() ? "" : ", ") + s;
         throw RecipeError("unsupported weight format '" + r.weight + "'; supported: " + sup);

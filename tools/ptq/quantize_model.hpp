@@ -53,6 +53,17 @@ struct QuantizeOptions {
     OutputFormat output = OutputFormat::none;  ///< encode every linear for this format
     /// Called once per layer as it is finished (layer index, total); may be empty.
     std::function<void(int, int)> progress;
+    /// Reads layer l's fp32 linears when the model given holds none (a lazily read input file,
+    /// InputModel::load_layer): each layer is read when it is quantized. Empty: the model
+    /// holds every weight.
+    LayerLoader load_layer;
+    /// Called with each layer once it is quantized: the model (layer l holds its quantized
+    /// weights, dequantized, and its norms with any folded scales) and layer l's encoded linears.
+    /// Unless keep_layers, the quantizer then releases that layer's weights, extras and encoded
+    /// bytes: the returned model and linears keep no layer weights (the entries of `linears`
+    /// keep their type, shape and dense flag).
+    std::function<void(const Model& m, int l, const std::vector<EncodedLinear>& linears)> layer_done;
+    bool keep_layers = false;
 };
 
 struct QuantizedModel {
@@ -64,14 +75,14 @@ struct QuantizedModel {
 /// Effective-bits metadata convention: fp16 scale and fp16 zero point per group (the papers'
 /// convention, ptq::MetadataBits{}); MX formats count their 8-bit shared exponent.
 ///
-/// Quantizes a copy of `fp32` with `r`. `calib` is required when r.needs_calibration().
-/// sequential: layer l (and inside it: q/k/v, then wo, then w1/w3, then w2) is calibrated on
-/// the inputs produced by the already quantized parts before it; otherwise on the fp32 model's.
-/// With an output format, r must have passed resolve_for_output, and SmoothQuant/AWQ scales are
-/// applied only where they fold exactly into a file (the RMSNorm before q/k/v and before
-/// w1/w3: the returned model has them folded into its norm weights); wo and w2 get the
-/// reconstruction step alone.
-QuantizedModel quantize_model(const Model& fp32, const RecipeSpec& r, CalibData* calib, const QuantizeOptions& o);
+/// Quantizes `fp32` (taken by value: pass an rvalue to spare the copy) with `r`. `calib` is required when
+/// r.needs_calibration(). sequential: layer l (and inside it: q/k/v, then wo, then w1/w3, then w2) is calibrated on the
+/// inputs produced by the already quantized parts before it; otherwise on the fp32 model's. With an output format, r
+/// must have passed resolve_for_output, and SmoothQuant/AWQ scales are applied only where they fold exactly into a file
+/// (the RMSNorm before q/k/v and before w1/w3: the returned model has them folded into its norm weights); wo and w2 get
+/// the reconstruction step alone. With o.load_layer, `fp32` holds no linear weights: each layer is read, quantized,
+/// handed to o.layer_done and released in turn (the streaming `ptq quantize`); the results are the same.
+QuantizedModel quantize_model(Model fp32, const RecipeSpec& r, CalibData* calib, const QuantizeOptions& o);
 
 /// The in-memory form (no output format), as the recipe tables use it.
 Model quantize_model(const Model& fp32, const RecipeSpec& r, CalibData* calib, bool sequential, QuantReport* report,
