@@ -345,6 +345,9 @@ struct Run {
     std::string output;
 };
 Run run_cli(const std::string& args, const fs::path& dir) {
+    // The ptq command is a separate target (no build-order dependency, so that this file
+    // compiles while the tool links): a missing binary fails here with its path.
+    REQUIRE_MESSAGE(fs::exists(PTQ_CLI), "the ptq command " PTQ_CLI " is not built (target ptq_cli)");
     const fs::path log = dir / "cli.log";
     const std::string cmd = std::string(PTQ_CLI) + " " + args + " > '" + log.string() + "' 2>&1";
     const int st = std::system(cmd.c_str());
