@@ -120,7 +120,10 @@ TEST_CASE("smoothquant: edges and bad input") {
     CHECK(s1(0) == doctest::Approx(1.0));
     CHECK(s1(1) == doctest::Approx(1e-5));
     o.alpha = 1.5f;
-    CHECK_THROWS_AS(ptq::SmoothQuant{o}, ptq::invalid_argument);
+    CHECK_THROWS_WITH_AS(ptq::SmoothQuant{o}, doctest::Contains("'options.alpha'"), ptq::invalid_argument);
+    o.alpha = 0.5f;
+    o.min_value = 0.0f;
+    CHECK_THROWS_WITH_AS(ptq::SmoothQuant{o}, doctest::Contains("'options.min_value'"), ptq::invalid_argument);
     CHECK_THROWS_AS(ptq::SmoothQuant().scales(Eigen::VectorXf::Ones(5), ptq::linears(w)), ptq::invalid_argument);
     CHECK_THROWS_AS(ptq::SmoothQuant().scales(amax, {}), ptq::invalid_argument);
     amax(2) = std::numeric_limits<float>::quiet_NaN();
@@ -186,7 +189,17 @@ TEST_CASE("awq: helps 4-bit and 3-bit INT on outlier activations; duo scaling; e
         CHECK_THROWS_AS(A().compute(RowMatrixXf(4, 7), ptq::linears(w)), ptq::invalid_argument);
         ptq::AwqOptions o;
         o.grid = 0;
-        CHECK_THROWS_AS(A{o}, ptq::invalid_argument);
+        CHECK_THROWS_WITH_AS(A{o}, doctest::Contains("'options.grid'"), ptq::invalid_argument);
+        o = {};
+        o.min_scale = 0.0f;
+        CHECK_THROWS_WITH_AS(A{o}, doctest::Contains("'options.min_scale'"), ptq::invalid_argument);
+        o = {};
+        o.clip.grid = 0;
+        CHECK_THROWS_WITH_AS(A{o}, doctest::Contains("'options.clip.grid'"), ptq::invalid_argument);
+        o = {};
+        o.quant.range = ptq::RangeMethod::mse_search;
+        o.quant.clip.max_shrink = 1.0f;
+        CHECK_THROWS_WITH_AS(A{o}, doctest::Contains("'options.quant.clip.max_shrink'"), ptq::invalid_argument);
     }
 }
 

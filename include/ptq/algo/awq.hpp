@@ -82,13 +82,13 @@ struct AwqResult {
 template <QuantFormat F, class G = default_granularity_t<F>, class Arch = xsimd::default_arch>
 class Awq {
 public:
-    /// Throws ptq::invalid_argument naming the invalid option.
+    /// Throws ptq::invalid_argument naming the invalid option ('options.grid', ...).
     explicit Awq(const AwqOptions& o = {}, const G& g = {}) : opt_(o), gran_(g) {
         check_granularity<F>(g);
-        detail::check_quant_options(o.quant, "Awq", "quant");
-        if (o.grid < 1) detail::throw_invalid("Awq", "grid", "must be at least 1");
-        detail::check_clip(o.clip, "Awq", "clip");
-        if (!(o.min_scale > 0.0f)) detail::throw_invalid("Awq", "min_scale", "must be > 0");
+        detail::check_quant_options(o.quant, "Awq", "options.quant");
+        if (o.grid < 1) detail::throw_invalid("Awq", "options.grid", "must be at least 1");
+        detail::check_clip(o.clip, "Awq", "options.clip");
+        if (!(o.min_scale > 0.0f)) detail::throw_invalid("Awq", "options.min_scale", "must be > 0");
     }
     const AwqOptions& options() const noexcept { return opt_; }
     const G& granularity() const noexcept { return gran_; }
