@@ -163,7 +163,13 @@ TEST_CASE("awq: helps 4-bit and 3-bit INT on outlier activations; duo scaling; e
     ptq::AwqOptions duo;
     duo.duo_scaling = true;
     const auto d = A(duo).compute(x, ptq::linears(w));
-    CHECK(d.output_mse <= d.output_mse_rtn);
+    // With duo scaling alpha = 0 is s = 1 / (w_mean + 1e-4), not RTN: output_mse_rtn is still
+    // plain RTN's loss, and the same for both searches.
+    CHECK(d.scales != Eigen::VectorXf::Ones(128));
+    CHECK(d.output_mse_rtn == doctest::Approx(rtn_output_mse<F>(x, w, ptq::PerGroup<32>{}, duo.quant)).epsilon(1e-6));
+    CHECK(d.output_mse_rtn == r.output_mse_rtn);
+    CHECK(d.output_mse <= d.output_mse_per_alpha[0]);
+    CHECK(d.output_mse < 0.9 * d.output_mse_rtn);
 
     SUBCASE("grid = 1: only alpha = 0, i.e. RTN (plus clipping)") {
         ptq::AwqOptions o;
