@@ -3,7 +3,7 @@
 # checkpoint and tokenizer) with clang 14 + ASan + UBSan in build-fuzz/, writes the seed corpora
 # with ptq's own writers, and runs each target.
 #
-#   scripts/fuzz.sh            1,000,000 executions per target (the acceptance run)
+#   scripts/fuzz.sh            1,000,000 executions per target (the full run)
 #   scripts/fuzz.sh --quick    15 s per target, about a minute in total (CI)
 #   scripts/fuzz.sh --runs N   N executions per target
 #   ... TARGET...              only these targets (safetensors gguf llama_checkpoint llama_tokenizer)

@@ -40,8 +40,15 @@ TEST_CASE("activations: static per-tensor INT8 equals per-tensor RTN on its cali
         ptq::QuantOptions o;
         o.non_finite = ptq::NonFinite::propagate;
         ptq::StaticActivationQuantizer<I8> qp(o);
+        CHECK(qp.options().non_finite == ptq::NonFinite::propagate);
         qp.observe(x);
         CHECK(qp.apply(y).array().isNaN().all());
+    }
+    SUBCASE("the clipping search is refused at construction (only the range is calibrated)") {
+        ptq::QuantOptions o;
+        o.range = ptq::RangeMethod::mse_search;
+        CHECK_THROWS_WITH_AS(ptq::StaticActivationQuantizer<I8>{o}, doctest::Contains("'options.range'"),
+                             ptq::invalid_argument);
     }
 }
 

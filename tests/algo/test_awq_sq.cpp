@@ -120,7 +120,10 @@ TEST_CASE("smoothquant: edges and bad input") {
     CHECK(s1(0) == doctest::Approx(1.0));
     CHECK(s1(1) == doctest::Approx(1e-5));
     o.alpha = 1.5f;
-    CHECK_THROWS_AS(ptq::SmoothQuant{o}, ptq::invalid_argument);
+    CHECK_THROWS_WITH_AS(ptq::SmoothQuant{o}, doctest::Contains("'options.alpha'"), ptq::invalid_argument);
+    o.alpha = 0.5f;
+    o.min_value = 0.0f;
+    CHECK_THROWS_WITH_AS(ptq::SmoothQuant{o}, doctest::Contains("'options.min_value'"), ptq::invalid_argument);
     CHECK_THROWS_AS(ptq::SmoothQuant().scales(Eigen::VectorXf::Ones(5), ptq::linears(w)), ptq::invalid_argument);
     CHECK_THROWS_AS(ptq::SmoothQuant().scales(amax, {}), ptq::invalid_argument);
     amax(2) = std::numeric_limits<float>::quiet_NaN();
@@ -160,7 +163,13 @@ TEST_CASE("awq: helps 4-bit and 3-bit INT on outlier activations; duo scaling; e
     ptq::AwqOptions duo;
     duo.duo_scaling = true;
     const auto d = A(duo).compute(x, ptq::linears(w));
-    CHECK(d.output_mse <= d.output_mse_rtn);
+    // With duo scaling alpha = 0 is s = 1 / (w_mean + 1e-4), not RTN: output_mse_rtn is still
+    // plain RTN's loss, and the same for both searches.
+    CHECK(d.scales != Eigen::VectorXf::Ones(128));
+    CHECK(d.output_mse_rtn == doctest::Approx(rtn_output_mse<F>(x, w, ptq::PerGroup<32>{}, duo.quant)).epsilon(1e-6));
+    CHECK(d.output_mse_rtn == r.output_mse_rtn);
+    CHECK(d.output_mse <= d.output_mse_per_alpha[0]);
+    CHECK(d.output_mse < 0.9 * d.output_mse_rtn);
 
     SUBCASE("grid = 1: only alpha = 0, i.e. RTN (plus clipping)") {
         ptq::AwqOptions o;
@@ -186,7 +195,17 @@ TEST_CASE("awq: helps 4-bit and 3-bit INT on outlier activations; duo scaling; e
         CHECK_THROWS_AS(A().compute(RowMatrixXf(4, 7), ptq::linears(w)), ptq::invalid_argument);
         ptq::AwqOptions o;
         o.grid = 0;
-        CHECK_THROWS_AS(A{o}, ptq::invalid_argument);
+        CHECK_THROWS_WITH_AS(A{o}, doctest::Contains("'options.grid'"), ptq::invalid_argument);
+        o = {};
+        o.min_scale = 0.0f;
+        CHECK_THROWS_WITH_AS(A{o}, doctest::Contains("'options.min_scale'"), ptq::invalid_argument);
+        o = {};
+        o.clip.grid = 0;
+        CHECK_THROWS_WITH_AS(A{o}, doctest::Contains("'options.clip.grid'"), ptq::invalid_argument);
+        o = {};
+        o.quant.range = ptq::RangeMethod::mse_search;
+        o.quant.clip.max_shrink = 1.0f;
+        CHECK_THROWS_WITH_AS(A{o}, doctest::Contains("'options.quant.clip.max_shrink'"), ptq::invalid_argument);
     }
 }
 

@@ -213,7 +213,15 @@ TEST_CASE("lqer: degenerate and bad inputs") {
     o.rank = 25;
     CHECK_THROWS_AS(L(o).compute(w, nullptr), ptq::invalid_argument);
     o.rank = -1;
-    CHECK_THROWS_AS(L{o}, ptq::invalid_argument);
+    CHECK_THROWS_WITH_AS(L{o}, doctest::Contains("'options.rank'"), ptq::invalid_argument);
+    o.rank = 4;
+    o.scale_floor = 0.0f;
+    CHECK_THROWS_WITH_AS(L{o}, doctest::Contains("'options.scale_floor'"), ptq::invalid_argument);
+    o.scale_floor = 1e-3f;
+    o.weight_quant.range = ptq::RangeMethod::mse_search;
+    o.weight_quant.clip.grid = 0;
+    CHECK_THROWS_WITH_AS(L{o}, doctest::Contains("'options.weight_quant.clip.grid'"), ptq::invalid_argument);
+    o.weight_quant = {};
     Mat bad = w;
     bad(0, 0) = std::numeric_limits<float>::infinity();
     o.rank = 2;

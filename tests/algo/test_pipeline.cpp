@@ -184,7 +184,8 @@ TEST_CASE("pipeline: coordinate descent after GPTQ lowers the output error") {
     }
     ptq::PipelineOptions bad;
     bad.refine.passes = -1;
-    CHECK_THROWS_WITH_AS((ptq::Pipeline<F, G>(bad)), doctest::Contains("refine.passes"), ptq::invalid_argument);
+    CHECK_THROWS_WITH_AS((ptq::Pipeline<F, G>(bad)), doctest::Contains("'options.refine.passes'"),
+                         ptq::invalid_argument);
     bad.refine.passes = 1;
     bad.refine.refit_scales = true;  // MX scales are powers of two: no least-squares refit
     CHECK_THROWS_WITH_AS((ptq::Pipeline<ptq::MxInt<4, 32>, ptq::PerGroup<32>>(bad)), doctest::Contains("refit_scales"),

@@ -1,5 +1,5 @@
 // The Llama model through model files (tools/ptq/gguf_model.hpp, hf_model.hpp) and the
-// chunked perplexity protocol of llama.cpp (chunked_eval.hpp).
+// chunked perplexity protocol of llama.cpp (chunked_evaluation.hpp).
 //
 // Oracles: the llama2.c checkpoint itself (weights must come back bit for bit, and the NLL of
 // docs/DESIGN.md §16, 1.2662, measured by an independent fp64 implementation); transformers'

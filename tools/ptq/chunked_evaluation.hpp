@@ -3,7 +3,7 @@
 // harness's forward pass, so that a figure printed by llama.cpp for a GGUF file can be compared
 // like with like with the same weights run by ptq.
 //
-// That protocol differs from the harness's own (docs/DESIGN.md §16, `evaluate` in llama.hpp):
+// That protocol differs from the harness's own (docs/DESIGN.md §16, `evaluate` in evaluation.hpp):
 //   * the whole file is tokenized as one text (BOS first, the dummy-prefix space once, the
 //     "<|endoftext|>" separator lines tokenized as ordinary text), not story by story;
 //   * the tokens are cut into n_chunk = floor(n_tokens / n_ctx) consecutive chunks of n_ctx

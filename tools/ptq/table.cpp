@@ -631,7 +631,7 @@ std::pair<double, const char*> reference_best(const ReferenceRow& r) {
 struct SearchTarget {
     const char* preset;
     const char* weight;
-    /// Goal: dNLL <= cut * the reference's best dNLL (issue's 25 % cut: 0.75), or 1.0: any
+    /// Goal: dNLL <= cut * the reference's best dNLL (a 25 % cut: 0.75), or 1.0: any
     /// improvement ("same direction").
     double cut;
 };

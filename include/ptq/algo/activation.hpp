@@ -42,7 +42,14 @@ class StaticActivationQuantizer {
                   "use fake_quantize_activations<MxFormat>");
 
 public:
-    explicit StaticActivationQuantizer(const QuantOptions& o = {}) : opt_(o) {}
+    /// Throws ptq::invalid_argument ('options.range') for RangeMethod::mse_search: the clipping
+    /// search needs the data of every group, and the calibration keeps only their range.
+    explicit StaticActivationQuantizer(const QuantOptions& o = {}) : opt_(o) {
+        if (o.range == RangeMethod::mse_search)
+            detail::throw_invalid("StaticActivationQuantizer", "options.range",
+                                  "mse_search is not available: the parameters come from the calibrated min-max range");
+    }
+    const QuantOptions& options() const noexcept { return opt_; }
 
     template <class Derived>
     void observe(const Eigen::MatrixBase<Derived>& x) {

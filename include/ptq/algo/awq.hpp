@@ -53,7 +53,7 @@ struct AwqResult {
     Eigen::VectorXf scales;
     float alpha = 0.0f;                         ///< the chosen alpha
     std::vector<double> output_mse_per_alpha;   ///< output MSE (see Awq) for alpha = i / grid (entry 0 = RTN)
-    double output_mse_rtn = 0.0;                ///< output MSE of plain RTN (alpha = 0, no clipping)
+    double output_mse_rtn = 0.0;                ///< output MSE of plain RTN (s = 1, no clipping)
     double output_mse_scaled = 0.0;             ///< at the chosen alpha, before clipping
     double output_mse = 0.0;                    ///< final (after clipping, if it helped)
     bool clipped = false;                       ///< whether the clipping result was kept
@@ -69,8 +69,10 @@ struct AwqResult {
 ///    max(x^alpha / (w_mean^(1-alpha) + 1e-4), min_scale) with w_mean_j = mean over rows of
 ///    |W_ij| / max |W_i,group(j)|), s <- s / sqrt(max(s) * min(s));
 ///    loss(alpha) = sum_k ||X W_k^T - X (Q(W_k diag(s)) diag(s)^-1)^T||^2 / (tokens * sum out_k).
-///    The first alpha with the lowest loss wins; alpha = 0 gives s = 1, i.e. RTN, so the
-///    search never does worse than RTN on the calibration loss.
+///    The first alpha with the lowest loss wins; without duo scaling alpha = 0 gives s = 1,
+///    i.e. RTN, so the search never does worse than RTN on the calibration loss (with duo
+///    scaling alpha = 0 gives s = 1 / (w_mean + 1e-4), normalised: not RTN, so no such bound).
+///    AwqResult::output_mse_rtn is always plain RTN's loss (s = 1).
 /// 2. Clipping (not for PerTensor): for every (row, group) of W diag(s), clip_search (observe/
 ///    clip_search.hpp) over the ranges [max(lo, -p amax), min(hi, p amax)], p = 1, 1 - 1/clip.grid,
 ///    ... (ClipBounds::clamp_absmax), scored on the group output error ||X_g' (w_g - Q_p(w_g))||^2
@@ -82,13 +84,13 @@ struct AwqResult {
 template <QuantFormat F, class G = default_granularity_t<F>, class Arch = xsimd::default_arch>
 class Awq {
 public:
-    /// Throws ptq::invalid_argument naming the invalid option.
+    /// Throws ptq::invalid_argument naming the invalid option ('options.grid', ...).
     explicit Awq(const AwqOptions& o = {}, const G& g = {}) : opt_(o), gran_(g) {
         check_granularity<F>(g);
-        detail::check_quant_options(o.quant, "Awq", "quant");
-        if (o.grid < 1) detail::throw_invalid("Awq", "grid", "must be at least 1");
-        detail::check_clip(o.clip, "Awq", "clip");
-        if (!(o.min_scale > 0.0f)) detail::throw_invalid("Awq", "min_scale", "must be > 0");
+        detail::check_quant_options(o.quant, "Awq", "options.quant");
+        if (o.grid < 1) detail::throw_invalid("Awq", "options.grid", "must be at least 1");
+        detail::check_clip(o.clip, "Awq", "options.clip");
+        if (!(o.min_scale > 0.0f)) detail::throw_invalid("Awq", "options.min_scale", "must be > 0");
     }
     const AwqOptions& options() const noexcept { return opt_; }
     const G& granularity() const noexcept { return gran_; }
@@ -126,7 +128,9 @@ public:
                 res.scales = scales_for(a, x_mean, w_mean);
             }
         }
-        res.output_mse_rtn = res.output_mse_per_alpha[0];
+        // Plain RTN is alpha = 0 only without duo scaling (see above).
+        res.output_mse_rtn = opt_.duo_scaling ? loss_of(x, weights, Eigen::VectorXf::Ones(in), nullptr) / denom
+                                              : res.output_mse_per_alpha[0];
         res.output_mse_scaled = best;
         res.output_mse = best;
 

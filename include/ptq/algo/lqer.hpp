@@ -84,16 +84,16 @@ template <QuantFormat WF, class WG = default_granularity_t<WF>, class LF = Float
           class Arch = xsimd::default_arch>
 class Lqer {
 public:
-    /// Throws ptq::invalid_argument naming the invalid option or granularity.
+    /// Throws ptq::invalid_argument naming the invalid option ('options.rank', ...) or granularity.
     explicit Lqer(const LqerOptions& o = {}, const WG& wg = {}, const LG& lg = {}) : opt_(o), wg_(wg), lg_(lg) {
-        if (o.rank < 0) detail::throw_invalid("Lqer", "rank", "must be >= 0");
+        if (o.rank < 0) detail::throw_invalid("Lqer", "options.rank", "must be >= 0");
         if (!(o.scale_floor > 0.0f && o.scale_floor <= 1.0f))
-            detail::throw_invalid("Lqer", "scale_floor", "must be in (0, 1]");
+            detail::throw_invalid("Lqer", "options.scale_floor", "must be in (0, 1]");
         check_granularity<WF>(wg);
-        detail::check_quant_options(o.weight_quant, "Lqer", "weight_quant");
+        detail::check_quant_options(o.weight_quant, "Lqer", "options.weight_quant");
         if constexpr (!std::is_same_v<LF, Float32>) {
             check_granularity<LF>(lg);
-            detail::check_quant_options(o.factor_quant, "Lqer", "factor_quant");
+            detail::check_quant_options(o.factor_quant, "Lqer", "options.factor_quant");
         }
     }
     const LqerOptions& options() const noexcept { return opt_; }

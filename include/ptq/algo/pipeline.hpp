@@ -98,7 +98,7 @@ public:
           awq_(o.awq, granularity),
           gptq_(o.gptq, granularity),
           rtn_(o.rtn, granularity) {
-        detail::check_refine_options(o.refine, "Pipeline", "refine");
+        detail::check_refine_options(o.refine, "Pipeline", "options.refine");
         if (o.refine.passes > 0 && o.refine.refit_scales &&
             !(F::kind == FormatKind::integer || F::kind == FormatKind::integer_min))
             detail::throw_invalid("Pipeline", "options.refine.refit_scales",

@@ -43,9 +43,11 @@ inline Eigen::VectorXf group_weight_absmax(std::span<const RowMatrixRef> ws) {
 /// scales and quantizes nothing: no format, granularity or SIMD architecture parameter.
 class SmoothQuant {
 public:
+    /// Throws ptq::invalid_argument naming the invalid option ('options.alpha', ...).
     explicit SmoothQuant(const SmoothQuantOptions& o = {}) : opt_(o) {
-        if (!(o.alpha >= 0.0f && o.alpha <= 1.0f)) detail::throw_invalid("SmoothQuant", "alpha", "must be in [0, 1]");
-        if (!(o.min_value > 0.0f)) detail::throw_invalid("SmoothQuant", "min_value", "must be > 0");
+        if (!(o.alpha >= 0.0f && o.alpha <= 1.0f))
+            detail::throw_invalid("SmoothQuant", "options.alpha", "must be in [0, 1]");
+        if (!(o.min_value > 0.0f)) detail::throw_invalid("SmoothQuant", "options.min_value", "must be > 0");
     }
     const SmoothQuantOptions& options() const noexcept { return opt_; }
 
