@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <utility>
 
 #include <ptq/kernel/xsimd.hpp>
@@ -198,6 +199,112 @@ float reduce_max(const fbatch<A>& v, requires_arch<xsimd::avx512f>) noexcept {
 }
 #endif
 
+// ---- per-group reductions, W groups at once ---------------------------------------------------
+/// r[g] = min (Max: max) over the lanes of v[g], g < W: the W horizontal reductions of W batches
+/// in one batch. Generic: one reduce_min / reduce_max per batch. AVX / AVX-512: a transposing
+/// tree (halves of two batches exchanged and combined, then quarters, ...): W - 1 min/max and
+/// about 2W shuffles for W groups instead of W * log2(W) dependent steps. The inputs are read
+/// in the order that leaves group g in lane g. v must hold no NaN; the sign of a zero result
+/// is unspecified.
+template <bool Max, class A>
+fbatch<A> reduce_groups(const fbatch<A>* v, requires_arch<xsimd::generic>) noexcept {
+    alignas(64) float r[fbatch<A>::size];
+    for (std::size_t g = 0; g < fbatch<A>::size; ++g) r[g] = Max ? reduce_max<A>(v[g], A{}) : reduce_min<A>(v[g], A{});
+    return fbatch<A>::load_aligned(r);
+}
+#if XSIMD_WITH_AVX
+template <bool Max, class A>
+fbatch<A> reduce_groups(const fbatch<A>* v, requires_arch<xsimd::avx>) noexcept {
+    auto op = [](__m256 a, __m256 b) { return Max ? _mm256_max_ps(a, b) : _mm256_min_ps(a, b); };
+    auto halves = [&](__m256 a, __m256 b) {  // [a0 b0] op [a1 b1] (128-bit halves)
+        return op(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+    };
+    auto pairs = [&](__m256 a, __m256 b) {  // per half: [a0 a1 b0 b1] op [a2 a3 b2 b3]
+        return op(_mm256_shuffle_ps(a, b, 0x44), _mm256_shuffle_ps(a, b, 0xEE));
+    };
+    auto singles = [&](__m256 a, __m256 b) {  // per half: [a0 a2 b0 b2] op [a1 a3 b1 b3]
+        return op(_mm256_shuffle_ps(a, b, 0x88), _mm256_shuffle_ps(a, b, 0xDD));
+    };
+    // lane 4h + k of the result comes from input 2k + h: inputs in the order 0 4 1 5 2 6 3 7.
+    return singles(pairs(halves(v[0], v[4]), halves(v[1], v[5])), pairs(halves(v[2], v[6]), halves(v[3], v[7])));
+}
+#endif
+#if XSIMD_WITH_AVX512F
+template <bool Max, class A>
+fbatch<A> reduce_groups(const fbatch<A>* v, requires_arch<xsimd::avx512f>) noexcept {
+    auto op = [](__m512 a, __m512 b) { return Max ? _mm512_max_ps(a, b) : _mm512_min_ps(a, b); };
+    auto halves = [&](__m512 a, __m512 b) {  // [a0 a1 b0 b1] op [a2 a3 b2 b3] (128-bit quarters)
+        return op(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+    };
+    auto quarters = [&](__m512 a, __m512 b) {  // [a0 a2 b0 b2] op [a1 a3 b1 b3]
+        return op(_mm512_shuffle_f32x4(a, b, 0x88), _mm512_shuffle_f32x4(a, b, 0xDD));
+    };
+    auto pairs = [&](__m512 a, __m512 b) {  // per quarter: [a0 a1 b0 b1] op [a2 a3 b2 b3]
+        return op(_mm512_shuffle_ps(a, b, 0x44), _mm512_shuffle_ps(a, b, 0xEE));
+    };
+    auto singles = [&](__m512 a, __m512 b) {  // per quarter: [a0 a2 b0 b2] op [a1 a3 b1 b3]
+        return op(_mm512_shuffle_ps(a, b, 0x88), _mm512_shuffle_ps(a, b, 0xDD));
+    };
+    // Input p[i] ends in lane 4 (i % 4) + i / 4: feeding p = 0 4 8 12 1 5 9 13 ... leaves group g in lane g.
+    auto q = [&](int a, int b, int c, int d) { return quarters(halves(v[a], v[b]), halves(v[c], v[d])); };
+    return singles(pairs(q(0, 4, 8, 12), q(1, 5, 9, 13)), pairs(q(2, 6, 10, 14), q(3, 7, 11, 15)));
+}
+#endif
+template <class A>
+fbatch<A> min_of_groups(const fbatch<A>* v) noexcept {
+    return reduce_groups<false, A>(v, A{});
+}
+template <class A>
+fbatch<A> max_of_groups(const fbatch<A>* v) noexcept {
+    return reduce_groups<true, A>(v, A{});
+}
+
+// ---- float -> double -> float lane arithmetic --------------------------------------------------
+/// float(min(max((double(hi) - double(lo)) / d, FLT_MIN), FLT_MAX)) per lane (lo, hi finite):
+/// the subtraction and the division in double, one rounding to float (current rounding mode,
+/// round-to-nearest-even by default) as static_cast<float> does. Generic: lane by lane.
+template <class A>
+fbatch<A> scale_from_range(const fbatch<A>& lo, const fbatch<A>& hi, double d, requires_arch<xsimd::generic>) noexcept {
+    constexpr std::size_t W = fbatch<A>::size;
+    alignas(64) float l[W], h[W];
+    lo.store_aligned(l);
+    hi.store_aligned(h);
+    for (std::size_t k = 0; k < W; ++k) {
+        double s = (double(h[k]) - double(l[k])) / d;
+        s = s > double(std::numeric_limits<float>::min()) ? s : double(std::numeric_limits<float>::min());
+        s = s < double(std::numeric_limits<float>::max()) ? s : double(std::numeric_limits<float>::max());
+        l[k] = static_cast<float>(s);
+    }
+    return fbatch<A>::load_aligned(l);
+}
+#if XSIMD_WITH_AVX
+template <class A>
+fbatch<A> scale_from_range(const fbatch<A>& lo, const fbatch<A>& hi, double d, requires_arch<xsimd::avx>) noexcept {
+    const __m256d dv = _mm256_set1_pd(d), mn = _mm256_set1_pd(double(std::numeric_limits<float>::min())),
+                  mx = _mm256_set1_pd(double(std::numeric_limits<float>::max()));
+    auto half = [&](__m128 l, __m128 h) {
+        const __m256d s = _mm256_div_pd(_mm256_sub_pd(_mm256_cvtps_pd(h), _mm256_cvtps_pd(l)), dv);
+        return _mm256_cvtpd_ps(_mm256_min_pd(_mm256_max_pd(s, mn), mx));
+    };
+    return _mm256_set_m128(half(_mm256_extractf128_ps(lo, 1), _mm256_extractf128_ps(hi, 1)),
+                           half(_mm256_castps256_ps128(lo), _mm256_castps256_ps128(hi)));
+}
+#endif
+#if XSIMD_WITH_AVX512F
+template <class A>
+fbatch<A> scale_from_range(const fbatch<A>& lo, const fbatch<A>& hi, double d, requires_arch<xsimd::avx512f>) noexcept {
+    const __m512d dv = _mm512_set1_pd(d), mn = _mm512_set1_pd(double(std::numeric_limits<float>::min())),
+                  mx = _mm512_set1_pd(double(std::numeric_limits<float>::max()));
+    auto high = [](__m512 v) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); };
+    auto half = [&](__m256 l, __m256 h) {
+        const __m512d s = _mm512_div_pd(_mm512_sub_pd(_mm512_cvtps_pd(h), _mm512_cvtps_pd(l)), dv);
+        return _mm256_castps_pd(_mm512_cvtpd_ps(_mm512_min_pd(_mm512_max_pd(s, mn), mx)));
+    };
+    const __m256d a = half(_mm512_castps512_ps256(lo), _mm512_castps512_ps256(hi)), b = half(high(lo), high(hi));
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(a), b, 1));
+}
+#endif
+
 // ---- bit-stream unpacking ----------------------------------------------------------------------
 /// Plan of output batch J of an unpack unit (compile-time): the unit is 32*W codes of B bits
 /// = B*W little-endian 32-bit words held in B batches; code c = J*W + k (lane k) starts at
@@ -337,5 +444,62 @@ V pack8_lanes(V x) noexcept {
     }
     return x;
 }
+
+// ---- packing 32 codes held one per 32-bit lane -------------------------------------------------
+/// Codes c[0 .. 32/W) (code 32/W*t + k in lane k of c[t], each < 2^B) -> their 4*B bytes of
+/// the canonical bit stream at out. Generic: narrowed to bytes, then pack8_lanes. AVX2 /
+/// AVX-512 for B = 8 and B = 4: narrowed with packs / vpmov, the nibble pairs (code 2j in the
+/// low nibble of byte j, code 2j+1 in the high one) formed by one shift and or.
+template <int B, class A>
+void pack32(const ubatch<A>* c, std::uint8_t* out, requires_arch<xsimd::generic>) noexcept {
+    constexpr std::size_t W = ubatch<A>::size;
+    static_assert(32 % W == 0, "pack32: the batch width must divide 32");
+    alignas(64) std::uint8_t bytes[32];
+    for (std::size_t t = 0; t < 32 / W; ++t) store_bytes<A>(c[t], bytes + t * W);
+    for (std::size_t j = 0; j < 4; ++j) {
+        std::uint64_t w;
+        std::memcpy(&w, bytes + 8 * j, 8);
+        w = pack8_lanes<B>(w);
+        std::memcpy(out + j * B, &w, B);
+    }
+}
+#if XSIMD_WITH_AVX2
+template <int B, class A>
+void pack32(const ubatch<A>* c, std::uint8_t* out, requires_arch<xsimd::avx2>) noexcept {
+    if constexpr (B == 8 || B == 4) {
+        // packs interleave the 128-bit halves: dword 4h + t of b holds codes 8t + 4h .. 8t + 4h + 3.
+        const __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(c[0], c[1]), _mm256_packus_epi32(c[2], c[3]));
+        const __m256i o = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));  // code order
+        if constexpr (B == 8) {
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), o);
+        } else {
+            const __m256i n = _mm256_or_si256(o, _mm256_srli_epi16(o, 4));  // low byte of word j: c[2j] | c[2j+1] << 4
+            const __m256i e =
+                _mm256_shuffle_epi8(n, _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1, 0, 2,
+                                                        4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1));
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(out),
+                             _mm256_castsi256_si128(_mm256_permute4x64_epi64(e, 0x08)));  // qwords 0, 2
+        }
+    } else {
+        pack32<B, A>(c, out, xsimd::generic{});
+    }
+}
+#endif
+#if XSIMD_WITH_AVX512F
+template <int B, class A>
+void pack32(const ubatch<A>* c, std::uint8_t* out, requires_arch<xsimd::avx512f>) noexcept {
+    if constexpr (B == 8) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(c[0]));  // vpmovdb
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16), _mm512_cvtepi32_epi8(c[1]));
+    } else if constexpr (B == 4) {
+        // per 64-bit lane: c[2j] | c[2j+1] << 4 in the low byte, then vpmovqb
+        const __m128i a = _mm512_cvtepi64_epi8(_mm512_or_si512(c[0], _mm512_srli_epi64(c[0], 28)));
+        const __m128i b = _mm512_cvtepi64_epi8(_mm512_or_si512(c[1], _mm512_srli_epi64(c[1], 28)));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm_unpacklo_epi64(a, b));
+    } else {
+        pack32<B, A>(c, out, xsimd::generic{});
+    }
+}
+#endif
 
 }  // namespace ptq::kernel::detail
