@@ -347,10 +347,11 @@ namespace rtn_row_check {
 // Rows built to reach every branch of kernel::rtn_row's batch parameters: random groups, and
 // groups that are constant, all zero, one-signed (a zero end after widening), subnormal, huge
 // (scales near the finite_scale cap), with powers of two at the ends (MX exponent steps),
-// exact ties, and (when `non_finite`) a NaN or Inf in a random row.
+// exact ties, a narrow range far from 0 (scaled values past 2^31), and (when `non_finite`) a
+// NaN or Inf in a random row.
 std::vector<float> rows_with_special_groups(std::mt19937& rng, std::size_t rows, std::size_t cols, bool non_finite) {
     std::vector<float> w = random_floats(rng, rows * cols, 0.05f, false, false);
-    std::uniform_int_distribution<int> pick(0, 15);
+    std::uniform_int_distribution<int> pick(0, 16);
     for (std::size_t b = 0; b + 32 <= w.size(); b += 32) {
         float* g = w.data() + b;
         switch (pick(rng)) {
@@ -380,6 +381,9 @@ std::vector<float> rows_with_special_groups(std::mt19937& rng, std::size_t rows,
                 break;
             case 10: g[0] = 1e30f; break;
             case 11: g[7] = 1e-39f; break;
+            case 12:  // a range of 1 at 2^24: |x / scale| >= 2^31 for 8 bits without widening
+                for (int i = 0; i < 32; ++i) g[i] = ((b / 32) % 2 ? -1.0f : 1.0f) * (16777215.0f - float(i % 2));
+                break;
             default: break;
         }
     }

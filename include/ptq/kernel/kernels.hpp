@@ -11,6 +11,7 @@
 //   dequantize_row<F, Arch>                fused unpack + dequantize of one packed row
 //   rtn_row<F, Arch>(x, cols, gc, o, p, out) min-max parameters + codes + packing of one row
 #include <bit>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -210,13 +211,24 @@ struct Encoder<IntFormat<Bits, Sym, Rg>, R, A> {
     fbatch<A> inv, zero, lo, hi;
     static float multiplier(const typename F::Params& p) noexcept { return 1.0f / p.scale; }
     Encoder(const typename F::Params& p, float m) noexcept
-        : inv(m), zero(float(p.zero)), lo(float(F::code_min)), hi(float(F::code_max)) {}
+        : inv(m), zero(float(p.zero)), lo(float(F::code_min)), hi(float(F::code_max)), zero_i(p.zero) {}
     explicit Encoder(const typename F::Params& p) noexcept : Encoder(p, multiplier(p)) {}
     ubatch<A> operator()(const fbatch<A>& x) const noexcept {
         fbatch<A> t = round_integral<R, A>(x * inv) + zero;
         t = xsimd::min(xsimd::max(t, lo), hi);
         return xsimd::bitwise_cast<ubatch<A>>(xsimd::batch_cast<std::int32_t>(t));
     }
+    /// The integer form (rtn_row): raw(x) = int(round_R(x * inv)) + zero (round_to_int32, exact
+    /// int add), below raw_overflow when x * inv is NaN, +-Inf or at least 2^31 in magnitude,
+    /// i.e. for a NaN / Inf x (inv is finite and positive, or NaN). Elsewhere
+    /// codes(raw(x)) == operator()(x): the float sum round(x * inv) + zero is exact below 2^24
+    /// and beyond it both forms clamp to the same end.
+    ibatch<A> raw(const fbatch<A>& x) const noexcept { return round_to_int32<R, A>(x * inv, A{}) + ibatch<A>(zero_i); }
+    ubatch<A> codes(const ibatch<A>& q) const noexcept {
+        return xsimd::bitwise_cast<ubatch<A>>(
+            xsimd::min(xsimd::max(q, ibatch<A>(F::code_min)), ibatch<A>(F::code_max)));
+    }
+    std::int32_t zero_i;
 };
 
 /// IntMinFormat: c = clamp(round_R((x - min) * (1/scale)), 0, 2^b - 1) (float subtraction,
@@ -247,6 +259,14 @@ struct Encoder<MxInt<Bits, Blk>, R, A> {
         fbatch<A> t = round_integral<R, A>((x * s1) * s2);
         t = xsimd::min(xsimd::max(t, lo), hi);
         return xsimd::bitwise_cast<ubatch<A>>(xsimd::batch_cast<std::int32_t>(t)) & ubatch<A>(F::code_mask);
+    }
+    /// The integer form (rtn_row), as IntFormat's: raw(x) = int(round_R((x * s1) * s2)), below
+    /// raw_overflow for a NaN / Inf x (s1, s2 are positive powers of two); codes(raw(x)) ==
+    /// operator()(x) elsewhere (|(x * s1) * s2| < 2^(d-1) + 1 for the block's own scale).
+    ibatch<A> raw(const fbatch<A>& x) const noexcept { return round_to_int32<R, A>((x * s1) * s2, A{}); }
+    ubatch<A> codes(const ibatch<A>& q) const noexcept {
+        return xsimd::bitwise_cast<ubatch<A>>(xsimd::min(xsimd::max(q, ibatch<A>(F::q_min)), ibatch<A>(F::q_max))) &
+               ubatch<A>(F::code_mask);
     }
 };
 
@@ -468,6 +488,17 @@ struct MinMaxParams<MxFp<E, M, Blk>, R, A> {
     }
 };
 
+/// Values of Encoder::raw below this are NaN / Inf (or a magnitude >= 2^30 after scaling, which
+/// the per-group path then handles): round_to_int32 gives INT_MIN for them.
+inline constexpr std::int32_t raw_overflow = -(1 << 30);
+
+/// Encoders with the integer form raw / codes (IntFormat, MxInt): the row kernel detects NaN /
+/// Inf from raw, with no separate pass over the values.
+template <class E, class A>
+concept RawEncoder = requires(const E& e, const fbatch<A>& x) {
+    { e.codes(e.raw(x)) } -> std::same_as<ubatch<A>>;
+};
+
 template <QuantFormat F, Rounding R, class A>
 bool rtn_row_minmax(const float* x, std::size_t cols, std::size_t gc, const QuantOptions& o, typename F::Params* params,
                     std::uint8_t* packed) noexcept {
@@ -478,6 +509,8 @@ bool rtn_row_minmax(const float* x, std::size_t cols, std::size_t gc, const Quan
         using B = fbatch<A>;
         using I = ibatch<A>;
         constexpr std::size_t W = B::size, V = 32 / W;
+        constexpr bool raw = RawEncoder<Encoder<F, R, A>, A>;
+        I least(0);  // min of Encoder::raw (encoders with raw): < raw_overflow iff a NaN or Inf was seen
         static_assert(32 % W == 0, "rtn_row: the batch width must divide 32");
         if (!MP::supported(o) || gc == 0 || gc % 32 != 0 || cols % gc != 0) return false;
         const std::size_t ng = cols / gc;
@@ -485,25 +518,32 @@ bool rtn_row_minmax(const float* x, std::size_t cols, std::size_t gc, const Quan
             const std::size_t m = ng - g0 < W ? ng - g0 : W;
             // ranges: per-lane min / max of each group, then the W reductions at once
             B lov[W], hiv[W];
-            I mag(0);  // max |bits|: > 0x7F7FFFFF iff a NaN or Inf was seen
-            for (std::size_t k = 0; k < m; ++k) {
-                const float* xg = x + (g0 + k) * gc;
-                B lo = B::load_unaligned(xg), hi = lo;
-                mag = xsimd::max(mag, xsimd::bitwise_cast<I>(lo) & I(0x7FFFFFFF));
-                for (std::size_t j = W; j < gc; j += W) {
-                    const B v = B::load_unaligned(xg + j);
+            I mag(0);  // max |bits|: > 0x7F7FFFFF iff a NaN or Inf was seen (encoders without raw)
+            auto block = [&](const float* xb, B& lo, B& hi) PTQ_ALWAYS_INLINE {  // 32 values
+                lo = hi = B::load_unaligned(xb);
+                if constexpr (!raw) mag = xsimd::max(mag, xsimd::bitwise_cast<I>(lo) & I(0x7FFFFFFF));
+                for (std::size_t t = 1; t < V; ++t) {
+                    const B v = B::load_unaligned(xb + t * W);
                     lo = xsimd::min(lo, v);
                     hi = xsimd::max(hi, v);
-                    mag = xsimd::max(mag, xsimd::bitwise_cast<I>(v) & I(0x7FFFFFFF));
+                    if constexpr (!raw) mag = xsimd::max(mag, xsimd::bitwise_cast<I>(v) & I(0x7FFFFFFF));
                 }
-                lov[k] = lo;
-                hiv[k] = hi;
+            };
+            for (std::size_t k = 0; k < m; ++k) {
+                const float* xg = x + (g0 + k) * gc;
+                block(xg, lov[k], hiv[k]);
+                for (std::size_t j = 32; j < gc; j += 32) {
+                    B lo, hi;
+                    block(xg + j, lo, hi);
+                    lov[k] = xsimd::min(lov[k], lo);
+                    hiv[k] = xsimd::max(hiv[k], hi);
+                }
             }
             for (std::size_t k = m; k < W; ++k) {
                 lov[k] = lov[0];
                 hiv[k] = hiv[0];
             }
-            if (xsimd::any(mag > I(0x7F7FFFFF))) return false;
+            if (!raw && xsimd::any(mag > I(0x7F7FFFFF))) return false;
             // parameters, special lanes from the scalar make_params
             typename F::Params p[W];
             alignas(64) float mult[W];
@@ -525,10 +565,19 @@ bool rtn_row_minmax(const float* x, std::size_t cols, std::size_t gc, const Quan
                 std::uint8_t* out = packed + (g0 + k) * gc / 8 * F::bits;
                 for (std::size_t j = 0; j < gc; j += 32) {
                     ubatch<A> c[V];
-                    for (std::size_t t = 0; t < V; ++t) c[t] = enc(B::load_unaligned(xg + j + t * W));
+                    for (std::size_t t = 0; t < V; ++t) {
+                        if constexpr (raw) {
+                            const I q = enc.raw(B::load_unaligned(xg + j + t * W));
+                            least = xsimd::min(least, q);
+                            c[t] = enc.codes(q);
+                        } else {
+                            c[t] = enc(B::load_unaligned(xg + j + t * W));
+                        }
+                    }
                     pack32<F::bits, A>(c, out + j / 8 * F::bits, A{});
                 }
             }
+            if (raw && xsimd::any(least < I(raw_overflow))) return false;
         }
         return true;
     }

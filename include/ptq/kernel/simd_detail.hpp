@@ -115,6 +115,43 @@ fbatch<A> round_integral(const fbatch<A>& v) noexcept {
     else return xsimd::round(v);
 }
 
+/// round_R(v) as int32 where |round_R(v)| < 2^31, and INT_MIN (x86's "integer indefinite")
+/// for NaN, +-Inf and larger magnitudes. half_even: cvtps2dq, which rounds in the current
+/// rounding mode, as std::nearbyint does (round-to-nearest-even by default); half_away:
+/// xsimd::round (std::round semantics), then the truncating conversion. Generic: lane by lane
+/// with the same explicit out-of-range rule.
+template <Rounding R, class A>
+ibatch<A> round_to_int32(const fbatch<A>& v, requires_arch<xsimd::generic>) noexcept {
+    constexpr std::size_t W = fbatch<A>::size;
+    alignas(64) float t[W];
+    alignas(64) std::int32_t q[W];
+    round_integral<R, A>(v).store_aligned(t);
+    for (std::size_t k = 0; k < W; ++k)
+        q[k] = (t[k] > -0x1p31f && t[k] < 0x1p31f) ? static_cast<std::int32_t>(t[k]) : std::int32_t(-0x7FFFFFFF - 1);
+    return ibatch<A>::load_aligned(q);
+}
+#if XSIMD_WITH_SSE2
+template <Rounding R, class A>
+ibatch<A> round_to_int32(const fbatch<A>& v, requires_arch<xsimd::sse2>) noexcept {
+    if constexpr (R == Rounding::half_even) return _mm_cvtps_epi32(v);
+    else return xsimd::batch_cast<std::int32_t>(xsimd::round(v));
+}
+#endif
+#if XSIMD_WITH_AVX
+template <Rounding R, class A>
+ibatch<A> round_to_int32(const fbatch<A>& v, requires_arch<xsimd::avx>) noexcept {
+    if constexpr (R == Rounding::half_even) return _mm256_cvtps_epi32(v);
+    else return xsimd::batch_cast<std::int32_t>(xsimd::round(v));
+}
+#endif
+#if XSIMD_WITH_AVX512F
+template <Rounding R, class A>
+ibatch<A> round_to_int32(const fbatch<A>& v, requires_arch<xsimd::avx512f>) noexcept {
+    if constexpr (R == Rounding::half_even) return _mm512_cvtps_epi32(v);
+    else return xsimd::batch_cast<std::int32_t>(xsimd::round(v));
+}
+#endif
+
 /// Calls f.template operator()<R>() with the compile-time twin of the runtime rounding r.
 template <class Fn>
 decltype(auto) with_rounding(Rounding r, Fn&& f) {
@@ -207,14 +244,14 @@ float reduce_max(const fbatch<A>& v, requires_arch<xsimd::avx512f>) noexcept {
 /// in the order that leaves group g in lane g. v must hold no NaN; the sign of a zero result
 /// is unspecified.
 template <bool Max, class A>
-fbatch<A> reduce_groups(const fbatch<A>* v, requires_arch<xsimd::generic>) noexcept {
+PTQ_ALWAYS_INLINE inline fbatch<A> reduce_groups(const fbatch<A>* v, requires_arch<xsimd::generic>) noexcept {
     alignas(64) float r[fbatch<A>::size];
     for (std::size_t g = 0; g < fbatch<A>::size; ++g) r[g] = Max ? reduce_max<A>(v[g], A{}) : reduce_min<A>(v[g], A{});
     return fbatch<A>::load_aligned(r);
 }
 #if XSIMD_WITH_AVX
 template <bool Max, class A>
-fbatch<A> reduce_groups(const fbatch<A>* v, requires_arch<xsimd::avx>) noexcept {
+PTQ_ALWAYS_INLINE inline fbatch<A> reduce_groups(const fbatch<A>* v, requires_arch<xsimd::avx>) noexcept {
     auto op = [](__m256 a, __m256 b) { return Max ? _mm256_max_ps(a, b) : _mm256_min_ps(a, b); };
     auto halves = [&](__m256 a, __m256 b) {  // [a0 b0] op [a1 b1] (128-bit halves)
         return op(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
@@ -231,7 +268,7 @@ fbatch<A> reduce_groups(const fbatch<A>* v, requires_arch<xsimd::avx>) noexcept 
 #endif
 #if XSIMD_WITH_AVX512F
 template <bool Max, class A>
-fbatch<A> reduce_groups(const fbatch<A>* v, requires_arch<xsimd::avx512f>) noexcept {
+PTQ_ALWAYS_INLINE inline fbatch<A> reduce_groups(const fbatch<A>* v, requires_arch<xsimd::avx512f>) noexcept {
     auto op = [](__m512 a, __m512 b) { return Max ? _mm512_max_ps(a, b) : _mm512_min_ps(a, b); };
     auto halves = [&](__m512 a, __m512 b) {  // [a0 a1 b0 b1] op [a2 a3 b2 b3] (128-bit quarters)
         return op(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
@@ -251,11 +288,11 @@ fbatch<A> reduce_groups(const fbatch<A>* v, requires_arch<xsimd::avx512f>) noexc
 }
 #endif
 template <class A>
-fbatch<A> min_of_groups(const fbatch<A>* v) noexcept {
+PTQ_ALWAYS_INLINE inline fbatch<A> min_of_groups(const fbatch<A>* v) noexcept {
     return reduce_groups<false, A>(v, A{});
 }
 template <class A>
-fbatch<A> max_of_groups(const fbatch<A>* v) noexcept {
+PTQ_ALWAYS_INLINE inline fbatch<A> max_of_groups(const fbatch<A>* v) noexcept {
     return reduce_groups<true, A>(v, A{});
 }
 
@@ -264,7 +301,8 @@ fbatch<A> max_of_groups(const fbatch<A>* v) noexcept {
 /// the subtraction and the division in double, one rounding to float (current rounding mode,
 /// round-to-nearest-even by default) as static_cast<float> does. Generic: lane by lane.
 template <class A>
-fbatch<A> scale_from_range(const fbatch<A>& lo, const fbatch<A>& hi, double d, requires_arch<xsimd::generic>) noexcept {
+PTQ_ALWAYS_INLINE inline fbatch<A> scale_from_range(const fbatch<A>& lo, const fbatch<A>& hi, double d,
+                                                    requires_arch<xsimd::generic>) noexcept {
     constexpr std::size_t W = fbatch<A>::size;
     alignas(64) float l[W], h[W];
     lo.store_aligned(l);
@@ -279,7 +317,8 @@ fbatch<A> scale_from_range(const fbatch<A>& lo, const fbatch<A>& hi, double d, r
 }
 #if XSIMD_WITH_AVX
 template <class A>
-fbatch<A> scale_from_range(const fbatch<A>& lo, const fbatch<A>& hi, double d, requires_arch<xsimd::avx>) noexcept {
+PTQ_ALWAYS_INLINE inline fbatch<A> scale_from_range(const fbatch<A>& lo, const fbatch<A>& hi, double d,
+                                                    requires_arch<xsimd::avx>) noexcept {
     const __m256d dv = _mm256_set1_pd(d), mn = _mm256_set1_pd(double(std::numeric_limits<float>::min())),
                   mx = _mm256_set1_pd(double(std::numeric_limits<float>::max()));
     auto half = [&](__m128 l, __m128 h) {
@@ -292,7 +331,8 @@ fbatch<A> scale_from_range(const fbatch<A>& lo, const fbatch<A>& hi, double d, r
 #endif
 #if XSIMD_WITH_AVX512F
 template <class A>
-fbatch<A> scale_from_range(const fbatch<A>& lo, const fbatch<A>& hi, double d, requires_arch<xsimd::avx512f>) noexcept {
+PTQ_ALWAYS_INLINE inline fbatch<A> scale_from_range(const fbatch<A>& lo, const fbatch<A>& hi, double d,
+                                                    requires_arch<xsimd::avx512f>) noexcept {
     const __m512d dv = _mm512_set1_pd(d), mn = _mm512_set1_pd(double(std::numeric_limits<float>::min())),
                   mx = _mm512_set1_pd(double(std::numeric_limits<float>::max()));
     auto high = [](__m512 v) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); };
@@ -451,7 +491,7 @@ V pack8_lanes(V x) noexcept {
 /// AVX-512 for B = 8 and B = 4: narrowed with packs / vpmov, the nibble pairs (code 2j in the
 /// low nibble of byte j, code 2j+1 in the high one) formed by one shift and or.
 template <int B, class A>
-void pack32(const ubatch<A>* c, std::uint8_t* out, requires_arch<xsimd::generic>) noexcept {
+PTQ_ALWAYS_INLINE inline void pack32(const ubatch<A>* c, std::uint8_t* out, requires_arch<xsimd::generic>) noexcept {
     constexpr std::size_t W = ubatch<A>::size;
     static_assert(32 % W == 0, "pack32: the batch width must divide 32");
     alignas(64) std::uint8_t bytes[32];
@@ -465,7 +505,7 @@ void pack32(const ubatch<A>* c, std::uint8_t* out, requires_arch<xsimd::generic>
 }
 #if XSIMD_WITH_AVX2
 template <int B, class A>
-void pack32(const ubatch<A>* c, std::uint8_t* out, requires_arch<xsimd::avx2>) noexcept {
+PTQ_ALWAYS_INLINE inline void pack32(const ubatch<A>* c, std::uint8_t* out, requires_arch<xsimd::avx2>) noexcept {
     if constexpr (B == 8 || B == 4) {
         // packs interleave the 128-bit halves: dword 4h + t of b holds codes 8t + 4h .. 8t + 4h + 3.
         const __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(c[0], c[1]), _mm256_packus_epi32(c[2], c[3]));
@@ -487,7 +527,7 @@ void pack32(const ubatch<A>* c, std::uint8_t* out, requires_arch<xsimd::avx2>) n
 #endif
 #if XSIMD_WITH_AVX512F
 template <int B, class A>
-void pack32(const ubatch<A>* c, std::uint8_t* out, requires_arch<xsimd::avx512f>) noexcept {
+PTQ_ALWAYS_INLINE inline void pack32(const ubatch<A>* c, std::uint8_t* out, requires_arch<xsimd::avx512f>) noexcept {
     if constexpr (B == 8) {
         _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(c[0]));  // vpmovdb
         _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16), _mm512_cvtepi32_epi8(c[1]));
