@@ -225,9 +225,9 @@ struct Encoder<IntFormat<Bits, Sym, Rg>, R, A> {
     /// and beyond it both forms clamp to the same end.
     ibatch<A> raw(const fbatch<A>& x) const noexcept { return round_to_int32<R, A>(x * inv, A{}) + ibatch<A>(zero_i); }
     ubatch<A> codes(const ibatch<A>& q) const noexcept {
-        return xsimd::bitwise_cast<ubatch<A>>(
-            xsimd::min(xsimd::max(q, ibatch<A>(F::code_min)), ibatch<A>(F::code_max)));
+        return xsimd::bitwise_cast<ubatch<A>>(xsimd::min(xsimd::max(q, ibatch<A>(code_lo)), ibatch<A>(code_hi)));
     }
+    static constexpr std::int32_t code_lo = F::code_min, code_hi = F::code_max;  // codes(q) = clamp(q, lo, hi)
     std::int32_t zero_i;
 };
 
@@ -499,6 +499,14 @@ concept RawEncoder = requires(const E& e, const fbatch<A>& x) {
     { e.codes(e.raw(x)) } -> std::same_as<ubatch<A>>;
 };
 
+/// Encoders whose codes are raw values clamped to a range inside [0, 255] (IntFormat): packed by
+/// pack32_clamped, the clamp folded into the narrowing.
+template <class E>
+concept ClampEncoder = requires {
+    { E::code_lo } -> std::convertible_to<std::int32_t>;
+    { E::code_hi } -> std::convertible_to<std::int32_t>;
+};
+
 template <QuantFormat F, Rounding R, class A>
 bool rtn_row_minmax(const float* x, std::size_t cols, std::size_t gc, const QuantOptions& o, typename F::Params* params,
                     std::uint8_t* packed) noexcept {
@@ -509,72 +517,91 @@ bool rtn_row_minmax(const float* x, std::size_t cols, std::size_t gc, const Quan
         using B = fbatch<A>;
         using I = ibatch<A>;
         constexpr std::size_t W = B::size, V = 32 / W;
-        constexpr bool raw = RawEncoder<Encoder<F, R, A>, A>;
-        I least(0);  // min of Encoder::raw (encoders with raw): < raw_overflow iff a NaN or Inf was seen
         static_assert(32 % W == 0, "rtn_row: the batch width must divide 32");
+        constexpr bool raw = RawEncoder<Encoder<F, R, A>, A>;
         if (!MP::supported(o) || gc == 0 || gc % 32 != 0 || cols % gc != 0) return false;
         const std::size_t ng = cols / gc;
-        for (std::size_t g0 = 0; g0 < ng; g0 += W) {
-            const std::size_t m = ng - g0 < W ? ng - g0 : W;
-            // ranges: per-lane min / max of each group, then the W reductions at once
-            B lov[W], hiv[W];
-            I mag(0);  // max |bits|: > 0x7F7FFFFF iff a NaN or Inf was seen (encoders without raw)
-            auto block = [&](const float* xb, B& lo, B& hi) PTQ_ALWAYS_INLINE {  // 32 values
-                lo = hi = B::load_unaligned(xb);
-                if constexpr (!raw) mag = xsimd::max(mag, xsimd::bitwise_cast<I>(lo) & I(0x7FFFFFFF));
-                for (std::size_t t = 1; t < V; ++t) {
-                    const B v = B::load_unaligned(xb + t * W);
-                    lo = xsimd::min(lo, v);
-                    hi = xsimd::max(hi, v);
-                    if constexpr (!raw) mag = xsimd::max(mag, xsimd::bitwise_cast<I>(v) & I(0x7FFFFFFF));
+        // Segments of up to S groups (about 16 KiB of values, in L1) in two passes: all parameters,
+        // then all codes, so that the parameter chains of successive batches (reduction, double
+        // division, zero point: ~70 cycles of latency) overlap each other and the range loads.
+        constexpr std::size_t S = 128;
+        static_assert(S % W == 0);
+        const std::size_t fit = 4096 / gc / W * W, seg = fit < W ? W : (fit > S ? S : fit);
+        alignas(64) float mult[S];
+        I least(0);  // min of Encoder::raw (encoders with raw): < raw_overflow iff a NaN or Inf was seen
+        I mag(0);    // max |bits|: > 0x7F7FFFFF iff a NaN or Inf was seen (encoders without raw)
+        for (std::size_t s0 = 0; s0 < ng; s0 += seg) {
+            const std::size_t se = ng - s0 < seg ? ng : s0 + seg;
+            for (std::size_t g0 = s0; g0 < se; g0 += W) {
+                const std::size_t m = se - g0 < W ? se - g0 : W;
+                // ranges: per-lane min / max of each group, then the W reductions at once
+                B lov[W], hiv[W];
+                auto block = [&](const float* xb, B& lo, B& hi) PTQ_ALWAYS_INLINE {  // 32 values
+                    lo = hi = B::load_unaligned(xb);
+                    if constexpr (!raw) mag = xsimd::max(mag, xsimd::bitwise_cast<I>(lo) & I(0x7FFFFFFF));
+                    for (std::size_t t = 1; t < V; ++t) {
+                        const B v = B::load_unaligned(xb + t * W);
+                        lo = xsimd::min(lo, v);
+                        hi = xsimd::max(hi, v);
+                        if constexpr (!raw) mag = xsimd::max(mag, xsimd::bitwise_cast<I>(v) & I(0x7FFFFFFF));
+                    }
+                };
+                for (std::size_t k = 0; k < m; ++k) {
+                    const float* xg = x + (g0 + k) * gc;
+                    block(xg, lov[k], hiv[k]);
+                    for (std::size_t j = 32; j < gc; j += 32) {
+                        B lo, hi;
+                        block(xg + j, lo, hi);
+                        lov[k] = xsimd::min(lov[k], lo);
+                        hiv[k] = xsimd::max(hiv[k], hi);
+                    }
                 }
-            };
-            for (std::size_t k = 0; k < m; ++k) {
-                const float* xg = x + (g0 + k) * gc;
-                block(xg, lov[k], hiv[k]);
-                for (std::size_t j = 32; j < gc; j += 32) {
-                    B lo, hi;
-                    block(xg + j, lo, hi);
-                    lov[k] = xsimd::min(lov[k], lo);
-                    hiv[k] = xsimd::max(hiv[k], hi);
+                for (std::size_t k = m; k < W; ++k) {
+                    lov[k] = lov[0];
+                    hiv[k] = hiv[0];
                 }
-            }
-            for (std::size_t k = m; k < W; ++k) {
-                lov[k] = lov[0];
-                hiv[k] = hiv[0];
+                // parameters, special lanes from the scalar make_params
+                typename F::Params p[W];
+                float* mu = mult + (g0 - s0);
+                const auto special = MP::make(min_of_groups<A>(lov), max_of_groups<A>(hiv), o, p, mu);
+                if (xsimd::any(special)) [[unlikely]] {
+                    alignas(64) float sp[W];
+                    xsimd::select(special, B(1.0f), B(0.0f)).store_aligned(sp);
+                    for (std::size_t k = 0; k < m; ++k)
+                        if (sp[k] != 0.0f) {
+                            p[k] = F::make_params(range<A>(x + (g0 + k) * gc, gc), o);
+                            mu[k] = Encoder<F, R, A>::multiplier(p[k]);
+                        }
+                }
+                for (std::size_t k = 0; k < m; ++k) params[g0 + k] = p[k];
             }
             if (!raw && xsimd::any(mag > I(0x7F7FFFFF))) return false;
-            // parameters, special lanes from the scalar make_params
-            typename F::Params p[W];
-            alignas(64) float mult[W];
-            const auto special = MP::make(min_of_groups<A>(lov), max_of_groups<A>(hiv), o, p, mult);
-            if (xsimd::any(special)) [[unlikely]] {
-                alignas(64) float sp[W];
-                xsimd::select(special, B(1.0f), B(0.0f)).store_aligned(sp);
-                for (std::size_t k = 0; k < m; ++k)
-                    if (sp[k] != 0.0f) {
-                        p[k] = F::make_params(range<A>(x + (g0 + k) * gc, gc), o);
-                        mult[k] = Encoder<F, R, A>::multiplier(p[k]);
-                    }
-            }
             // codes, packed 32 at a time
-            for (std::size_t k = 0; k < m; ++k) {
-                params[g0 + k] = p[k];
-                const Encoder<F, R, A> enc(p[k], mult[k]);
-                const float* xg = x + (g0 + k) * gc;
-                std::uint8_t* out = packed + (g0 + k) * gc / 8 * F::bits;
+            for (std::size_t g = s0; g < se; ++g) {
+                const Encoder<F, R, A> enc(params[g], mult[g - s0]);
+                const float* xg = x + g * gc;
+                std::uint8_t* out = packed + g * gc / 8 * F::bits;
                 for (std::size_t j = 0; j < gc; j += 32) {
-                    ubatch<A> c[V];
-                    for (std::size_t t = 0; t < V; ++t) {
-                        if constexpr (raw) {
-                            const I q = enc.raw(B::load_unaligned(xg + j + t * W));
-                            least = xsimd::min(least, q);
-                            c[t] = enc.codes(q);
-                        } else {
-                            c[t] = enc(B::load_unaligned(xg + j + t * W));
+                    if constexpr (raw && ClampEncoder<Encoder<F, R, A>>) {
+                        I q[V];
+                        for (std::size_t t = 0; t < V; ++t) {
+                            q[t] = enc.raw(B::load_unaligned(xg + j + t * W));
+                            least = xsimd::min(least, q[t]);
                         }
+                        pack32_clamped<F::bits, A>(q, enc.code_lo, enc.code_hi, out + j / 8 * F::bits, A{});
+                    } else {
+                        ubatch<A> c[V];
+                        for (std::size_t t = 0; t < V; ++t) {
+                            if constexpr (raw) {
+                                const I q = enc.raw(B::load_unaligned(xg + j + t * W));
+                                least = xsimd::min(least, q);
+                                c[t] = enc.codes(q);
+                            } else {
+                                c[t] = enc(B::load_unaligned(xg + j + t * W));
+                            }
+                        }
+                        pack32<F::bits, A>(c, out + j / 8 * F::bits, A{});
                     }
-                    pack32<F::bits, A>(c, out + j / 8 * F::bits, A{});
                 }
             }
             if (raw && xsimd::any(least < I(raw_overflow))) return false;

@@ -486,16 +486,9 @@ V pack8_lanes(V x) noexcept {
 }
 
 // ---- packing 32 codes held one per 32-bit lane -------------------------------------------------
-/// Codes c[0 .. 32/W) (code 32/W*t + k in lane k of c[t], each < 2^B) -> their 4*B bytes of
-/// the canonical bit stream at out. Generic: narrowed to bytes, then pack8_lanes. AVX2 /
-/// AVX-512 for B = 8 and B = 4: narrowed with packs / vpmov, the nibble pairs (code 2j in the
-/// low nibble of byte j, code 2j+1 in the high one) formed by one shift and or.
-template <int B, class A>
-PTQ_ALWAYS_INLINE inline void pack32(const ubatch<A>* c, std::uint8_t* out, requires_arch<xsimd::generic>) noexcept {
-    constexpr std::size_t W = ubatch<A>::size;
-    static_assert(32 % W == 0, "pack32: the batch width must divide 32");
-    alignas(64) std::uint8_t bytes[32];
-    for (std::size_t t = 0; t < 32 / W; ++t) store_bytes<A>(c[t], bytes + t * W);
+/// 32 codes, one per byte (each < 2^B) -> their 4*B bytes of the canonical bit stream.
+template <int B>
+PTQ_ALWAYS_INLINE inline void pack_bytes32(const std::uint8_t* bytes, std::uint8_t* out) noexcept {
     for (std::size_t j = 0; j < 4; ++j) {
         std::uint64_t w;
         std::memcpy(&w, bytes + 8 * j, 8);
@@ -503,26 +496,69 @@ PTQ_ALWAYS_INLINE inline void pack32(const ubatch<A>* c, std::uint8_t* out, requ
         std::memcpy(out + j * B, &w, B);
     }
 }
+
+/// Codes c[0 .. 32/W) (code 32/W*t + k in lane k of c[t], each < 2^B) -> their 4*B bytes of
+/// the canonical bit stream at out. Generic: narrowed to bytes, then pack8_lanes. AVX2 /
+/// AVX-512 for B = 8 and B = 4: narrowed with packs / vpmov, the nibble pairs (code 2j in the
+/// low nibble of byte j, code 2j+1 in the high one) formed by one shift and or.
+///
+/// pack32_clamped: the same for int32 values q clamped to [lo, hi] (0 <= lo <= hi < 2^B) first:
+/// generic = max / min per lane; AVX2 / AVX-512 = the saturating packs (signed to [-32768,
+/// 32767], then unsigned to [0, 255]: clamp(clamp(q, 0, 255), lo, hi) = clamp(q, lo, hi)) and one
+/// byte max / min for all 32 codes.
+template <int B, class A>
+PTQ_ALWAYS_INLINE inline void pack32(const ubatch<A>* c, std::uint8_t* out, requires_arch<xsimd::generic>) noexcept {
+    constexpr std::size_t W = ubatch<A>::size;
+    static_assert(32 % W == 0, "pack32: the batch width must divide 32");
+    alignas(64) std::uint8_t bytes[32];
+    for (std::size_t t = 0; t < 32 / W; ++t) store_bytes<A>(c[t], bytes + t * W);
+    pack_bytes32<B>(bytes, out);
+}
+template <int B, class A>
+PTQ_ALWAYS_INLINE inline void pack32_clamped(const ibatch<A>* q, std::int32_t lo, std::int32_t hi, std::uint8_t* out,
+                                             requires_arch<xsimd::generic>) noexcept {
+    ubatch<A> c[32 / ubatch<A>::size];
+    for (std::size_t t = 0; t < 32 / ubatch<A>::size; ++t)
+        c[t] = xsimd::bitwise_cast<ubatch<A>>(xsimd::min(xsimd::max(q[t], ibatch<A>(lo)), ibatch<A>(hi)));
+    pack32<B, A>(c, out, xsimd::generic{});
+}
 #if XSIMD_WITH_AVX2
+/// 32 codes in byte order (each < 2^B) -> the stream (AVX2; B = 8, 4 in registers).
+template <int B>
+PTQ_ALWAYS_INLINE inline void store_codes32(__m256i o, std::uint8_t* out) noexcept {
+    if constexpr (B == 8) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), o);
+    } else if constexpr (B == 4) {
+        const __m256i n = _mm256_or_si256(o, _mm256_srli_epi16(o, 4));  // low byte of word j: c[2j] | c[2j+1] << 4
+        const __m256i e =
+            _mm256_shuffle_epi8(n, _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1, 0, 2, 4,
+                                                    6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out),
+                         _mm256_castsi256_si128(_mm256_permute4x64_epi64(e, 0x08)));  // qwords 0, 2
+    } else {
+        alignas(32) std::uint8_t bytes[32];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(bytes), o);
+        pack_bytes32<B>(bytes, out);
+    }
+}
+/// 4 batches of 8 int32 -> 32 bytes in code order, saturated to [0, 255] (AVX2 packs
+/// interleave the 128-bit halves: dword 4h + t holds codes 8t + 4h .. 8t + 4h + 3).
+inline __m256i narrow32(__m256i q0, __m256i q1, __m256i q2, __m256i q3) noexcept {
+    const __m256i b = _mm256_packus_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3));
+    return _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+inline __m256i clamp_bytes(__m256i b, std::int32_t lo, std::int32_t hi) noexcept {
+    return _mm256_min_epu8(_mm256_max_epu8(b, _mm256_set1_epi8(static_cast<char>(lo))),
+                           _mm256_set1_epi8(static_cast<char>(hi)));
+}
 template <int B, class A>
 PTQ_ALWAYS_INLINE inline void pack32(const ubatch<A>* c, std::uint8_t* out, requires_arch<xsimd::avx2>) noexcept {
-    if constexpr (B == 8 || B == 4) {
-        // packs interleave the 128-bit halves: dword 4h + t of b holds codes 8t + 4h .. 8t + 4h + 3.
-        const __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(c[0], c[1]), _mm256_packus_epi32(c[2], c[3]));
-        const __m256i o = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));  // code order
-        if constexpr (B == 8) {
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), o);
-        } else {
-            const __m256i n = _mm256_or_si256(o, _mm256_srli_epi16(o, 4));  // low byte of word j: c[2j] | c[2j+1] << 4
-            const __m256i e =
-                _mm256_shuffle_epi8(n, _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1, 0, 2,
-                                                        4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1));
-            _mm_storeu_si128(reinterpret_cast<__m128i*>(out),
-                             _mm256_castsi256_si128(_mm256_permute4x64_epi64(e, 0x08)));  // qwords 0, 2
-        }
-    } else {
-        pack32<B, A>(c, out, xsimd::generic{});
-    }
+    store_codes32<B>(narrow32(c[0], c[1], c[2], c[3]), out);
+}
+template <int B, class A>
+PTQ_ALWAYS_INLINE inline void pack32_clamped(const ibatch<A>* q, std::int32_t lo, std::int32_t hi, std::uint8_t* out,
+                                             requires_arch<xsimd::avx2>) noexcept {
+    store_codes32<B>(clamp_bytes(narrow32(q[0], q[1], q[2], q[3]), lo, hi), out);
 }
 #endif
 #if XSIMD_WITH_AVX512F
@@ -540,6 +576,18 @@ PTQ_ALWAYS_INLINE inline void pack32(const ubatch<A>* c, std::uint8_t* out, requ
         pack32<B, A>(c, out, xsimd::generic{});
     }
 }
+#if XSIMD_WITH_AVX2
+template <int B, class A>
+PTQ_ALWAYS_INLINE inline void pack32_clamped(const ibatch<A>* q, std::int32_t lo, std::int32_t hi, std::uint8_t* out,
+                                             requires_arch<xsimd::avx512f>) noexcept {
+    // packs per 128-bit lane k: words q0[4k..4k+3], q1[4k..4k+3] -> bytes (dword 4k: q0's four,
+    // dword 4k+1: q1's four); dwords 0 4 8 12 1 5 9 13 are the 32 codes in order.
+    const __m512i w = _mm512_packs_epi32(q[0], q[1]);
+    const __m512i b = _mm512_packus_epi16(w, w);
+    const __m512i o = _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0), b);
+    store_codes32<B>(clamp_bytes(_mm512_castsi512_si256(o), lo, hi), out);
+}
+#endif
 #endif
 
 }  // namespace ptq::kernel::detail
