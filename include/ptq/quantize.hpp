@@ -24,6 +24,16 @@
 
 namespace ptq {
 
+namespace detail {
+/// No whole-row path: quantize_groups runs every group through choose + quantize_group.
+struct NoRowPath {
+    template <class P>
+    bool operator()(std::size_t, P*, std::uint8_t*) const noexcept {
+        return false;
+    }
+};
+}  // namespace detail
+
 /// Visits the groups of `layout` in parameter order (row-major [row_groups x col_groups]):
 /// fn(rg, cg, offset, n), the group's elements being [offset, offset + n) of a contiguous
 /// row-major rows x cols matrix. A group of several rows (PerTensor) must span whole rows, so
@@ -49,9 +59,13 @@ void for_each_group(const GroupLayout& layout, Fn&& fn) {
 /// parallel (ptq::set_num_threads) in fixed chunks of 16, so `choose` must be safe to call from
 /// several threads at once (for different groups); each group is computed alone, so the result
 /// does not depend on the thread count. If `choose` throws, the exception of the first group
-/// (in for_each_group order) that throws is rethrown.
-template <QuantFormat F, class Arch = xsimd::default_arch, class Choose>
-QuantizedMatrix<F> quantize_groups(const float* x, const GroupLayout& layout, Rounding r, Choose&& choose) {
+/// (in for_each_group order) that throws is rethrown. `row_path(row, params, packed_row)`, when
+/// given, is tried first on each row group of one row: it returns true if it has written that
+/// row's parameters and packed codes itself (the values the per-group path gives: e.g.
+/// kernel::rtn_row), false to run the per-group path on the row.
+template <QuantFormat F, class Arch = xsimd::default_arch, class Choose, class RowPath = detail::NoRowPath>
+QuantizedMatrix<F> quantize_groups(const float* x, const GroupLayout& layout, Rounding r, Choose&& choose,
+                                   RowPath&& row_path = {}) {
     QuantizedMatrix<F> q(layout);
     if (layout.rows == 0 || layout.cols == 0) return q;
     const std::size_t ncg = layout.col_groups(), nrg = layout.row_groups();
@@ -63,6 +77,7 @@ QuantizedMatrix<F> quantize_groups(const float* x, const GroupLayout& layout, Ro
         std::vector<std::uint8_t> codes(layout.group_rows * layout.cols);  // codes of one row group
         for (std::size_t rg = task * chunk; rg < std::min(nrg, (task + 1) * chunk); ++rg) {
             const std::size_t r0 = layout.row_group_begin(rg), nr = layout.row_group_end(rg) - r0;
+            if (nr == 1 && row_path(r0, &params[rg * ncg], q.row_data(r0))) continue;
             // Two passes over the row group (in L1/L2): all parameters first, then all codes, so
             // that the groups' independent range -> parameter chains overlap in the core instead
             // of each encode waiting for its own group's parameters.
@@ -101,19 +116,27 @@ namespace detail {
 /// order of every quantizer: data, options, granularity): per group,
 /// range = kernel::range (min/max of the finite values), NaN/Inf by QuantOptions::non_finite
 /// (error: ptq::non_finite_error naming `arg`, the row and the group), parameters =
-/// choose_params (min-max or the MSE clipping search of QuantOptions::range).
+/// choose_params (min-max or the MSE clipping search of QuantOptions::range). Min-max groups of
+/// one row go through kernel::rtn_row (all groups of a row at once; the same values), rows it
+/// does not take (NaN / Inf, other shapes) through the per-group path.
 template <QuantFormat F, class Arch, class G, class Derived>
 QuantizedMatrix<F> round_to_nearest(const Eigen::MatrixBase<Derived>& w, const QuantOptions& o, const G& gran,
                                     const char* arg) {
     RowMatrixXf storage;
     const auto x = as_row_major(w, storage);
     const GroupLayout layout = resolve_layout<F>(gran, std::size_t(x.rows()), std::size_t(x.cols()));
+    const bool by_rows = o.range == RangeMethod::min_max && layout.group_rows == 1;
     return quantize_groups<F, Arch>(
-        x.data(), layout, o.rounding, [&](const float* g, std::size_t n, std::size_t rg, std::size_t cg) {
+        x.data(), layout, o.rounding,
+        [&](const float* g, std::size_t n, std::size_t rg, std::size_t cg) {
             const RangeStats s = kernel::range<Arch>(g, n);
             if (s.non_finite && o.non_finite == NonFinite::error)
                 throw_non_finite("quantize", arg, "row " + std::to_string(rg) + ", group " + std::to_string(cg));
             return choose_params<F>(g, n, s, o);
+        },
+        [&](std::size_t row, typename F::Params* p, std::uint8_t* packed) {
+            return by_rows &&
+                   kernel::rtn_row<F, Arch>(x.data() + row * layout.cols, layout.cols, layout.group_cols, o, p, packed);
         });
 }
 }  // namespace detail

@@ -3,6 +3,7 @@
 // and rounding, at several SIMD widths (default arch, SSE2, AVX2).
 #include <ptq/kernel/kernels.hpp>  // first: see ptq/kernel/xsimd.hpp
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -21,6 +22,7 @@
 #include <ptq/format/mx_fp.hpp>
 #include <ptq/format/mx_int.hpp>
 #include <ptq/kernel/reference.hpp>
+#include <ptq/quantize.hpp>
 
 namespace {
 
@@ -339,6 +341,119 @@ TEST_CASE_TEMPLATE("params from kernel::range == params from ref::range", F, PTQ
             }
         }
     });
+}
+
+namespace rtn_row_check {
+// Rows built to reach every branch of kernel::rtn_row's batch parameters: random groups, and
+// groups that are constant, all zero, one-signed (a zero end after widening), subnormal, huge
+// (scales near the finite_scale cap), with powers of two at the ends (MX exponent steps),
+// exact ties, a narrow range far from 0 (scaled values past 2^31), and (when `non_finite`) a
+// NaN or Inf in a random row.
+std::vector<float> rows_with_special_groups(std::mt19937& rng, std::size_t rows, std::size_t cols, bool non_finite) {
+    std::vector<float> w = random_floats(rng, rows * cols, 0.05f, false, false);
+    std::uniform_int_distribution<int> pick(0, 16);
+    for (std::size_t b = 0; b + 32 <= w.size(); b += 32) {
+        float* g = w.data() + b;
+        switch (pick(rng)) {
+            case 0: std::fill(g, g + 32, 0.375f); break;
+            case 1: std::fill(g, g + 32, (b / 32) % 2 ? 0.0f : -0.0f); break;
+            case 2: std::fill(g, g + 32, -2.5f); break;
+            case 3:
+                for (int i = 0; i < 32; ++i) g[i] = std::fabs(g[i]);
+                break;
+            case 4:
+                for (int i = 0; i < 32; ++i) g[i] = -std::fabs(g[i]);
+                break;
+            case 5:
+                for (int i = 0; i < 32; ++i) g[i] = 1e-40f * float(i % 7 - 3);
+                break;
+            case 6:
+                g[3] = std::numeric_limits<float>::max();
+                g[9] = -std::numeric_limits<float>::max();
+                break;
+            case 7: g[5] = 0x1p127f; break;
+            case 8:
+                g[1] = 4.0f;
+                g[2] = -0x1.fffffep1f;
+                break;
+            case 9:
+                for (int i = 0; i < 32; ++i) g[i] = float(i % 16) * 0.25f - 2.0f + ((i % 3) ? 0.125f : 0.0f);
+                break;
+            case 10: g[0] = 1e30f; break;
+            case 11: g[7] = 1e-39f; break;
+            case 12:  // a range of 1 at 2^24: |x / scale| >= 2^31 for 8 bits without widening
+                for (int i = 0; i < 32; ++i) g[i] = ((b / 32) % 2 ? -1.0f : 1.0f) * (16777215.0f - float(i % 2));
+                break;
+            default: break;
+        }
+    }
+    if (non_finite) {
+        const std::size_t r = rng() % rows, c = rng() % cols;
+        w[r * cols + c] =
+            (rng() % 2) ? std::numeric_limits<float>::quiet_NaN() : -std::numeric_limits<float>::infinity();
+    }
+    return w;
+}
+
+/// The scalar oracle, group by group: params = make_params(ref::range), codes =
+/// ref::quantize_group, rows packed by ref::pack_bits; compared with Rtn at architecture Arch.
+template <class F, class G, class Arch>
+void check_against_reference(const std::vector<float>& w, std::size_t rows, std::size_t cols, std::size_t gc,
+                             const QuantOptions& o) {
+    const Eigen::Map<const RowMatrixXf> m(w.data(), Eigen::Index(rows), Eigen::Index(cols));
+    const QuantizedMatrix<F> q = ptq::quantize<F, G, Arch>(m, o, G{});
+    bool params_equal = true, codes_equal = true;
+    std::vector<std::uint8_t> codes(cols), packed(packed_bytes(cols, F::bits));
+    for (std::size_t r = 0; r < rows; ++r) {
+        const float* x = w.data() + r * cols;
+        for (std::size_t g = 0, b = 0; b < cols; ++g, b += gc) {
+            const std::size_t n = std::min(gc, cols - b);
+            const auto p = F::make_params(ref::range(x + b, n), o);
+            params_equal = params_equal && params_bits_equal<F>(p, q.row_params(r)[g]);
+            ref::quantize_group<F>(x + b, n, p, o.rounding, codes.data() + b);
+        }
+        ref::pack_bits(codes.data(), cols, F::bits, packed.data());
+        codes_equal = codes_equal && std::memcmp(packed.data(), q.row_data(r), packed.size()) == 0;
+    }
+    CHECK(params_equal);
+    CHECK(codes_equal);
+}
+}  // namespace rtn_row_check
+
+// kernel::rtn_row (all groups of a row at once, used by Rtn / quantize for min-max ranges of
+// one-row groups) against the scalar per-group reference, at every width, for the formats it
+// takes and for those it hands back (IntMinFormat, fp16 scales, block 16, ragged rows).
+TEST_CASE_TEMPLATE("Rtn (rows at once) == per-group reference", F, IntFormat<2, false>, IntFormat<3, false>,
+                   IntFormat<4, false>, IntFormat<8, false>, IntFormat<4, true>, IntFormat<8, true, IntRange::full>,
+                   MxInt<4, 32>, MxInt<8, 32>, MxInt<8, 16>, Fp8<4, 3>, Fp4, MxFp<2, 1, 32>, MxFp<4, 3, 32>,
+                   IntMinFormat<4>) {
+    std::mt19937 rng(21);
+    auto at = [&]<class Arch>() {
+        for (int trial = 0; trial < 24; ++trial) {
+            QuantOptions o;
+            o.widen_to_zero = trial % 2 == 0;
+            o.rounding = (trial / 2) % 2 ? Rounding::half_away : Rounding::half_even;
+            o.non_finite = NonFinite::propagate;
+            if (trial % 8 == 7) o.scale_storage = ScaleStorage::f16;
+            const std::size_t cols = trial % 5 == 4 ? 100 : 32 * std::size_t(1 + trial % 9) * 4;  // 100: ragged
+            const std::size_t rows = 3;
+            const auto w = rtn_row_check::rows_with_special_groups(rng, rows, cols, trial % 3 == 2);
+            CAPTURE(trial);
+            CAPTURE(cols);
+            if constexpr (F::is_mx) {
+                rtn_row_check::check_against_reference<F, PerGroup<F::block>, Arch>(w, rows, cols, F::block, o);
+            } else {
+                rtn_row_check::check_against_reference<F, PerGroup<32>, Arch>(w, rows, cols, 32, o);
+                rtn_row_check::check_against_reference<F, PerGroup<64>, Arch>(w, rows, cols, 64, o);
+                rtn_row_check::check_against_reference<F, PerChannel, Arch>(w, rows, cols, cols, o);
+            }
+        }
+    };
+    at.template operator()<xsimd::default_arch>();
+    at.template operator()<xsimd::sse2>();
+#if XSIMD_WITH_AVX2
+    at.template operator()<xsimd::avx2>();
+#endif
 }
 
 #if XSIMD_WITH_AVX2

@@ -9,7 +9,9 @@
 //   quantize_group<F, Arch>(x, n, p, r, c) float -> one code per byte (F's exact numerics)
 //   pack_bits<Arch> / unpack_bits<Arch>    canonical LE bit stream <-> one code per byte
 //   dequantize_row<F, Arch>                fused unpack + dequantize of one packed row
+//   rtn_row<F, Arch>(x, cols, gc, o, p, out) min-max parameters + codes + packing of one row
 #include <bit>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -207,13 +209,26 @@ template <int Bits, bool Sym, IntRange Rg, Rounding R, class A>
 struct Encoder<IntFormat<Bits, Sym, Rg>, R, A> {
     using F = IntFormat<Bits, Sym, Rg>;
     fbatch<A> inv, zero, lo, hi;
-    explicit Encoder(const typename F::Params& p) noexcept
-        : inv(1.0f / p.scale), zero(float(p.zero)), lo(float(F::code_min)), hi(float(F::code_max)) {}
+    static float multiplier(const typename F::Params& p) noexcept { return 1.0f / p.scale; }
+    Encoder(const typename F::Params& p, float m) noexcept
+        : inv(m), zero(float(p.zero)), lo(float(F::code_min)), hi(float(F::code_max)), zero_i(p.zero) {}
+    explicit Encoder(const typename F::Params& p) noexcept : Encoder(p, multiplier(p)) {}
     ubatch<A> operator()(const fbatch<A>& x) const noexcept {
         fbatch<A> t = round_integral<R, A>(x * inv) + zero;
         t = xsimd::min(xsimd::max(t, lo), hi);
         return xsimd::bitwise_cast<ubatch<A>>(xsimd::batch_cast<std::int32_t>(t));
     }
+    /// The integer form (rtn_row): raw(x) = int(round_R(x * inv)) + zero (round_to_int32, exact
+    /// int add), below raw_overflow when x * inv is NaN, +-Inf or at least 2^31 in magnitude,
+    /// i.e. for a NaN / Inf x (inv is finite and positive, or NaN). Elsewhere
+    /// codes(raw(x)) == operator()(x): the float sum round(x * inv) + zero is exact below 2^24
+    /// and beyond it both forms clamp to the same end.
+    ibatch<A> raw(const fbatch<A>& x) const noexcept { return round_to_int32<R, A>(x * inv, A{}) + ibatch<A>(zero_i); }
+    ubatch<A> codes(const ibatch<A>& q) const noexcept {
+        return xsimd::bitwise_cast<ubatch<A>>(xsimd::min(xsimd::max(q, ibatch<A>(code_lo)), ibatch<A>(code_hi)));
+    }
+    static constexpr std::int32_t code_lo = F::code_min, code_hi = F::code_max;  // codes(q) = clamp(q, lo, hi)
+    std::int32_t zero_i;
 };
 
 /// IntMinFormat: c = clamp(round_R((x - min) * (1/scale)), 0, 2^b - 1) (float subtraction,
@@ -236,15 +251,22 @@ template <int Bits, std::size_t Blk, Rounding R, class A>
 struct Encoder<MxInt<Bits, Blk>, R, A> {
     using F = MxInt<Bits, Blk>;
     fbatch<A> s1, s2, lo, hi;
-    explicit Encoder(const typename F::Params& p) noexcept
-        : s1(pow2(-E8M0::exponent(p.scale_byte))),
-          s2(float(1 << F::fraction_bits)),
-          lo(float(F::q_min)),
-          hi(float(F::q_max)) {}
+    static float multiplier(const typename F::Params& p) noexcept { return pow2(-E8M0::exponent(p.scale_byte)); }
+    Encoder(const typename F::Params&, float m) noexcept
+        : s1(m), s2(float(1 << F::fraction_bits)), lo(float(F::q_min)), hi(float(F::q_max)) {}
+    explicit Encoder(const typename F::Params& p) noexcept : Encoder(p, multiplier(p)) {}
     ubatch<A> operator()(const fbatch<A>& x) const noexcept {
         fbatch<A> t = round_integral<R, A>((x * s1) * s2);
         t = xsimd::min(xsimd::max(t, lo), hi);
         return xsimd::bitwise_cast<ubatch<A>>(xsimd::batch_cast<std::int32_t>(t)) & ubatch<A>(F::code_mask);
+    }
+    /// The integer form (rtn_row), as IntFormat's: raw(x) = int(round_R((x * s1) * s2)), below
+    /// raw_overflow for a NaN / Inf x (s1, s2 are positive powers of two); codes(raw(x)) ==
+    /// operator()(x) elsewhere (|(x * s1) * s2| < 2^(d-1) + 1 for the block's own scale).
+    ibatch<A> raw(const fbatch<A>& x) const noexcept { return round_to_int32<R, A>((x * s1) * s2, A{}); }
+    ubatch<A> codes(const ibatch<A>& q) const noexcept {
+        return xsimd::bitwise_cast<ubatch<A>>(xsimd::min(xsimd::max(q, ibatch<A>(F::q_min)), ibatch<A>(F::q_max))) &
+               ubatch<A>(F::code_mask);
     }
 };
 
@@ -253,7 +275,9 @@ template <int E, int M, Rounding R, class A>
 struct Encoder<Minifloat<E, M>, R, A> {
     using F = Minifloat<E, M>;
     fbatch<A> inv;
-    explicit Encoder(const typename F::Params& p) noexcept : inv(1.0f / p.scale) {}
+    static float multiplier(const typename F::Params& p) noexcept { return 1.0f / p.scale; }
+    Encoder(const typename F::Params&, float m) noexcept : inv(m) {}
+    explicit Encoder(const typename F::Params& p) noexcept : Encoder(p, multiplier(p)) {}
     ubatch<A> operator()(const fbatch<A>& x) const noexcept { return encode_minifloat<F, R, A>(x * inv); }
 };
 
@@ -262,7 +286,9 @@ template <int E, int M, std::size_t Blk, Rounding R, class A>
 struct Encoder<MxFp<E, M, Blk>, R, A> {
     using F = MxFp<E, M, Blk>;
     fbatch<A> s;
-    explicit Encoder(const typename F::Params& p) noexcept : s(pow2(-E8M0::exponent(p.scale_byte))) {}
+    static float multiplier(const typename F::Params& p) noexcept { return pow2(-E8M0::exponent(p.scale_byte)); }
+    Encoder(const typename F::Params&, float m) noexcept : s(m) {}
+    explicit Encoder(const typename F::Params& p) noexcept : Encoder(p, multiplier(p)) {}
     ubatch<A> operator()(const fbatch<A>& x) const noexcept {
         return encode_minifloat<typename F::element, R, A>(x * s);
     }
@@ -347,6 +373,243 @@ void quantize_simd(const float* x, std::size_t n, const typename F::Params& p, s
     for (; i < n; ++i) codes[i] = F::quantize(x[i], p, R);
 }
 
+// ---- min-max parameters of W groups at once ------------------------------------------------
+/// MinMaxParams<F, R, A>::make(lo, hi, o, p, m): the parameters F::make_params(range, o) of W
+/// groups whose finite ranges are the lanes of lo / hi, written to p[0..W), and m[k] =
+/// Encoder<F, R, A>::multiplier(p[k]); the same operations as the scalar make_params, lane by
+/// lane (IEEE float / double arithmetic, the same rounding and clamps), so equal bit for bit in
+/// every lane that is not flagged in the returned mask. Flagged ("special") lanes are the
+/// cases the batch does not reproduce (constant groups, a scale large enough for
+/// finite_scale's cap, subnormal MX ranges): the caller recomputes them with the scalar
+/// make_params. supported(o): the options the batch reproduces (others: the per-group path).
+template <class F, Rounding R, class A>
+struct MinMaxParams {
+    static constexpr bool available = false;
+};
+
+/// IntFormat (f32 scale storage):
+///   asymmetric: [l, h] = [lo, hi] widened to contain 0 if o.widen_to_zero;
+///               scale = float(clamp((double(h) - double(l)) / (2^b - 1), FLT_MIN, FLT_MAX));
+///               zero = clamp(round_R(-l / scale), 0, 2^b - 1) (float division);
+///   symmetric:  scale = float(clamp(double(max(|lo|, |hi|)) / qmax, FLT_MIN, FLT_MAX)), zero fixed;
+///   m = 1.0f / scale. Special: lo == hi (constant group), scale >= 2^119 (scale * |c - zero|
+///   could pass FLT_MAX: finite_scale's cap; below 2^119 * 255 < FLT_MAX it never applies).
+template <int Bits, bool Sym, IntRange Rg, Rounding R, class A>
+struct MinMaxParams<IntFormat<Bits, Sym, Rg>, R, A> {
+    using F = IntFormat<Bits, Sym, Rg>;
+    using B = fbatch<A>;
+    static constexpr bool available = true;
+    static bool supported(const QuantOptions& o) noexcept { return o.scale_storage == ScaleStorage::f32; }
+    static xsimd::batch_bool<float, A> make(const B& lo, const B& hi, const QuantOptions& o, typename F::Params* p,
+                                            float* m) noexcept {
+        constexpr std::size_t W = B::size;
+        B scale, z;
+        if constexpr (Sym) {
+            constexpr double qmax = Rg == IntRange::restricted ? double(F::q_max) : double(F::q_max) + 0.5;
+            scale = scale_from_range<A>(B(0.0f), xsimd::max(xsimd::abs(lo), xsimd::abs(hi)), qmax, A{});
+            z = B(float(F::symmetric_zero));
+        } else {
+            B l = lo, h = hi;
+            if (o.widen_to_zero) {  // the sign of a zero end does not change scale or zero
+                l = xsimd::min(l, B(0.0f));
+                h = xsimd::max(h, B(0.0f));
+            }
+            scale = scale_from_range<A>(l, h, double(F::levels), A{});
+            z = xsimd::min(xsimd::max(round_integral<R, A>(-l / scale), B(0.0f)), B(float(F::levels)));
+        }
+        alignas(64) float sc[W];
+        alignas(64) std::int32_t zi[W];
+        scale.store_aligned(sc);
+        xsimd::batch_cast<std::int32_t>(z).store_aligned(zi);
+        (B(1.0f) / scale).store_unaligned(m);
+        for (std::size_t k = 0; k < W; ++k) p[k] = {sc[k], zi[k]};
+        return (lo == hi) | (scale >= B(0x1p119f));
+    }
+};
+
+/// Scaled minifloat (f32 scale storage): scale = max(max(|lo|, |hi|) / float(max_normal),
+/// FLT_MIN) (float division), m = 1.0f / scale. Special: lo == hi (constant or all-zero group).
+template <int E, int M, Rounding R, class A>
+struct MinMaxParams<Minifloat<E, M>, R, A> {
+    using F = Minifloat<E, M>;
+    using B = fbatch<A>;
+    static constexpr bool available = true;
+    static bool supported(const QuantOptions& o) noexcept { return o.scale_storage == ScaleStorage::f32; }
+    static xsimd::batch_bool<float, A> make(const B& lo, const B& hi, const QuantOptions&, typename F::Params* p,
+                                            float* m) noexcept {
+        constexpr std::size_t W = B::size;
+        const B amax = xsimd::max(xsimd::abs(lo), xsimd::abs(hi));
+        const B scale = xsimd::max(amax / B(static_cast<float>(F::max_normal)), B(std::numeric_limits<float>::min()));
+        alignas(64) float sc[W];
+        scale.store_aligned(sc);
+        (B(1.0f) / scale).store_unaligned(m);
+        for (std::size_t k = 0; k < W; ++k) p[k].scale = sc[k];
+        return lo == hi;
+    }
+};
+
+/// MX formats, MxScaleRule::ocp_floor: amax = max(|lo|, |hi|), e = clamp(floor(log2(amax)) -
+/// emax_elem, -127, 127) from amax's exponent field, byte = e + 127, m = 2^-e (the bit
+/// pattern (127 - e) << 23). A zero or subnormal amax (exponent field 0) gives e = -127 - emax
+/// -> -127, byte 0, as the scalar rule (its floor_log2 is <= -127 there). Special: amax >= 2^127
+/// (e = 127 when emax_elem = 0: 2^-127 is subnormal, not a bit pattern of that form).
+template <int EmaxElem, class A>
+xsimd::batch_bool<float, A> mx_floor_params(const fbatch<A>& lo, const fbatch<A>& hi, MxParams* p, float* m) noexcept {
+    using B = fbatch<A>;
+    using I = ibatch<A>;
+    constexpr std::size_t W = B::size;
+    const B amax = xsimd::max(xsimd::abs(lo), xsimd::abs(hi));
+    I e = (xsimd::bitwise_cast<I>(amax) >> 23) - I(127 + EmaxElem);
+    e = xsimd::min(xsimd::max(e, I(E8M0::min_exponent)), I(E8M0::max_exponent));
+    alignas(64) std::int32_t eb[W];
+    (e + I(E8M0::bias)).store_aligned(eb);
+    xsimd::bitwise_cast<B>((I(127) - e) << 23).store_unaligned(m);
+    for (std::size_t k = 0; k < W; ++k) p[k].scale_byte = static_cast<std::uint8_t>(eb[k]);
+    return amax >= B(0x1p127f);
+}
+template <int Bits, std::size_t Blk, Rounding R, class A>
+struct MinMaxParams<MxInt<Bits, Blk>, R, A> {
+    using F = MxInt<Bits, Blk>;
+    static constexpr bool available = true;
+    static bool supported(const QuantOptions& o) noexcept { return o.mx_scale_rule == MxScaleRule::ocp_floor; }
+    static xsimd::batch_bool<float, A> make(const fbatch<A>& lo, const fbatch<A>& hi, const QuantOptions&,
+                                            typename F::Params* p, float* m) noexcept {
+        return mx_floor_params<F::emax_elem, A>(lo, hi, p, m);
+    }
+};
+template <int E, int M, std::size_t Blk, Rounding R, class A>
+struct MinMaxParams<MxFp<E, M, Blk>, R, A> {
+    using F = MxFp<E, M, Blk>;
+    static constexpr bool available = true;
+    static bool supported(const QuantOptions& o) noexcept { return o.mx_scale_rule == MxScaleRule::ocp_floor; }
+    static xsimd::batch_bool<float, A> make(const fbatch<A>& lo, const fbatch<A>& hi, const QuantOptions&,
+                                            typename F::Params* p, float* m) noexcept {
+        return mx_floor_params<F::emax_elem, A>(lo, hi, p, m);
+    }
+};
+
+/// Values of Encoder::raw below this are NaN / Inf (or a magnitude >= 2^30 after scaling, which
+/// the per-group path then handles): round_to_int32 gives INT_MIN for them.
+inline constexpr std::int32_t raw_overflow = -(1 << 30);
+
+/// Encoders with the integer form raw / codes (IntFormat, MxInt): the row kernel detects NaN /
+/// Inf from raw, with no separate pass over the values.
+template <class E, class A>
+concept RawEncoder = requires(const E& e, const fbatch<A>& x) {
+    { e.codes(e.raw(x)) } -> std::same_as<ubatch<A>>;
+};
+
+/// Encoders whose codes are raw values clamped to a range inside [0, 255] (IntFormat): packed by
+/// pack32_clamped, the clamp folded into the narrowing.
+template <class E>
+concept ClampEncoder = requires {
+    { E::code_lo } -> std::convertible_to<std::int32_t>;
+    { E::code_hi } -> std::convertible_to<std::int32_t>;
+};
+
+template <QuantFormat F, Rounding R, class A>
+bool rtn_row_minmax(const float* x, std::size_t cols, std::size_t gc, const QuantOptions& o, typename F::Params* params,
+                    std::uint8_t* packed) noexcept {
+    using MP = MinMaxParams<F, R, A>;
+    if constexpr (!MP::available) {
+        return false;
+    } else {
+        using B = fbatch<A>;
+        using I = ibatch<A>;
+        constexpr std::size_t W = B::size, V = 32 / W;
+        static_assert(32 % W == 0, "rtn_row: the batch width must divide 32");
+        constexpr bool raw = RawEncoder<Encoder<F, R, A>, A>;
+        if (!MP::supported(o) || gc == 0 || gc % 32 != 0 || cols % gc != 0) return false;
+        const std::size_t ng = cols / gc;
+        // Segments of up to S groups (about 16 KiB of values, in L1) in two passes: all parameters,
+        // then all codes, so that the parameter chains of successive batches (reduction, double
+        // division, zero point: ~70 cycles of latency) overlap each other and the range loads.
+        constexpr std::size_t S = 128;
+        static_assert(S % W == 0);
+        const std::size_t fit = 4096 / gc / W * W, seg = fit < W ? W : (fit > S ? S : fit);
+        alignas(64) float mult[S];
+        I least(0);  // min of Encoder::raw (encoders with raw): < raw_overflow iff a NaN or Inf was seen
+        I mag(0);    // max |bits|: > 0x7F7FFFFF iff a NaN or Inf was seen (encoders without raw)
+        for (std::size_t s0 = 0; s0 < ng; s0 += seg) {
+            const std::size_t se = ng - s0 < seg ? ng : s0 + seg;
+            for (std::size_t g0 = s0; g0 < se; g0 += W) {
+                const std::size_t m = se - g0 < W ? se - g0 : W;
+                // ranges: per-lane min / max of each group, then the W reductions at once
+                B lov[W], hiv[W];
+                auto block = [&](const float* xb, B& lo, B& hi) PTQ_ALWAYS_INLINE {  // 32 values
+                    lo = hi = B::load_unaligned(xb);
+                    if constexpr (!raw) mag = xsimd::max(mag, xsimd::bitwise_cast<I>(lo) & I(0x7FFFFFFF));
+                    for (std::size_t t = 1; t < V; ++t) {
+                        const B v = B::load_unaligned(xb + t * W);
+                        lo = xsimd::min(lo, v);
+                        hi = xsimd::max(hi, v);
+                        if constexpr (!raw) mag = xsimd::max(mag, xsimd::bitwise_cast<I>(v) & I(0x7FFFFFFF));
+                    }
+                };
+                for (std::size_t k = 0; k < m; ++k) {
+                    const float* xg = x + (g0 + k) * gc;
+                    block(xg, lov[k], hiv[k]);
+                    for (std::size_t j = 32; j < gc; j += 32) {
+                        B lo, hi;
+                        block(xg + j, lo, hi);
+                        lov[k] = xsimd::min(lov[k], lo);
+                        hiv[k] = xsimd::max(hiv[k], hi);
+                    }
+                }
+                for (std::size_t k = m; k < W; ++k) {
+                    lov[k] = lov[0];
+                    hiv[k] = hiv[0];
+                }
+                // parameters, special lanes from the scalar make_params
+                typename F::Params p[W];
+                float* mu = mult + (g0 - s0);
+                const auto special = MP::make(min_of_groups<A>(lov), max_of_groups<A>(hiv), o, p, mu);
+                if (xsimd::any(special)) [[unlikely]] {
+                    alignas(64) float sp[W];
+                    xsimd::select(special, B(1.0f), B(0.0f)).store_aligned(sp);
+                    for (std::size_t k = 0; k < m; ++k)
+                        if (sp[k] != 0.0f) {
+                            p[k] = F::make_params(range<A>(x + (g0 + k) * gc, gc), o);
+                            mu[k] = Encoder<F, R, A>::multiplier(p[k]);
+                        }
+                }
+                for (std::size_t k = 0; k < m; ++k) params[g0 + k] = p[k];
+            }
+            if (!raw && xsimd::any(mag > I(0x7F7FFFFF))) return false;
+            // codes, packed 32 at a time
+            for (std::size_t g = s0; g < se; ++g) {
+                const Encoder<F, R, A> enc(params[g], mult[g - s0]);
+                const float* xg = x + g * gc;
+                std::uint8_t* out = packed + g * gc / 8 * F::bits;
+                for (std::size_t j = 0; j < gc; j += 32) {
+                    if constexpr (raw && ClampEncoder<Encoder<F, R, A>>) {
+                        I q[V];
+                        for (std::size_t t = 0; t < V; ++t) {
+                            q[t] = enc.raw(B::load_unaligned(xg + j + t * W));
+                            least = xsimd::min(least, q[t]);
+                        }
+                        pack32_clamped<F::bits, A>(q, enc.code_lo, enc.code_hi, out + j / 8 * F::bits, A{});
+                    } else {
+                        ubatch<A> c[V];
+                        for (std::size_t t = 0; t < V; ++t) {
+                            if constexpr (raw) {
+                                const I q = enc.raw(B::load_unaligned(xg + j + t * W));
+                                least = xsimd::min(least, q);
+                                c[t] = enc.codes(q);
+                            } else {
+                                c[t] = enc(B::load_unaligned(xg + j + t * W));
+                            }
+                        }
+                        pack32<F::bits, A>(c, out + j / 8 * F::bits, A{});
+                    }
+                }
+            }
+            if (raw && xsimd::any(least < I(raw_overflow))) return false;
+        }
+        return true;
+    }
+}
+
 }  // namespace detail
 
 // =============================================================================================
@@ -364,6 +627,23 @@ void quantize_group(const float* x, std::size_t n, const typename F::Params& p, 
         return;
     }
     detail::with_rounding(r, [&]<Rounding R>() { detail::quantize_simd<F, R, Arch>(x, n, p, codes); });
+}
+
+/// Round-to-nearest of one row with min-max parameters, all groups in batches of W: for the
+/// groups of gc values of x[0..cols) (gc a multiple of 32 that divides cols), params[g] =
+/// F::make_params(range of group g, o) and packed[0 .. cols*bits/8) = the canonical stream of
+/// the codes F::quantize(x, params[g], o.rounding): bit for bit what range + make_params +
+/// quantize_group + pack_bits give (formulas in MinMaxParams and the Encoder comments), with
+/// W groups' ranges reduced and parameters computed at once and the codes packed 32 at a time
+/// straight from the encoder. Returns false when the row needs the per-group path: a NaN or
+/// Inf in the row (QuantOptions::non_finite applies there), another group shape, or a format
+/// / options without batch parameters (IntMinFormat, scale_storage != f32, an MX rule other
+/// than ocp_floor); params and packed may then hold partial results, to be overwritten.
+template <QuantFormat F, class Arch = xsimd::default_arch>
+bool rtn_row(const float* x, std::size_t cols, std::size_t gc, const QuantOptions& o, typename F::Params* params,
+             std::uint8_t* packed) noexcept {
+    return detail::with_rounding(
+        o.rounding, [&]<Rounding R>() { return detail::rtn_row_minmax<F, R, Arch>(x, cols, gc, o, params, packed); });
 }
 
 // =============================================================================================

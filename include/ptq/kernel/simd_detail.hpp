@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <utility>
 
 #include <ptq/kernel/xsimd.hpp>
@@ -114,6 +115,43 @@ fbatch<A> round_integral(const fbatch<A>& v) noexcept {
     else return xsimd::round(v);
 }
 
+/// round_R(v) as int32 where |round_R(v)| < 2^31, and INT_MIN (x86's "integer indefinite")
+/// for NaN, +-Inf and larger magnitudes. half_even: cvtps2dq, which rounds in the current
+/// rounding mode, as std::nearbyint does (round-to-nearest-even by default); half_away:
+/// xsimd::round (std::round semantics), then the truncating conversion. Generic: lane by lane
+/// with the same explicit out-of-range rule.
+template <Rounding R, class A>
+ibatch<A> round_to_int32(const fbatch<A>& v, requires_arch<xsimd::generic>) noexcept {
+    constexpr std::size_t W = fbatch<A>::size;
+    alignas(64) float t[W];
+    alignas(64) std::int32_t q[W];
+    round_integral<R, A>(v).store_aligned(t);
+    for (std::size_t k = 0; k < W; ++k)
+        q[k] = (t[k] > -0x1p31f && t[k] < 0x1p31f) ? static_cast<std::int32_t>(t[k]) : std::int32_t(-0x7FFFFFFF - 1);
+    return ibatch<A>::load_aligned(q);
+}
+#if XSIMD_WITH_SSE2
+template <Rounding R, class A>
+ibatch<A> round_to_int32(const fbatch<A>& v, requires_arch<xsimd::sse2>) noexcept {
+    if constexpr (R == Rounding::half_even) return _mm_cvtps_epi32(v);
+    else return xsimd::batch_cast<std::int32_t>(xsimd::round(v));
+}
+#endif
+#if XSIMD_WITH_AVX
+template <Rounding R, class A>
+ibatch<A> round_to_int32(const fbatch<A>& v, requires_arch<xsimd::avx>) noexcept {
+    if constexpr (R == Rounding::half_even) return _mm256_cvtps_epi32(v);
+    else return xsimd::batch_cast<std::int32_t>(xsimd::round(v));
+}
+#endif
+#if XSIMD_WITH_AVX512F
+template <Rounding R, class A>
+ibatch<A> round_to_int32(const fbatch<A>& v, requires_arch<xsimd::avx512f>) noexcept {
+    if constexpr (R == Rounding::half_even) return _mm512_cvtps_epi32(v);
+    else return xsimd::batch_cast<std::int32_t>(xsimd::round(v));
+}
+#endif
+
 /// Calls f.template operator()<R>() with the compile-time twin of the runtime rounding r.
 template <class Fn>
 decltype(auto) with_rounding(Rounding r, Fn&& f) {
@@ -195,6 +233,115 @@ float reduce_min(const fbatch<A>& v, requires_arch<xsimd::avx512f>) noexcept {
 template <class A>
 float reduce_max(const fbatch<A>& v, requires_arch<xsimd::avx512f>) noexcept {
     return _mm512_reduce_max_ps(v);
+}
+#endif
+
+// ---- per-group reductions, W groups at once ---------------------------------------------------
+/// r[g] = min (Max: max) over the lanes of v[g], g < W: the W horizontal reductions of W batches
+/// in one batch. Generic: one reduce_min / reduce_max per batch. AVX / AVX-512: a transposing
+/// tree (halves of two batches exchanged and combined, then quarters, ...): W - 1 min/max and
+/// about 2W shuffles for W groups instead of W * log2(W) dependent steps. The inputs are read
+/// in the order that leaves group g in lane g. v must hold no NaN; the sign of a zero result
+/// is unspecified.
+template <bool Max, class A>
+PTQ_ALWAYS_INLINE inline fbatch<A> reduce_groups(const fbatch<A>* v, requires_arch<xsimd::generic>) noexcept {
+    alignas(64) float r[fbatch<A>::size];
+    for (std::size_t g = 0; g < fbatch<A>::size; ++g) r[g] = Max ? reduce_max<A>(v[g], A{}) : reduce_min<A>(v[g], A{});
+    return fbatch<A>::load_aligned(r);
+}
+#if XSIMD_WITH_AVX
+template <bool Max, class A>
+PTQ_ALWAYS_INLINE inline fbatch<A> reduce_groups(const fbatch<A>* v, requires_arch<xsimd::avx>) noexcept {
+    auto op = [](__m256 a, __m256 b) { return Max ? _mm256_max_ps(a, b) : _mm256_min_ps(a, b); };
+    auto halves = [&](__m256 a, __m256 b) {  // [a0 b0] op [a1 b1] (128-bit halves)
+        return op(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+    };
+    auto pairs = [&](__m256 a, __m256 b) {  // per half: [a0 a1 b0 b1] op [a2 a3 b2 b3]
+        return op(_mm256_shuffle_ps(a, b, 0x44), _mm256_shuffle_ps(a, b, 0xEE));
+    };
+    auto singles = [&](__m256 a, __m256 b) {  // per half: [a0 a2 b0 b2] op [a1 a3 b1 b3]
+        return op(_mm256_shuffle_ps(a, b, 0x88), _mm256_shuffle_ps(a, b, 0xDD));
+    };
+    // lane 4h + k of the result comes from input 2k + h: inputs in the order 0 4 1 5 2 6 3 7.
+    return singles(pairs(halves(v[0], v[4]), halves(v[1], v[5])), pairs(halves(v[2], v[6]), halves(v[3], v[7])));
+}
+#endif
+#if XSIMD_WITH_AVX512F
+template <bool Max, class A>
+PTQ_ALWAYS_INLINE inline fbatch<A> reduce_groups(const fbatch<A>* v, requires_arch<xsimd::avx512f>) noexcept {
+    auto op = [](__m512 a, __m512 b) { return Max ? _mm512_max_ps(a, b) : _mm512_min_ps(a, b); };
+    auto halves = [&](__m512 a, __m512 b) {  // [a0 a1 b0 b1] op [a2 a3 b2 b3] (128-bit quarters)
+        return op(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+    };
+    auto quarters = [&](__m512 a, __m512 b) {  // [a0 a2 b0 b2] op [a1 a3 b1 b3]
+        return op(_mm512_shuffle_f32x4(a, b, 0x88), _mm512_shuffle_f32x4(a, b, 0xDD));
+    };
+    auto pairs = [&](__m512 a, __m512 b) {  // per quarter: [a0 a1 b0 b1] op [a2 a3 b2 b3]
+        return op(_mm512_shuffle_ps(a, b, 0x44), _mm512_shuffle_ps(a, b, 0xEE));
+    };
+    auto singles = [&](__m512 a, __m512 b) {  // per quarter: [a0 a2 b0 b2] op [a1 a3 b1 b3]
+        return op(_mm512_shuffle_ps(a, b, 0x88), _mm512_shuffle_ps(a, b, 0xDD));
+    };
+    // Input p[i] ends in lane 4 (i % 4) + i / 4: feeding p = 0 4 8 12 1 5 9 13 ... leaves group g in lane g.
+    auto q = [&](int a, int b, int c, int d) { return quarters(halves(v[a], v[b]), halves(v[c], v[d])); };
+    return singles(pairs(q(0, 4, 8, 12), q(1, 5, 9, 13)), pairs(q(2, 6, 10, 14), q(3, 7, 11, 15)));
+}
+#endif
+template <class A>
+PTQ_ALWAYS_INLINE inline fbatch<A> min_of_groups(const fbatch<A>* v) noexcept {
+    return reduce_groups<false, A>(v, A{});
+}
+template <class A>
+PTQ_ALWAYS_INLINE inline fbatch<A> max_of_groups(const fbatch<A>* v) noexcept {
+    return reduce_groups<true, A>(v, A{});
+}
+
+// ---- float -> double -> float lane arithmetic --------------------------------------------------
+/// float(min(max((double(hi) - double(lo)) / d, FLT_MIN), FLT_MAX)) per lane (lo, hi finite):
+/// the subtraction and the division in double, one rounding to float (current rounding mode,
+/// round-to-nearest-even by default) as static_cast<float> does. Generic: lane by lane.
+template <class A>
+PTQ_ALWAYS_INLINE inline fbatch<A> scale_from_range(const fbatch<A>& lo, const fbatch<A>& hi, double d,
+                                                    requires_arch<xsimd::generic>) noexcept {
+    constexpr std::size_t W = fbatch<A>::size;
+    alignas(64) float l[W], h[W];
+    lo.store_aligned(l);
+    hi.store_aligned(h);
+    for (std::size_t k = 0; k < W; ++k) {
+        double s = (double(h[k]) - double(l[k])) / d;
+        s = s > double(std::numeric_limits<float>::min()) ? s : double(std::numeric_limits<float>::min());
+        s = s < double(std::numeric_limits<float>::max()) ? s : double(std::numeric_limits<float>::max());
+        l[k] = static_cast<float>(s);
+    }
+    return fbatch<A>::load_aligned(l);
+}
+#if XSIMD_WITH_AVX
+template <class A>
+PTQ_ALWAYS_INLINE inline fbatch<A> scale_from_range(const fbatch<A>& lo, const fbatch<A>& hi, double d,
+                                                    requires_arch<xsimd::avx>) noexcept {
+    const __m256d dv = _mm256_set1_pd(d), mn = _mm256_set1_pd(double(std::numeric_limits<float>::min())),
+                  mx = _mm256_set1_pd(double(std::numeric_limits<float>::max()));
+    auto half = [&](__m128 l, __m128 h) {
+        const __m256d s = _mm256_div_pd(_mm256_sub_pd(_mm256_cvtps_pd(h), _mm256_cvtps_pd(l)), dv);
+        return _mm256_cvtpd_ps(_mm256_min_pd(_mm256_max_pd(s, mn), mx));
+    };
+    return _mm256_set_m128(half(_mm256_extractf128_ps(lo, 1), _mm256_extractf128_ps(hi, 1)),
+                           half(_mm256_castps256_ps128(lo), _mm256_castps256_ps128(hi)));
+}
+#endif
+#if XSIMD_WITH_AVX512F
+template <class A>
+PTQ_ALWAYS_INLINE inline fbatch<A> scale_from_range(const fbatch<A>& lo, const fbatch<A>& hi, double d,
+                                                    requires_arch<xsimd::avx512f>) noexcept {
+    const __m512d dv = _mm512_set1_pd(d), mn = _mm512_set1_pd(double(std::numeric_limits<float>::min())),
+                  mx = _mm512_set1_pd(double(std::numeric_limits<float>::max()));
+    auto high = [](__m512 v) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); };
+    auto half = [&](__m256 l, __m256 h) {
+        const __m512d s = _mm512_div_pd(_mm512_sub_pd(_mm512_cvtps_pd(h), _mm512_cvtps_pd(l)), dv);
+        return _mm256_castps_pd(_mm512_cvtpd_ps(_mm512_min_pd(_mm512_max_pd(s, mn), mx)));
+    };
+    const __m256d a = half(_mm512_castps512_ps256(lo), _mm512_castps512_ps256(hi)), b = half(high(lo), high(hi));
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(a), b, 1));
 }
 #endif
 
@@ -337,5 +484,110 @@ V pack8_lanes(V x) noexcept {
     }
     return x;
 }
+
+// ---- packing 32 codes held one per 32-bit lane -------------------------------------------------
+/// 32 codes, one per byte (each < 2^B) -> their 4*B bytes of the canonical bit stream.
+template <int B>
+PTQ_ALWAYS_INLINE inline void pack_bytes32(const std::uint8_t* bytes, std::uint8_t* out) noexcept {
+    for (std::size_t j = 0; j < 4; ++j) {
+        std::uint64_t w;
+        std::memcpy(&w, bytes + 8 * j, 8);
+        w = pack8_lanes<B>(w);
+        std::memcpy(out + j * B, &w, B);
+    }
+}
+
+/// Codes c[0 .. 32/W) (code 32/W*t + k in lane k of c[t], each < 2^B) -> their 4*B bytes of
+/// the canonical bit stream at out. Generic: narrowed to bytes, then pack8_lanes. AVX2 /
+/// AVX-512 for B = 8 and B = 4: narrowed with packs / vpmov, the nibble pairs (code 2j in the
+/// low nibble of byte j, code 2j+1 in the high one) formed by one shift and or.
+///
+/// pack32_clamped: the same for int32 values q clamped to [lo, hi] (0 <= lo <= hi < 2^B) first:
+/// generic = max / min per lane; AVX2 / AVX-512 = the saturating packs (signed to [-32768,
+/// 32767], then unsigned to [0, 255]: clamp(clamp(q, 0, 255), lo, hi) = clamp(q, lo, hi)) and one
+/// byte max / min for all 32 codes.
+template <int B, class A>
+PTQ_ALWAYS_INLINE inline void pack32(const ubatch<A>* c, std::uint8_t* out, requires_arch<xsimd::generic>) noexcept {
+    constexpr std::size_t W = ubatch<A>::size;
+    static_assert(32 % W == 0, "pack32: the batch width must divide 32");
+    alignas(64) std::uint8_t bytes[32];
+    for (std::size_t t = 0; t < 32 / W; ++t) store_bytes<A>(c[t], bytes + t * W);
+    pack_bytes32<B>(bytes, out);
+}
+template <int B, class A>
+PTQ_ALWAYS_INLINE inline void pack32_clamped(const ibatch<A>* q, std::int32_t lo, std::int32_t hi, std::uint8_t* out,
+                                             requires_arch<xsimd::generic>) noexcept {
+    ubatch<A> c[32 / ubatch<A>::size];
+    for (std::size_t t = 0; t < 32 / ubatch<A>::size; ++t)
+        c[t] = xsimd::bitwise_cast<ubatch<A>>(xsimd::min(xsimd::max(q[t], ibatch<A>(lo)), ibatch<A>(hi)));
+    pack32<B, A>(c, out, xsimd::generic{});
+}
+#if XSIMD_WITH_AVX2
+/// 32 codes in byte order (each < 2^B) -> the stream (AVX2; B = 8, 4 in registers).
+template <int B>
+PTQ_ALWAYS_INLINE inline void store_codes32(__m256i o, std::uint8_t* out) noexcept {
+    if constexpr (B == 8) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), o);
+    } else if constexpr (B == 4) {
+        const __m256i n = _mm256_or_si256(o, _mm256_srli_epi16(o, 4));  // low byte of word j: c[2j] | c[2j+1] << 4
+        const __m256i e =
+            _mm256_shuffle_epi8(n, _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1, 0, 2, 4,
+                                                    6, 8, 10, 12, 14, -1, -1, -1, -1, -1, -1, -1, -1));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out),
+                         _mm256_castsi256_si128(_mm256_permute4x64_epi64(e, 0x08)));  // qwords 0, 2
+    } else {
+        alignas(32) std::uint8_t bytes[32];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(bytes), o);
+        pack_bytes32<B>(bytes, out);
+    }
+}
+/// 4 batches of 8 int32 -> 32 bytes in code order, saturated to [0, 255] (AVX2 packs
+/// interleave the 128-bit halves: dword 4h + t holds codes 8t + 4h .. 8t + 4h + 3).
+inline __m256i narrow32(__m256i q0, __m256i q1, __m256i q2, __m256i q3) noexcept {
+    const __m256i b = _mm256_packus_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3));
+    return _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+inline __m256i clamp_bytes(__m256i b, std::int32_t lo, std::int32_t hi) noexcept {
+    return _mm256_min_epu8(_mm256_max_epu8(b, _mm256_set1_epi8(static_cast<char>(lo))),
+                           _mm256_set1_epi8(static_cast<char>(hi)));
+}
+template <int B, class A>
+PTQ_ALWAYS_INLINE inline void pack32(const ubatch<A>* c, std::uint8_t* out, requires_arch<xsimd::avx2>) noexcept {
+    store_codes32<B>(narrow32(c[0], c[1], c[2], c[3]), out);
+}
+template <int B, class A>
+PTQ_ALWAYS_INLINE inline void pack32_clamped(const ibatch<A>* q, std::int32_t lo, std::int32_t hi, std::uint8_t* out,
+                                             requires_arch<xsimd::avx2>) noexcept {
+    store_codes32<B>(clamp_bytes(narrow32(q[0], q[1], q[2], q[3]), lo, hi), out);
+}
+#endif
+#if XSIMD_WITH_AVX512F
+template <int B, class A>
+PTQ_ALWAYS_INLINE inline void pack32(const ubatch<A>* c, std::uint8_t* out, requires_arch<xsimd::avx512f>) noexcept {
+    if constexpr (B == 8) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(c[0]));  // vpmovdb
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16), _mm512_cvtepi32_epi8(c[1]));
+    } else if constexpr (B == 4) {
+        // per 64-bit lane: c[2j] | c[2j+1] << 4 in the low byte, then vpmovqb
+        const __m128i a = _mm512_cvtepi64_epi8(_mm512_or_si512(c[0], _mm512_srli_epi64(c[0], 28)));
+        const __m128i b = _mm512_cvtepi64_epi8(_mm512_or_si512(c[1], _mm512_srli_epi64(c[1], 28)));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm_unpacklo_epi64(a, b));
+    } else {
+        pack32<B, A>(c, out, xsimd::generic{});
+    }
+}
+#if XSIMD_WITH_AVX2
+template <int B, class A>
+PTQ_ALWAYS_INLINE inline void pack32_clamped(const ibatch<A>* q, std::int32_t lo, std::int32_t hi, std::uint8_t* out,
+                                             requires_arch<xsimd::avx512f>) noexcept {
+    // packs per 128-bit lane k: words q0[4k..4k+3], q1[4k..4k+3] -> bytes (dword 4k: q0's four,
+    // dword 4k+1: q1's four); dwords 0 4 8 12 1 5 9 13 are the 32 codes in order.
+    const __m512i w = _mm512_packs_epi32(q[0], q[1]);
+    const __m512i b = _mm512_packus_epi16(w, w);
+    const __m512i o = _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0), b);
+    store_codes32<B>(clamp_bytes(_mm512_castsi512_si256(o), lo, hi), out);
+}
+#endif
+#endif
 
 }  // namespace ptq::kernel::detail
