@@ -105,7 +105,7 @@ TEST_CASE("gptq layout: RTN export -> consumer dequantization is bit-exact (2/3/
 namespace {
 
 template <class F, std::size_t Gs>
-void act_order_case(Eigen::Index out, Eigen::Index in, unsigned seed) {
+void gptq_act_order_case(Eigen::Index out, Eigen::Index in, unsigned seed) {
     CAPTURE(F::name());
     CAPTURE(Gs);
     auto r = gptq_act_order<F>(out, in, ptq::PerGroup<Gs>{}, seed);
@@ -134,11 +134,11 @@ void act_order_case(Eigen::Index out, Eigen::Index in, unsigned seed) {
 }  // namespace
 
 TEST_CASE("gptq layout: act-order GPTQ (desc_act, g_idx) export -> consumer dequantization is bit-exact") {
-    act_order_case<ptq::IntFormat<4, false>, 32>(64, 128, 1);
-    act_order_case<ptq::IntFormat<4, true>, 32>(32, 128, 2);
-    act_order_case<ptq::IntFormat<3, false>, 64>(32, 96, 3);  // ragged: 64 + 32
-    act_order_case<ptq::IntFormat<2, false>, 16>(32, 64, 4);
-    act_order_case<ptq::IntFormat<8, true>, 48>(32, 96, 5);  // 48 + 48
+    gptq_act_order_case<ptq::IntFormat<4, false>, 32>(64, 128, 1);
+    gptq_act_order_case<ptq::IntFormat<4, true>, 32>(32, 128, 2);
+    gptq_act_order_case<ptq::IntFormat<3, false>, 64>(32, 96, 3);  // ragged: 64 + 32
+    gptq_act_order_case<ptq::IntFormat<2, false>, 16>(32, 64, 4);
+    gptq_act_order_case<ptq::IntFormat<8, true>, 48>(32, 96, 5);  // 48 + 48
 }
 
 TEST_CASE("gptq layout: the 3-bit stream straddles words exactly as GPTQModel packs it") {

@@ -30,11 +30,11 @@ std::vector<std::byte> st_bytes(std::string json, const std::vector<std::byte>& 
     return b.b;
 }
 
-SafetensorsHeader parse(const std::vector<std::byte>& f) { return parse_safetensors_header(f, "hand.safetensors"); }
+SafetensorsHeader parse_st(const std::vector<std::byte>& f) { return parse_safetensors_header(f, "hand.safetensors"); }
 
 void expect_reject(const std::string& json, std::size_t data_bytes, const std::string& fragment) {
     const auto f = st_bytes(json, std::vector<std::byte>(data_bytes));
-    const auto e = expect_file_error([&] { parse(f); }, fragment);
+    const auto e = expect_file_error([&] { parse_st(f); }, fragment);
     CHECK(e.file() == "hand.safetensors");
 }
 
@@ -67,7 +67,7 @@ TEST_CASE("safetensors: the writer's bytes equal a header built from the specifi
 TEST_CASE("safetensors: hand-built headers the reference reader accepts") {
     SUBCASE("no metadata, unknown fields ignored, tensors listed out of offset order") {
         std::vector<std::byte> data(12);
-        const auto h = parse(st_bytes(
+        const auto h = parse_st(st_bytes(
             R"({"b":{"dtype":"U8","shape":[4],"data_offsets":[8,12],"extra":1},"a":{"shape":[2],"dtype":"F32","data_offsets":[0,8]}})",
             data));
         REQUIRE(h.tensors.size() == 2);
@@ -76,7 +76,7 @@ TEST_CASE("safetensors: hand-built headers the reference reader accepts") {
         CHECK(h.metadata.empty());
     }
     SUBCASE("empty and rank-0 tensors; null metadata; -0 and no padding") {
-        const auto h = parse(st_bytes(
+        const auto h = parse_st(st_bytes(
             R"({"__metadata__":null,"e":{"dtype":"F16","shape":[0,5],"data_offsets":[0,0]},"s":{"dtype":"I64","shape":[],"data_offsets":[-0,8]}})",
             std::vector<std::byte>(8), false));
         REQUIRE(h.tensors.size() == 2);
@@ -84,29 +84,29 @@ TEST_CASE("safetensors: hand-built headers the reference reader accepts") {
         CHECK(h.tensors[1].numel() == 1);
     }
     SUBCASE("serde's positional form of an entry") {
-        const auto h = parse(st_bytes(R"({"p":["BF16",[3],[0,6]]})", std::vector<std::byte>(6)));
+        const auto h = parse_st(st_bytes(R"({"p":["BF16",[3],[0,6]]})", std::vector<std::byte>(6)));
         REQUIRE(h.tensors.size() == 1);
         CHECK(h.tensors[0].dtype == DType::BF16);
     }
-    SUBCASE("an empty file header") { CHECK(parse(st_bytes("{}", {})).tensors.empty()); }
+    SUBCASE("an empty file header") { CHECK(parse_st(st_bytes("{}", {})).tensors.empty()); }
 }
 
 TEST_CASE("safetensors: each validation rule rejects a file that breaks it") {
     SUBCASE("shorter than the size field") {
         std::vector<std::byte> f(7);
-        expect_file_error([&] { parse(f); }, "shorter than the 8-byte header size");
+        expect_file_error([&] { parse_st(f); }, "shorter than the 8-byte header size");
     }
     SUBCASE("header size above 100,000,000") {
         Bytes b;
         b.put(std::uint64_t(100'000'001)).raw("{}      ");
-        const auto e = expect_file_error([&] { parse(b.b); }, "exceeds the limit");
+        const auto e = expect_file_error([&] { parse_st(b.b); }, "exceeds the limit");
         CHECK(e.field() == "header size");
     }
     SUBCASE("header size beyond the end of the file (also a huge one)") {
         for (std::uint64_t n : {std::uint64_t(9), std::uint64_t(100'000'000)}) {
             Bytes b;
             b.put(n).raw("{}      ");
-            expect_file_error([&] { parse(b.b); }, "bytes of header but the file has only 8");
+            expect_file_error([&] { parse_st(b.b); }, "bytes of header but the file has only 8");
         }
     }
     SUBCASE("not UTF-8") {
