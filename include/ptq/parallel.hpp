@@ -9,6 +9,7 @@
 // -DEIGEN_DONT_PARALLELIZE, or without OpenMP, to keep that guarantee.)
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <exception>
@@ -45,11 +46,13 @@ public:
         {
             std::lock_guard<std::mutex> lk(m_);
             stop_ = true;
+            published_.store(~std::size_t(0), std::memory_order_release);
         }
         cv_.notify_all();
         for (auto& t : threads_) t.join();
         threads_.clear();
         stop_ = false;
+        published_.store(generation_, std::memory_order_release);
         for (std::size_t i = 0; i < n; ++i) threads_.emplace_back([this] { work(); });
     }
 
@@ -77,6 +80,7 @@ public:
             job_ = &job;
             wanted_ = helpers;
             ++generation_;
+            published_.store(generation_, std::memory_order_release);
         }
         cv_.notify_all();
         execute(job);
@@ -118,6 +122,17 @@ private:
         std::size_t seen = 0;
         std::unique_lock<std::mutex> lk(m_);
         for (;;) {
+            if (!stop_ && generation_ == seen) {
+                // Spin for up to spin_time before sleeping: loops often follow each other within
+                // microseconds (a row loop per layer, per GPTQ block), and waking a sleeping
+                // thread costs tens of microseconds on some machines (virtual CPUs). The wait
+                // below re-checks the state under the lock, so the spin only saves the sleep.
+                lk.unlock();
+                const auto until = std::chrono::steady_clock::now() + spin_time;
+                while (published_.load(std::memory_order_acquire) == seen && std::chrono::steady_clock::now() < until)
+                    for (int k = 0; k < 64; ++k) cpu_relax();
+                lk.lock();
+            }
             cv_.wait(lk, [&] { return stop_ || (generation_ != seen && wanted_ > 0); });
             if (stop_) return;
             seen = generation_;
@@ -138,7 +153,17 @@ private:
     Job* job_ = nullptr;
     std::size_t wanted_ = 0;  // helpers still to join the current job
     std::size_t generation_ = 0;
+    std::atomic<std::size_t> published_{0};  // generation_ (or ~0 on stop), for the spin without the lock
     bool stop_ = false;
+    static constexpr std::chrono::microseconds spin_time{100};
+
+    static void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        asm volatile("yield");
+#endif
+    }
 };
 
 inline std::size_t hardware_threads() noexcept {
