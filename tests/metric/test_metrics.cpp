@@ -108,4 +108,41 @@ TEST_CASE("metrics of a real quantization agree with a naive loop") {
     CHECK(max_abs_error(x, xh) == mx);
 }
 
+TEST_CASE("detail::all_finite: every non-finite value found, in every storage layout, against std::isfinite") {
+    // The oracle is a plain loop of std::isfinite over the coefficients.
+    const float specials[] = {std::numeric_limits<float>::quiet_NaN(),  -std::numeric_limits<float>::quiet_NaN(),
+                              std::numeric_limits<float>::infinity(),   -std::numeric_limits<float>::infinity(),
+                              std::numeric_limits<float>::max(),        -std::numeric_limits<float>::max(),
+                              std::numeric_limits<float>::denorm_min(), -0.0f};
+    auto oracle = [](const auto& m) {
+        for (Eigen::Index r = 0; r < m.rows(); ++r)
+            for (Eigen::Index c = 0; c < m.cols(); ++c)
+                if (!std::isfinite(double(m(r, c)))) return false;
+        return true;
+    };
+    for (const float v : specials)
+        for (Eigen::Index pos : {Eigen::Index(0), Eigen::Index(37), Eigen::Index(7 * 13 - 1)}) {
+            CAPTURE(v);
+            CAPTURE(pos);
+            RM rm = RM::Constant(7, 13, 1.5f);
+            rm(pos / 13, pos % 13) = v;
+            const Eigen::MatrixXf cm = rm;
+            const Eigen::MatrixXd dm = rm.cast<double>();
+            const bool expect = std::isfinite(v);
+            CHECK(ptq::detail::all_finite(rm) == expect);
+            CHECK(ptq::detail::all_finite(cm) == expect);
+            CHECK(ptq::detail::all_finite(dm) == expect);
+            CHECK(ptq::detail::all_finite(rm.transpose()) == expect);
+            CHECK(ptq::detail::all_finite(rm * 1.0f) == expect);  // an expression: evaluated first
+            // Blocks (outer stride), a column of a row-major matrix (inner stride 13), a row of a
+            // column-major one (inner stride 7): each agrees with the oracle on its own coefficients.
+            const auto blk = rm.block(1, 2, 5, 9);
+            CHECK(ptq::detail::all_finite(blk) == oracle(blk));
+            for (Eigen::Index c = 0; c < 13; ++c) CHECK(ptq::detail::all_finite(rm.col(c)) == oracle(rm.col(c)));
+            for (Eigen::Index r = 0; r < 7; ++r) CHECK(ptq::detail::all_finite(cm.row(r)) == oracle(cm.row(r)));
+            const Eigen::Ref<const RM> ref = rm.middleRows(1, 5);
+            CHECK(ptq::detail::all_finite(ref) == oracle(ref));
+        }
+    CHECK(ptq::detail::all_finite(RM(0, 4)));
+}
 }  // TEST_SUITE("metric")

@@ -77,7 +77,7 @@ public:
         const auto xr = detail::as_row_major(x, s);
         const GroupLayout layout = PerTensor{}.layout(std::size_t(xr.rows()), std::size_t(xr.cols()));
         auto p = params();
-        if (!xr.allFinite()) {
+        if (!detail::all_finite(xr)) {
             if (opt_.non_finite == NonFinite::error)
                 detail::throw_non_finite("StaticActivationQuantizer::apply", "x", "batch");
             p = F::nan_params();

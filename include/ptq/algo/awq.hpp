@@ -102,7 +102,7 @@ public:
         RowMatrixXf xs;
         const auto x = detail::as_row_major(x_in, xs);
         detail::check_weights_group("Awq::compute", weights, x.cols());
-        if (!x.allFinite()) detail::throw_non_finite("Awq::compute", "x", "calibration activations");
+        if (!detail::all_finite(x)) detail::throw_non_finite("Awq::compute", "x", "calibration activations");
         if (x.rows() == 0) detail::throw_invalid("Awq::compute", "x", "has no tokens");
         const Eigen::Index in = x.cols();
         double denom = 0.0;

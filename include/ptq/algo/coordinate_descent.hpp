@@ -105,7 +105,7 @@ bool refit_row_params(const Eigen::MatrixXd& hs, const Eigen::VectorXd& hw, cons
     }
     m.diagonal().array() += lambda;
     const Eigen::VectorXd x = m.ldlt().solve(b + lambda * xold);
-    if (!x.allFinite()) return false;
+    if (!detail::all_finite(x)) return false;
     for (std::size_t g = 0; g < ng; ++g) {
         const double s = x(Eigen::Index(g * per));
         if (!(s > 0.0) || s > double(std::numeric_limits<float>::max())) return false;
@@ -180,15 +180,15 @@ RefineResult<F> refine_rounding(const Eigen::MatrixBase<DW>& w, const Eigen::Mat
     for (Eigen::Index a = 0; a < cols; ++a)
         for (Eigen::Index b = 0; b < cols; ++b)
             hs(a, b) = double(h(Eigen::Index(perm[std::size_t(a)]), Eigen::Index(perm[std::size_t(b)])));
-    if (!ws.allFinite()) detail::throw_non_finite("refine_rounding", "w", "weights");
-    if (!hs.allFinite()) detail::throw_non_finite("refine_rounding", "h", "Hessian");
+    if (!detail::all_finite(ws)) detail::throw_non_finite("refine_rounding", "w", "weights");
+    if (!detail::all_finite(hs)) detail::throw_non_finite("refine_rounding", "h", "Hessian");
 
     RefineResult<F> r;
     r.quantized = q;
     QuantizedMatrix<F>& out = r.quantized;
     const GroupLayout& lay = out.layout();
     RowMatrixXf wh = dequantize<F, Arch>(out);
-    if (!wh.allFinite()) detail::throw_non_finite("refine_rounding", "q", "dequantizes to NaN/Inf");
+    if (!detail::all_finite(wh)) detail::throw_non_finite("refine_rounding", "q", "dequantizes to NaN/Inf");
     Eigen::MatrixXd d = ws - wh.template cast<double>();
     r.objective.push_back((d * hs).cwiseProduct(d).sum());
     const Eigen::VectorXd hdiag = hs.diagonal();
@@ -268,7 +268,7 @@ RefineResult<F> refine_rounding(const Eigen::MatrixBase<DW>& w, const Eigen::Mat
                                           cand[std::size_t(j) / lay.group_cols]);
                         dn(j) = ws(row, j) - double(whn(j));
                     }
-                    if (!whn.allFinite()) continue;
+                    if (!detail::all_finite(whn)) continue;
                     const double f_old = (d.row(row) * hs).dot(d.row(row));
                     const double f_new = (dn * hs).dot(dn);
                     if (!(f_new < f_old - 1e-12 * (f_old + 1e-300))) continue;

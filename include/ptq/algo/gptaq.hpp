@@ -36,8 +36,8 @@ Eigen::MatrixXd asymmetry_cross_term(const Eigen::MatrixBase<DF>& x_fp, const Ei
                                   std::to_string(x_q.rows()) + "x" + std::to_string(x_q.cols()));
     const Eigen::MatrixXd q = x_q.template cast<double>();
     const Eigen::MatrixXd dx = x_fp.template cast<double>() - q;
-    if (!q.allFinite()) detail::throw_non_finite("asymmetry_cross_term", "x_q", "calibration inputs");
-    if (!dx.allFinite()) detail::throw_non_finite("asymmetry_cross_term", "x_fp", "calibration inputs");
+    if (!detail::all_finite(q)) detail::throw_non_finite("asymmetry_cross_term", "x_q", "calibration inputs");
+    if (!detail::all_finite(dx)) detail::throw_non_finite("asymmetry_cross_term", "x_fp", "calibration inputs");
     const double f = q.rows() > 0 ? 2.0 / double(q.rows()) : 0.0;
     return f * (dx.transpose() * q);
 }
@@ -67,11 +67,11 @@ RowMatrixXf gptaq_target(const Eigen::MatrixBase<DW>& w, const Eigen::MatrixBase
     if (d.rows() != in || d.cols() != in)
         detail::throw_invalid(fn, "d", "must be in x in with in = w.cols() = " + std::to_string(in));
     Eigen::MatrixXd wd = w.template cast<double>();
-    if (!wd.allFinite()) detail::throw_non_finite(fn, "w", "weights");
+    if (!detail::all_finite(wd)) detail::throw_non_finite(fn, "w", "weights");
     Eigen::MatrixXd hd = h.template cast<double>();
-    if (!hd.allFinite()) detail::throw_non_finite(fn, "h", "Hessian");
+    if (!detail::all_finite(hd)) detail::throw_non_finite(fn, "h", "Hessian");
     const Eigen::MatrixXd dd = d.template cast<double>();
-    if (!dd.allFinite()) detail::throw_non_finite(fn, "d", "cross term");
+    if (!detail::all_finite(dd)) detail::throw_non_finite(fn, "d", "cross term");
     if (o.alpha == 0.0 || dd.isZero(0.0) || in == 0) return w.template cast<float>();
     for (Eigen::Index j = 0; j < in; ++j)
         if (hd(j, j) == 0.0) hd(j, j) = 1.0;
@@ -84,7 +84,7 @@ RowMatrixXf gptaq_target(const Eigen::MatrixBase<DW>& w, const Eigen::MatrixBase
         Eigen::LLT<Eigen::MatrixXd> llt(a);
         if (llt.info() == Eigen::Success) {
             const Eigen::MatrixXd c = llt.solve(rhs);
-            if (c.allFinite()) {
+            if (detail::all_finite(c)) {
                 wd += o.alpha * c.transpose();
                 return wd.cast<float>();
             }

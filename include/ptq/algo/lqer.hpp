@@ -65,7 +65,7 @@ struct LqerResult {
 namespace detail {
 /// L²QER scale: floor, then divide by sqrt(min * max) (docs/DESIGN.md §14). All-zero -> ones.
 inline Eigen::VectorXf l2qer_scale(const Eigen::VectorXf& s_in, float floor_rel) {
-    if (!s_in.allFinite()) throw_non_finite("Lqer::compute", "act_scale", "activation magnitudes");
+    if (!detail::all_finite(s_in)) throw_non_finite("Lqer::compute", "act_scale", "activation magnitudes");
     if ((s_in.array() < 0.0f).any()) throw_invalid("Lqer::compute", "act_scale", "must be non-negative");
     const float mx = s_in.size() ? s_in.maxCoeff() : 0.0f;
     if (!(mx > 0.0f)) return Eigen::VectorXf::Ones(s_in.size());
@@ -133,13 +133,13 @@ public:
         const Eigen::MatrixXf wf = w.template cast<float>();
         if (std::size_t(wf.rows()) != qw.rows() || std::size_t(wf.cols()) != qw.cols())
             detail::throw_invalid("Lqer::compute", "qw", "shape differs from w");
-        if (!wf.allFinite()) detail::throw_non_finite("Lqer::compute", "w", "weights");
+        if (!detail::all_finite(wf)) detail::throw_non_finite("Lqer::compute", "w", "weights");
         detail::check_rank("Lqer::compute", opt_.rank, wf.rows(), wf.cols());
         LqerResult<WF, LF> r;
         r.weight_dequantized = dequantize<WF, Arch>(qw);
         r.weight = std::move(qw);
         const Eigen::MatrixXf e = wf - Eigen::MatrixXf(r.weight_dequantized);
-        if (!e.allFinite()) detail::throw_non_finite("Lqer::compute", "qw", "Q(W) dequantizes to NaN/Inf");
+        if (!detail::all_finite(e)) detail::throw_non_finite("Lqer::compute", "qw", "Q(W) dequantizes to NaN/Inf");
         if (opt_.scaled) {
             if (!act_scale)
                 detail::throw_invalid("Lqer::compute", "act_scale", "is required for L2QER (scaled = true)");

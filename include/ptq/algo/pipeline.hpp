@@ -133,13 +133,13 @@ private:
                           const Eigen::Ref<const RowMatrixXf>* x_fp) const {
         const PipelineOptions& o = opt_;
         detail::check_weights_group("Pipeline::quantize", weights, x.cols());
-        if (!x.allFinite()) detail::throw_non_finite("Pipeline::quantize", "x", "calibration activations");
+        if (!detail::all_finite(x)) detail::throw_non_finite("Pipeline::quantize", "x", "calibration activations");
         if (x_fp) {
             if (o.reconstruct != Reconstruct::gptq)
                 detail::throw_invalid("Pipeline::quantize", "x_fp", "error-aware calibration needs Reconstruct::gptq");
             if (x_fp->rows() != x.rows() || x_fp->cols() != x.cols())
                 detail::throw_invalid("Pipeline::quantize", "x_fp", "must have the shape of x");
-            if (!x_fp->allFinite()) detail::throw_non_finite("Pipeline::quantize", "x_fp", "fp32 activations");
+            if (!detail::all_finite(*x_fp)) detail::throw_non_finite("Pipeline::quantize", "x_fp", "fp32 activations");
         }
         PipelineResult<F> r;
         r.scales = Eigen::VectorXf::Ones(x.cols());

@@ -1,5 +1,6 @@
 #pragma once
 // SmoothQuant: migrate activation outliers into the weights with a per-input-channel scale.
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <span>
@@ -10,6 +11,7 @@
 
 #include <ptq/detail/eigen.hpp>
 #include <ptq/error.hpp>
+#include <ptq/parallel.hpp>
 #include <ptq/quantized_matrix.hpp>
 
 namespace ptq {
@@ -30,11 +32,19 @@ struct SmoothQuantResult {
 };
 
 namespace detail {
-/// Column-wise max |W_:,j| over all the linears of a group.
+/// Column-wise max |W_:,j| over all the linears of a group. The row-major weights are read row
+/// by row (contiguous), in fixed chunks of 512 columns run on ptq's threads; max is exact, so
+/// the result does not depend on the order or the thread count.
 inline Eigen::VectorXf group_weight_absmax(std::span<const RowMatrixRef> ws) {
-    Eigen::VectorXf m = Eigen::VectorXf::Zero(ws.front().cols());
-    for (const auto& w : ws)
-        if (w.rows() > 0) m = m.cwiseMax(w.cwiseAbs().colwise().maxCoeff().transpose());
+    const Eigen::Index n = ws.front().cols();
+    constexpr Eigen::Index chunk = 512;
+    Eigen::VectorXf m = Eigen::VectorXf::Zero(n);
+    parallel_for(std::size_t((n + chunk - 1) / chunk), [&](std::size_t task) {
+        const Eigen::Index c0 = Eigen::Index(task) * chunk, len = std::min(chunk, n - c0);
+        auto mc = m.segment(c0, len).transpose().array();
+        for (const auto& w : ws)
+            for (Eigen::Index r = 0; r < w.rows(); ++r) mc = mc.max(w.row(r).segment(c0, len).array().abs());
+    });
     return m;
 }
 }  // namespace detail
@@ -56,7 +66,8 @@ public:
     /// linears of max_i |W_ij|, m = min_value. Computed in double, stored as float.
     Eigen::VectorXf scales(const Eigen::VectorXf& act_absmax, std::span<const RowMatrixRef> weights) const {
         detail::check_weights_group("SmoothQuant::scales", weights, act_absmax.size());
-        if (!act_absmax.allFinite()) detail::throw_non_finite("SmoothQuant::scales", "act_absmax", "activation maxima");
+        if (!detail::all_finite(act_absmax))
+            detail::throw_non_finite("SmoothQuant::scales", "act_absmax", "activation maxima");
         if ((act_absmax.array() < 0.0f).any())
             detail::throw_invalid("SmoothQuant::scales", "act_absmax", "must be non-negative");
         const Eigen::VectorXf wmax = detail::group_weight_absmax(weights);

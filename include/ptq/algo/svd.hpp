@@ -11,6 +11,7 @@
 #include <Eigen/QR>
 #include <Eigen/SVD>
 
+#include <ptq/detail/eigen.hpp>
 #include <ptq/error.hpp>
 
 namespace ptq {
@@ -79,7 +80,7 @@ template <class Derived>
 TruncatedSvd exact_svd(const Eigen::MatrixBase<Derived>& a, Eigen::Index k) {
     detail::check_rank("exact_svd", k, a.rows(), a.cols());
     const Eigen::MatrixXf m = a.template cast<float>();
-    if (!m.allFinite()) detail::throw_non_finite("exact_svd", "a", "input matrix");
+    if (!detail::all_finite(m)) detail::throw_non_finite("exact_svd", "a", "input matrix");
     if (k == 0 || m.size() == 0) return detail::zero_svd(m.rows(), m.cols(), k);
     TruncatedSvd r;
     Eigen::BDCSVD<Eigen::MatrixXf> svd(m, Eigen::ComputeThinU | Eigen::ComputeThinV);
@@ -98,7 +99,7 @@ TruncatedSvd randomized_svd(const Eigen::MatrixBase<Derived>& a, Eigen::Index k,
     if (o.oversampling < 0) detail::throw_invalid("randomized_svd", "oversampling", "must be >= 0");
     if (o.power_iterations < 0) detail::throw_invalid("randomized_svd", "power_iterations", "must be >= 0");
     const Eigen::MatrixXf m = a.template cast<float>();
-    if (!m.allFinite()) detail::throw_non_finite("randomized_svd", "a", "input matrix");
+    if (!detail::all_finite(m)) detail::throw_non_finite("randomized_svd", "a", "input matrix");
     if (k == 0 || m.size() == 0) return detail::zero_svd(m.rows(), m.cols(), k);
     TruncatedSvd r;
     const Eigen::Index l = std::min<Eigen::Index>(k + o.oversampling, std::min(m.rows(), m.cols()));

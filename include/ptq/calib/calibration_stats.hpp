@@ -12,6 +12,7 @@
 #include <Eigen/Core>
 
 #include <ptq/detail/blas.hpp>
+#include <ptq/detail/eigen.hpp>
 #include <ptq/error.hpp>
 #include <ptq/parallel.hpp>
 
@@ -93,7 +94,7 @@ public:
         // channel contiguous for the per-channel statistics and the X^T X panels.
         Eigen::MatrixXf xf = x.template cast<float>();
         for (Eigen::Index c = 0; c < in_; ++c)
-            if (!xf.col(c).allFinite())
+            if (!detail::all_finite(xf.col(c)))
                 for (Eigen::Index r = 0; r < t; ++r)
                     if (!std::isfinite(xf(r, c)))
                         detail::throw_non_finite("CalibrationStats::add", "x",

@@ -28,7 +28,7 @@ inline void fold_norm_weight(Eigen::Ref<Eigen::VectorXf> gamma, std::initializer
                                   "a linear has " + std::to_string(w->cols()) + " inputs, the norm " +
                                       std::to_string(gamma.size()));
     }
-    if (!gamma.allFinite()) detail::throw_non_finite("fold_norm_weight", "gamma", "norm weight");
+    if (!detail::all_finite(gamma)) detail::throw_non_finite("fold_norm_weight", "gamma", "norm weight");
     for (RowMatrixXf* w : readers) *w = w->array().rowwise() * gamma.transpose().array();
     gamma.setOnes();
 }
@@ -39,7 +39,7 @@ inline void check_rotation(const Eigen::MatrixXd& q, Eigen::Index d, const char*
         throw_invalid(fn, "q",
                       "is " + std::to_string(q.rows()) + "x" + std::to_string(q.cols()) + ", " + what + " " +
                           std::to_string(d));
-    if (!q.allFinite()) throw_non_finite(fn, "q", "rotation");
+    if (!detail::all_finite(q)) throw_non_finite(fn, "q", "rotation");
 }
 }  // namespace detail
 

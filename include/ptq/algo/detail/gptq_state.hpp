@@ -214,7 +214,7 @@ public:
     /// Packs the result (codes, params, dequantized matrix, permutation, diagnostics).
     Result finish() {
         Result res;
-        if (!W_.allFinite()) throw_breakdown();
+        if (!detail::all_finite(W_)) throw_breakdown();
         W0_.resize(0, 0);
         res.permuted_storage = dynamic_groups_ && opt_.act_order;
         res.perm = perm_;
@@ -276,7 +276,7 @@ private:
                               ", expected in_features x in_features = " + std::to_string(n_) + "x" +
                               std::to_string(n_));
         to_col_major(w_in, W_);
-        if (!W_.allFinite())
+        if (!detail::all_finite(W_))
             for (Index c = 0; c < n_; ++c)
                 for (Index r = 0; r < rows_; ++r)
                     if (!std::isfinite(W_(r, c)))
