@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include <ptq/metric/output_error.hpp>
+
 #include "../format/support.hpp"
 
 using namespace ptq;
@@ -144,5 +146,25 @@ TEST_CASE("detail::all_finite: every non-finite value found, in every storage la
             CHECK(ptq::detail::all_finite(ref) == oracle(ref));
         }
     CHECK(ptq::detail::all_finite(RM(0, 4)));
+}
+
+TEST_CASE("output_squared_error / output_mse against a double product") {
+    // Oracle: X and delta widened to double, multiplied and squared in double. The float product
+    // (BLAS or Eigen) differs by its roundings only: tokens * in * out terms of size ~1 keep the
+    // relative error far below 1e-5.
+    const RM x = RM::Random(37, 53), w = RM::Random(11, 53), wh = RM::Random(11, 53);
+    const RM d = w - wh;
+    const double oracle = (x.cast<double>() * d.cast<double>().transpose()).squaredNorm();
+    CHECK(ptq::output_squared_error(x, d) == doctest::Approx(oracle).epsilon(1e-5));
+    const Eigen::MatrixXf xc = x, dc = d;  // column-major arguments are evaluated into row-major
+    CHECK(ptq::output_squared_error(xc, dc) == doctest::Approx(oracle).epsilon(1e-5));
+    CHECK(ptq::output_mse(x, w, wh) == doctest::Approx(oracle / (37.0 * 11.0)).epsilon(1e-5));
+    // Column blocks: views with an outer stride larger than their width.
+    const double oracle_blk =
+        (x.middleCols(5, 20).cast<double>() * d.middleCols(5, 20).cast<double>().transpose()).squaredNorm();
+    CHECK(ptq::output_squared_error(x.middleCols(5, 20), d.middleCols(5, 20)) ==
+          doctest::Approx(oracle_blk).epsilon(1e-5));
+    CHECK(ptq::output_squared_error(RM(0, 53), d) == 0.0);
+    CHECK_THROWS_AS(ptq::output_squared_error(x, RM::Random(3, 52)), ptq::invalid_argument);
 }
 }  // TEST_SUITE("metric")
