@@ -626,6 +626,17 @@ TEST_CASE("real model: fp32 mean NLL on tinystories/valid.txt (docs/DESIGN.md §
     CHECK(r.predicted_tokens == 84382);
     CHECK(std::abs(r.mean_nll() - 1.2662) <= 1e-3);
     CHECK(r.perplexity() == doctest::Approx(3.547).epsilon(2e-3));
+    // evaluate() runs the sequences on ptq's threads: the sum is still the serial one, bit for
+    // bit (oracle: a plain loop over sequence_nll), whatever the thread count.
+    const std::vector<std::vector<int>> sub(d.docs.begin(), d.docs.begin() + 40);
+    double serial = 0.0;
+    for (const auto& doc : sub) serial += sequence_nll(d.model, doc);
+    for (const std::size_t threads : {1, 2, 3}) {
+        CAPTURE(threads);
+        ptq::set_num_threads(threads);
+        CHECK(evaluate(d.model, sub).nll_sum == serial);
+    }
+    ptq::set_num_threads(0);
 }
 
 TEST_CASE("real model: ptq RTN int4 asym g32 (widened to 0, half-to-even) mean NLL (docs/DESIGN.md §16)" *

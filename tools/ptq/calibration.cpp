@@ -4,8 +4,12 @@
 #include "evaluation.hpp"
 #include "forward.hpp"
 
+#include <ptq/parallel.hpp>
+
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
+#include <string>
 
 namespace ptq::llama {
 
@@ -63,19 +67,22 @@ CalibData load_calibration_ids(const std::filesystem::path& file, int vocab_size
 
 RowMatrix capture_group(const Model& m, int l, int g, const std::vector<RowMatrix>& states, std::size_t tokens) {
     const Eigen::Index in = g == 3 ? m.config.hidden_dim : m.config.dim;
+    // Sequence i fills rows [first[i], first[i + 1]) of X; the sequences run on ptq's threads,
+    // each with its own scratch, so X does not depend on the thread count.
+    std::vector<Eigen::Index> first(states.size() + 1, 0);
+    for (std::size_t i = 0; i < states.size(); ++i) first[i + 1] = first[i] + states[i].rows();
+    if (first.back() != static_cast<Eigen::Index>(tokens))
+        throw std::invalid_argument("ptq: capture_group: the states hold " + std::to_string(first.back()) +
+                                    " tokens, the calibration data " + std::to_string(tokens));
     RowMatrix X(static_cast<Eigen::Index>(tokens), in);
-    Eigen::Index row = 0;
-    detail::ForwardScratch scratch;
-    const ActivationHook hook = [&](int, std::string_view name, const RowMatrix& a) {
-        if (linear_index(name) == kGroupFirst[g]) {
-            X.middleRows(row, a.rows()) = a;
-            row += a.rows();
-        }
-    };
-    for (const RowMatrix& st : states) {
-        RowMatrix x = st;
+    ptq::detail::parallel_for(states.size(), [&](std::size_t i) {
+        detail::ForwardScratch scratch;
+        const ActivationHook hook = [&](int, std::string_view name, const RowMatrix& a) {
+            if (linear_index(name) == kGroupFirst[g]) X.middleRows(first[i], a.rows()) = a;
+        };
+        RowMatrix x = states[i];
         layer_forward(m, l, x, hook, kGroupFirst[g], &scratch);
-    }
+    });
     return X;
 }
 
@@ -87,8 +94,10 @@ std::vector<RowMatrix> initial_states(const Model& m, const CalibData& c) {
 }
 
 void advance_states(const Model& m, int l, std::vector<RowMatrix>& states) {
-    detail::ForwardScratch scratch;
-    for (RowMatrix& x : states) layer_forward(m, l, x, {}, -1, &scratch);
+    ptq::detail::parallel_for(states.size(), [&](std::size_t i) {
+        detail::ForwardScratch scratch;
+        layer_forward(m, l, states[i], {}, -1, &scratch);
+    });
 }
 
 const CalibData::Fp32Captures& fp32_captures(const Model& fp32, CalibData& c, const LayerLoader& load) {

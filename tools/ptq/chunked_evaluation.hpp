@@ -20,6 +20,8 @@
 #include "forward.hpp"
 #include "tokenizer.hpp"
 
+#include <ptq/parallel.hpp>
+
 #include <cmath>
 #include <cstddef>
 #include <span>
@@ -60,11 +62,14 @@ inline ChunkedEvalResult evaluate_chunked(const Model& m, std::span<const int> t
     r.n_ctx = n_ctx;
     r.chunks = tokens.size() / static_cast<std::size_t>(n_ctx);
     const int first = n_ctx / 2;
-    std::vector<int> chunk(static_cast<std::size_t>(n_ctx));
-    for (std::size_t c = 0; c < r.chunks; ++c) {
+    const std::size_t scored = static_cast<std::size_t>(n_ctx - 1 - first);
+    // The chunks run on ptq's threads (one task each), every chunk writing its own per-token
+    // NLLs; they are then summed in token order, exactly as a serial loop would.
+    std::vector<double> nll(r.chunks * scored);
+    ptq::detail::parallel_for(r.chunks, [&](std::size_t c) {
         const std::size_t start = c * static_cast<std::size_t>(n_ctx);
-        for (int k = 0; k < n_ctx; ++k)
-            chunk[static_cast<std::size_t>(k)] = tokens[start + static_cast<std::size_t>(k)];
+        std::vector<int> chunk(tokens.begin() + static_cast<std::ptrdiff_t>(start),
+                               tokens.begin() + static_cast<std::ptrdiff_t>(start) + n_ctx);
         chunk[0] = Tokenizer::kBos;
         // Logits of positions 0 .. n_ctx-2 (the last position predicts nothing inside the chunk).
         const RowMatrix logits = forward(m, std::span<const int>(chunk).first(static_cast<std::size_t>(n_ctx) - 1));
@@ -74,11 +79,13 @@ inline ChunkedEvalResult evaluate_chunked(const Model& m, std::span<const int> t
             double sum_exp = 0.0;
             for (Eigen::Index i = 0; i < row.size(); ++i) sum_exp += static_cast<double>(std::exp(row(i) - mx));
             const int next = chunk[static_cast<std::size_t>(t) + 1];
-            r.result.nll_sum += -(static_cast<double>(row(next) - mx) - std::log(sum_exp));
-            ++r.result.predicted_tokens;
+            nll[c * scored + static_cast<std::size_t>(t - first)] =
+                -(static_cast<double>(row(next) - mx) - std::log(sum_exp));
         }
-        ++r.result.sequences;
-    }
+    });
+    for (const double v : nll) r.result.nll_sum += v;
+    r.result.predicted_tokens = nll.size();
+    r.result.sequences = r.chunks;
     return r;
 }
 
