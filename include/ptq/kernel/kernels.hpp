@@ -308,7 +308,8 @@ struct Encoder<MxInt<Bits, Blk>, R, A> {
     }
 };
 
-/// Scaled minifloat: code = encode(x * (1/scale)), saturating.
+/// Scaled minifloat: code = encode(x * (1/scale)), saturating. In two steps for rtn_row:
+/// y = scaled(x), code = encode(y).
 template <int E, int M, Rounding R, class A>
 struct Encoder<Minifloat<E, M>, R, A> {
     using F = Minifloat<E, M>;
@@ -316,10 +317,12 @@ struct Encoder<Minifloat<E, M>, R, A> {
     static float multiplier(const typename F::Params& p) noexcept { return 1.0f / p.scale; }
     Encoder(const typename F::Params&, float m) noexcept : inv(m) {}
     explicit Encoder(const typename F::Params& p) noexcept : Encoder(p, multiplier(p)) {}
-    ubatch<A> operator()(const fbatch<A>& x) const noexcept { return encode_element<F, R, A>(x * inv); }
+    fbatch<A> scaled(const fbatch<A>& x) const noexcept { return x * inv; }
+    ubatch<A> encode(const fbatch<A>& y) const noexcept { return encode_element<F, R, A>(y); }
+    ubatch<A> operator()(const fbatch<A>& x) const noexcept { return encode(scaled(x)); }
 };
 
-/// MXFP: code = encode(x * 2^-e), saturating.
+/// MXFP: code = encode(x * 2^-e), saturating (y = scaled(x), code = encode(y), as the minifloat's).
 template <int E, int M, std::size_t Blk, Rounding R, class A>
 struct Encoder<MxFp<E, M, Blk>, R, A> {
     using F = MxFp<E, M, Blk>;
@@ -327,7 +330,9 @@ struct Encoder<MxFp<E, M, Blk>, R, A> {
     static float multiplier(const typename F::Params& p) noexcept { return pow2(-E8M0::exponent(p.scale_byte)); }
     Encoder(const typename F::Params&, float m) noexcept : s(m) {}
     explicit Encoder(const typename F::Params& p) noexcept : Encoder(p, multiplier(p)) {}
-    ubatch<A> operator()(const fbatch<A>& x) const noexcept { return encode_element<typename F::element, R, A>(x * s); }
+    fbatch<A> scaled(const fbatch<A>& x) const noexcept { return x * s; }
+    ubatch<A> encode(const fbatch<A>& y) const noexcept { return encode_element<typename F::element, R, A>(y); }
+    ubatch<A> operator()(const fbatch<A>& x) const noexcept { return encode(scaled(x)); }
 };
 
 /// Dequantization constants of one group as two floats (k0, k1); decode(c, k0, k1) works on
@@ -567,7 +572,13 @@ bool rtn_row_minmax(const float* x, std::size_t cols, std::size_t gc, const Quan
         const std::size_t fit = 4096 / gc / W * W, seg = fit < W ? W : (fit > S ? S : fit);
         alignas(64) float mult[S];
         I least(0);  // min of Encoder::raw (encoders with raw): < raw_overflow iff a NaN or Inf was seen
-        I mag(0);    // max |bits|: > 0x7F7FFFFF iff a NaN or Inf was seen (encoders without raw)
+        // Encoders without raw (minifloat, MXFP): max |bits| of the scaled values y = x * m, taken in
+        // the encode pass (the encoder computes |bits(y)| itself, no separate pass over x):
+        // > 0x7F7FFFFF if a NaN or Inf was seen, as y is NaN / +-Inf for a NaN / +-Inf x whatever m
+        // is (an Inf range gives m = 0, and Inf * 0 = NaN). For finite x, |y| <= amax * m stays
+        // below 2^(emax+1) for the group's own scale; were it ever to overflow, the row would only
+        // take the per-group path, never get a wrong code.
+        I mag(0);
         for (std::size_t s0 = 0; s0 < ng; s0 += seg) {
             const std::size_t se = ng - s0 < seg ? ng : s0 + seg;
             for (std::size_t g0 = s0; g0 < se; g0 += W) {
@@ -576,12 +587,10 @@ bool rtn_row_minmax(const float* x, std::size_t cols, std::size_t gc, const Quan
                 B lov[W], hiv[W];
                 auto block = [&](const float* xb, B& lo, B& hi) PTQ_ALWAYS_INLINE {  // 32 values
                     lo = hi = B::load_unaligned(xb);
-                    if constexpr (!raw) mag = xsimd::max(mag, xsimd::bitwise_cast<I>(lo) & I(0x7FFFFFFF));
                     for (std::size_t t = 1; t < V; ++t) {
                         const B v = B::load_unaligned(xb + t * W);
                         lo = xsimd::min(lo, v);
                         hi = xsimd::max(hi, v);
-                        if constexpr (!raw) mag = xsimd::max(mag, xsimd::bitwise_cast<I>(v) & I(0x7FFFFFFF));
                     }
                 };
                 for (std::size_t k = 0; k < m; ++k) {
@@ -616,7 +625,6 @@ bool rtn_row_minmax(const float* x, std::size_t cols, std::size_t gc, const Quan
                 if (m < W)
                     for (std::size_t k = 0; k < m; ++k) params[g0 + k] = local[k];
             }
-            if (!raw && xsimd::any(mag > I(0x7F7FFFFF))) return false;
             // codes, packed 32 at a time
             for (std::size_t g = s0; g < se; ++g) {
                 const Encoder<F, R, A> enc(params[g], mult[g - s0]);
@@ -639,14 +647,16 @@ bool rtn_row_minmax(const float* x, std::size_t cols, std::size_t gc, const Quan
                                 least = xsimd::min(least, q);
                                 c[t] = enc.codes(q);
                             } else {
-                                c[t] = enc(B::load_unaligned(xg + j + t * W));
+                                const B y = enc.scaled(B::load_unaligned(xg + j + t * W));
+                                mag = xsimd::max(mag, xsimd::bitwise_cast<I>(y) & I(0x7FFFFFFF));
+                                c[t] = enc.encode(y);
                             }
                         }
                         pack32<F::bits, A>(c, out + j / 8 * F::bits, A{});
                     }
                 }
             }
-            if (raw && xsimd::any(least < I(raw_overflow))) return false;
+            if (raw ? xsimd::any(least < I(raw_overflow)) : xsimd::any(mag > I(0x7F7FFFFF))) return false;
         }
         return true;
     }
