@@ -152,8 +152,8 @@ ubatch<A> encode_minifloat(const fbatch<A>& y) noexcept {
 /// code under half_even (2k is even: the code's parity is the rounded value's), away from zero
 /// under half_away. Saturation: a in [6, 8) gives 7 or 8 -> 7; a >= 8 (finite or +Inf) gives a
 /// rounded value >= 4 or round_to_int32's INT_MIN, 0x80000000 + 2k as unsigned -> 7.
-/// The multiplier 2^(1-k) is the bit pattern 0x40000000 - (k << 23), k taken from the compare masks
-/// (-1 per true compare: s = -k, all in wrapping unsigned arithmetic).
+/// The multiplier and the offset are chosen by two compares and blends (mask registers on
+/// AVX-512). NaN: both compares false, t NaN, the code forced to 0.
 template <Rounding R, class A>
 PTQ_ALWAYS_INLINE inline ubatch<A> encode_e2m1(const fbatch<A>& y) noexcept {
     using U = ubatch<A>;
@@ -161,14 +161,14 @@ PTQ_ALWAYS_INLINE inline ubatch<A> encode_e2m1(const fbatch<A>& y) noexcept {
     const U u = xsimd::bitwise_cast<U>(y);
     const U abits = u & U(0x7FFFFFFFu);
     const Fb a = xsimd::bitwise_cast<Fb>(abits);
-    const ibatch<A> ai = xsimd::bitwise_cast<ibatch<A>>(abits);  // a >= c <=> ai >= bits(c) for a not NaN
-    const U s = xsimd::bitwise_cast<U>(xsimd::select(ai >= ibatch<A>(0x40000000), ibatch<A>(-1), ibatch<A>(0)) +
-                                       xsimd::select(ai >= ibatch<A>(0x40800000), ibatch<A>(-1), ibatch<A>(0)));
-    const Fb t = a * xsimd::bitwise_cast<Fb>(U(0x40000000u) + (s << 23));
-    const U q = xsimd::bitwise_cast<U>(round_to_int32<R, A>(t, A{})) - s - s;
+    const auto ge2 = a >= Fb(2.0f), ge4 = a >= Fb(4.0f);
+    const Fb t = a * xsimd::select(ge2, xsimd::select(ge4, Fb(0.5f), Fb(1.0f)), Fb(2.0f));
+    using I = ibatch<A>;
+    const I off = xsimd::select(xsimd::bool_cast(ge2), xsimd::select(xsimd::bool_cast(ge4), I(4), I(2)), I(0));  // 2k
+    const U q = xsimd::bitwise_cast<U>(round_to_int32<R, A>(t, A{}) + off);
     const U code = xsimd::min(q, U(7u)) | ((u >> 31) << 3);
-    const auto nan = ai > ibatch<A>(0x7F800000);  // (k = 2 there: t is NaN, any q)
-    return xsimd::bitwise_cast<U>(xsimd::select(nan, ibatch<A>(0), xsimd::bitwise_cast<ibatch<A>>(code)));
+    const auto nan = xsimd::bitwise_cast<I>(abits) > I(0x7F800000);
+    return xsimd::bitwise_cast<U>(xsimd::select(nan, I(0), xsimd::bitwise_cast<I>(code)));
 }
 
 /// Minifloat encode on a batch, saturating (encode_minifloat; E2M1 through encode_e2m1).
