@@ -501,6 +501,72 @@ TEST_CASE("AVX2 overloads == reference: range reduction, E2M1 table decode") {
         CHECK(same);
     }
 }
+
+// E2M1 (Fp4, MXFP4 elements) has its own encoder (exact power-of-two scaling of |y|, one
+// rounding): against the scalar Minifloat<2, 1>::encode at AVX2 and the default width, both
+// roundings, on every midpoint of the grid and its neighbours (ties), the saturation range
+// (6 .. 8, huge, FLT_MAX, +-Inf), NaN of both signs, zeros and denormals, and a sweep of float
+// bit patterns; then through quantize_group on a ragged length (tail through the scalar code).
+TEST_CASE("E2M1 encode == Minifloat<2, 1>::encode: ties, saturation, NaN / Inf, ragged tails") {
+    std::vector<float> x;
+    const float inf = std::numeric_limits<float>::infinity();
+    for (float m : {0.0f,
+                    0.25f,
+                    0.5f,
+                    0.75f,
+                    1.0f,
+                    1.25f,
+                    1.5f,
+                    1.75f,
+                    2.0f,
+                    2.5f,
+                    3.0f,
+                    3.5f,
+                    4.0f,
+                    5.0f,
+                    6.0f,
+                    7.0f,
+                    8.0f,
+                    1e30f,
+                    std::numeric_limits<float>::max(),
+                    std::numeric_limits<float>::min(),
+                    std::numeric_limits<float>::denorm_min()}) {
+        float up = m, down = m;
+        for (int k = 0; k < 4; ++k) {
+            for (float v : {up, down}) x.push_back(v), x.push_back(-v);
+            up = std::nextafter(up, inf);
+            down = std::nextafter(down, -inf);
+        }
+    }
+    for (float v : {inf, -inf, std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::quiet_NaN()})
+        x.push_back(v);
+    for (std::uint64_t b = 0; b < (1ull << 32); b += 65521) x.push_back(std::bit_cast<float>(std::uint32_t(b)));
+    x.push_back(0.75f);  // ragged: x.size() % 8 != 0
+    REQUIRE(x.size() % 8 != 0);
+    auto at = [&]<class Arch>() {
+        constexpr std::size_t W = xsimd::batch<float, Arch>::size;
+        for (Rounding r : {Rounding::half_even, Rounding::half_away}) {
+            std::size_t bad = 0;
+            for (std::size_t i = 0; i + W <= x.size(); i += W) {
+                alignas(64) std::uint32_t c[W];
+                const auto y = xsimd::batch<float, Arch>::load_unaligned(x.data() + i);
+                (r == Rounding::half_even ? kernel::detail::encode_element<Fp4, Rounding::half_even, Arch>(y)
+                                          : kernel::detail::encode_element<Fp4, Rounding::half_away, Arch>(y))
+                    .store_aligned(c);
+                for (std::size_t k = 0; k < W; ++k)
+                    if (c[k] != Fp4::encode(x[i + k], r, Overflow::saturate)) ++bad;
+            }
+            CHECK(bad == 0);
+            const MxFp4::Params unit{127};  // scale 2^0
+            std::vector<std::uint8_t> a(x.size()), b(x.size());
+            kernel::quantize_group<MxFp4, Arch>(x.data(), x.size(), unit, r, a.data());
+            ref::quantize_group<MxFp4>(x.data(), x.size(), unit, r, b.data());
+            CHECK(a == b);
+        }
+    };
+    at.template operator()<xsimd::avx2>();
+    at.template operator()<xsimd::default_arch>();
+}
 #endif
 
 }  // TEST_SUITE("kernel")

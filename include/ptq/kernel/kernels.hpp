@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include <ptq/kernel/xsimd.hpp>
 
@@ -138,6 +139,43 @@ ubatch<A> encode_minifloat(const fbatch<A>& y) noexcept {
     } else {
         return xsimd::select(abits > U(0x7F800000u), U(0u), code);
     }
+}
+
+/// E2M1 (FP4) encode, bit for bit Minifloat<2, 1>::encode (saturating), without the generic
+/// float-bit rounding: the 8 magnitudes {0, 0.5, 1, 1.5, 2, 3, 4, 6} are the grid of step 0.5 on
+/// [0, 2) (codes 0-4), of step 1 on [2, 4) (codes 4-6) and of step 2 on [4, 8) (codes 6-7), so
+/// with a = |y| and k = [a >= 2] + [a >= 4]:
+///   mag = min(round_R(a * 2^(1-k)) + 2k, 7)   (unsigned min), code = sign | mag, NaN -> 0.
+/// a * 2^(1-k) is exact (a power-of-two scaling of a finite a: a * 2 for a < 2 is the reference's
+/// own subnormal-range product, a * 1 and a * 0.5 for a >= 2 stay normal), so the one rounding is
+/// the reference's: a tie at a midpoint (0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5) goes to the even
+/// code under half_even (2k is even: the code's parity is the rounded value's), away from zero
+/// under half_away. Saturation: a in [6, 8) gives 7 or 8 -> 7; a >= 8 (finite or +Inf) gives a
+/// rounded value >= 4 or round_to_int32's INT_MIN, 0x80000000 + 2k as unsigned -> 7.
+/// The multiplier and the offset are chosen by two compares and blends (mask registers on
+/// AVX-512). NaN: both compares false, t NaN, the code forced to 0.
+template <Rounding R, class A>
+PTQ_ALWAYS_INLINE inline ubatch<A> encode_e2m1(const fbatch<A>& y) noexcept {
+    using U = ubatch<A>;
+    using Fb = fbatch<A>;
+    const U u = xsimd::bitwise_cast<U>(y);
+    const U abits = u & U(0x7FFFFFFFu);
+    const Fb a = xsimd::bitwise_cast<Fb>(abits);
+    const auto ge2 = a >= Fb(2.0f), ge4 = a >= Fb(4.0f);
+    const Fb t = a * xsimd::select(ge2, xsimd::select(ge4, Fb(0.5f), Fb(1.0f)), Fb(2.0f));
+    using I = ibatch<A>;
+    const I off = xsimd::select(xsimd::bool_cast(ge2), xsimd::select(xsimd::bool_cast(ge4), I(4), I(2)), I(0));  // 2k
+    const U q = xsimd::bitwise_cast<U>(round_to_int32<R, A>(t, A{}) + off);
+    const U code = xsimd::min(q, U(7u)) | ((u >> 31) << 3);
+    const auto nan = xsimd::bitwise_cast<I>(abits) > I(0x7F800000);
+    return xsimd::bitwise_cast<U>(xsimd::select(nan, I(0), xsimd::bitwise_cast<I>(code)));
+}
+
+/// Minifloat encode on a batch, saturating (encode_minifloat; E2M1 through encode_e2m1).
+template <class Elem, Rounding R, class A>
+PTQ_ALWAYS_INLINE inline ubatch<A> encode_element(const fbatch<A>& y) noexcept {
+    if constexpr (Elem::exponent_bits == 2 && Elem::mantissa_bits == 1) return encode_e2m1<R, A>(y);
+    else return encode_minifloat<Elem, R, A>(y);
 }
 
 /// Minifloat<E, M>::decode on a batch, bit for bit: the value is built as a float bit
@@ -270,7 +308,8 @@ struct Encoder<MxInt<Bits, Blk>, R, A> {
     }
 };
 
-/// Scaled minifloat: code = encode(x * (1/scale)), saturating.
+/// Scaled minifloat: code = encode(x * (1/scale)), saturating. In two steps for rtn_row:
+/// y = scaled(x), code = encode(y).
 template <int E, int M, Rounding R, class A>
 struct Encoder<Minifloat<E, M>, R, A> {
     using F = Minifloat<E, M>;
@@ -278,10 +317,12 @@ struct Encoder<Minifloat<E, M>, R, A> {
     static float multiplier(const typename F::Params& p) noexcept { return 1.0f / p.scale; }
     Encoder(const typename F::Params&, float m) noexcept : inv(m) {}
     explicit Encoder(const typename F::Params& p) noexcept : Encoder(p, multiplier(p)) {}
-    ubatch<A> operator()(const fbatch<A>& x) const noexcept { return encode_minifloat<F, R, A>(x * inv); }
+    fbatch<A> scaled(const fbatch<A>& x) const noexcept { return x * inv; }
+    ubatch<A> encode(const fbatch<A>& y) const noexcept { return encode_element<F, R, A>(y); }
+    ubatch<A> operator()(const fbatch<A>& x) const noexcept { return encode(scaled(x)); }
 };
 
-/// MXFP: code = encode(x * 2^-e), saturating.
+/// MXFP: code = encode(x * 2^-e), saturating (y = scaled(x), code = encode(y), as the minifloat's).
 template <int E, int M, std::size_t Blk, Rounding R, class A>
 struct Encoder<MxFp<E, M, Blk>, R, A> {
     using F = MxFp<E, M, Blk>;
@@ -289,9 +330,9 @@ struct Encoder<MxFp<E, M, Blk>, R, A> {
     static float multiplier(const typename F::Params& p) noexcept { return pow2(-E8M0::exponent(p.scale_byte)); }
     Encoder(const typename F::Params&, float m) noexcept : s(m) {}
     explicit Encoder(const typename F::Params& p) noexcept : Encoder(p, multiplier(p)) {}
-    ubatch<A> operator()(const fbatch<A>& x) const noexcept {
-        return encode_minifloat<typename F::element, R, A>(x * s);
-    }
+    fbatch<A> scaled(const fbatch<A>& x) const noexcept { return x * s; }
+    ubatch<A> encode(const fbatch<A>& y) const noexcept { return encode_element<typename F::element, R, A>(y); }
+    ubatch<A> operator()(const fbatch<A>& x) const noexcept { return encode(scaled(x)); }
 };
 
 /// Dequantization constants of one group as two floats (k0, k1); decode(c, k0, k1) works on
@@ -417,12 +458,12 @@ struct MinMaxParams<IntFormat<Bits, Sym, Rg>, R, A> {
             scale = scale_from_range<A>(l, h, double(F::levels), A{});
             z = xsimd::min(xsimd::max(round_integral<R, A>(-l / scale), B(0.0f)), B(float(F::levels)));
         }
-        alignas(64) float sc[W];
-        alignas(64) std::int32_t zi[W];
-        scale.store_aligned(sc);
-        xsimd::batch_cast<std::int32_t>(z).store_aligned(zi);
+        using P = typename F::Params;  // {float scale; int32 zero}: W records stored interleaved
+        static_assert(std::is_trivially_copyable_v<P> && sizeof(P) == 8 && offsetof(P, zero) == 4);
+        alignas(64) float rec[2 * W];
+        store_interleaved<A>(scale, xsimd::bitwise_cast<B>(xsimd::batch_cast<std::int32_t>(z)), rec, A{});
+        std::memcpy(p, rec, sizeof rec);
         (B(1.0f) / scale).store_unaligned(m);
-        for (std::size_t k = 0; k < W; ++k) p[k] = {sc[k], zi[k]};
         return (lo == hi) | (scale >= B(0x1p119f));
     }
 };
@@ -440,10 +481,11 @@ struct MinMaxParams<Minifloat<E, M>, R, A> {
         constexpr std::size_t W = B::size;
         const B amax = xsimd::max(xsimd::abs(lo), xsimd::abs(hi));
         const B scale = xsimd::max(amax / B(static_cast<float>(F::max_normal)), B(std::numeric_limits<float>::min()));
+        static_assert(std::is_trivially_copyable_v<typename F::Params> && sizeof(typename F::Params) == 4);
         alignas(64) float sc[W];
         scale.store_aligned(sc);
+        std::memcpy(p, sc, sizeof sc);
         (B(1.0f) / scale).store_unaligned(m);
-        for (std::size_t k = 0; k < W; ++k) p[k].scale = sc[k];
         return lo == hi;
     }
 };
@@ -461,10 +503,11 @@ xsimd::batch_bool<float, A> mx_floor_params(const fbatch<A>& lo, const fbatch<A>
     const B amax = xsimd::max(xsimd::abs(lo), xsimd::abs(hi));
     I e = (xsimd::bitwise_cast<I>(amax) >> 23) - I(127 + EmaxElem);
     e = xsimd::min(xsimd::max(e, I(E8M0::min_exponent)), I(E8M0::max_exponent));
-    alignas(64) std::int32_t eb[W];
-    (e + I(E8M0::bias)).store_aligned(eb);
+    static_assert(std::is_trivially_copyable_v<MxParams> && sizeof(MxParams) == 1);
+    alignas(64) std::uint8_t eb[W];
+    store_bytes<A>(xsimd::bitwise_cast<ubatch<A>>(e + I(E8M0::bias)), eb);  // bytes 0..254
+    std::memcpy(p, eb, W);
     xsimd::bitwise_cast<B>((I(127) - e) << 23).store_unaligned(m);
-    for (std::size_t k = 0; k < W; ++k) p[k].scale_byte = static_cast<std::uint8_t>(eb[k]);
     return amax >= B(0x1p127f);
 }
 template <int Bits, std::size_t Blk, Rounding R, class A>
@@ -529,7 +572,13 @@ bool rtn_row_minmax(const float* x, std::size_t cols, std::size_t gc, const Quan
         const std::size_t fit = 4096 / gc / W * W, seg = fit < W ? W : (fit > S ? S : fit);
         alignas(64) float mult[S];
         I least(0);  // min of Encoder::raw (encoders with raw): < raw_overflow iff a NaN or Inf was seen
-        I mag(0);    // max |bits|: > 0x7F7FFFFF iff a NaN or Inf was seen (encoders without raw)
+        // Encoders without raw (minifloat, MXFP): max |bits| of the scaled values y = x * m, taken in
+        // the encode pass (the encoder computes |bits(y)| itself, no separate pass over x):
+        // > 0x7F7FFFFF if a NaN or Inf was seen, as y is NaN / +-Inf for a NaN / +-Inf x whatever m
+        // is (an Inf range gives m = 0, and Inf * 0 = NaN). For finite x, |y| <= amax * m stays
+        // below 2^(emax+1) for the group's own scale; were it ever to overflow, the row would only
+        // take the per-group path, never get a wrong code.
+        I mag(0);
         for (std::size_t s0 = 0; s0 < ng; s0 += seg) {
             const std::size_t se = ng - s0 < seg ? ng : s0 + seg;
             for (std::size_t g0 = s0; g0 < se; g0 += W) {
@@ -538,12 +587,10 @@ bool rtn_row_minmax(const float* x, std::size_t cols, std::size_t gc, const Quan
                 B lov[W], hiv[W];
                 auto block = [&](const float* xb, B& lo, B& hi) PTQ_ALWAYS_INLINE {  // 32 values
                     lo = hi = B::load_unaligned(xb);
-                    if constexpr (!raw) mag = xsimd::max(mag, xsimd::bitwise_cast<I>(lo) & I(0x7FFFFFFF));
                     for (std::size_t t = 1; t < V; ++t) {
                         const B v = B::load_unaligned(xb + t * W);
                         lo = xsimd::min(lo, v);
                         hi = xsimd::max(hi, v);
-                        if constexpr (!raw) mag = xsimd::max(mag, xsimd::bitwise_cast<I>(v) & I(0x7FFFFFFF));
                     }
                 };
                 for (std::size_t k = 0; k < m; ++k) {
@@ -560,8 +607,10 @@ bool rtn_row_minmax(const float* x, std::size_t cols, std::size_t gc, const Quan
                     lov[k] = lov[0];
                     hiv[k] = hiv[0];
                 }
-                // parameters, special lanes from the scalar make_params
-                typename F::Params p[W];
+                // parameters, special lanes from the scalar make_params; a full batch straight
+                // into params (W records, vector stores), a partial one through a local copy
+                typename F::Params local[W];
+                typename F::Params* p = m == W ? params + g0 : local;
                 float* mu = mult + (g0 - s0);
                 const auto special = MP::make(min_of_groups<A>(lov), max_of_groups<A>(hiv), o, p, mu);
                 if (xsimd::any(special)) [[unlikely]] {
@@ -573,9 +622,9 @@ bool rtn_row_minmax(const float* x, std::size_t cols, std::size_t gc, const Quan
                             mu[k] = Encoder<F, R, A>::multiplier(p[k]);
                         }
                 }
-                for (std::size_t k = 0; k < m; ++k) params[g0 + k] = p[k];
+                if (m < W)
+                    for (std::size_t k = 0; k < m; ++k) params[g0 + k] = local[k];
             }
-            if (!raw && xsimd::any(mag > I(0x7F7FFFFF))) return false;
             // codes, packed 32 at a time
             for (std::size_t g = s0; g < se; ++g) {
                 const Encoder<F, R, A> enc(params[g], mult[g - s0]);
@@ -588,7 +637,8 @@ bool rtn_row_minmax(const float* x, std::size_t cols, std::size_t gc, const Quan
                             q[t] = enc.raw(B::load_unaligned(xg + j + t * W));
                             least = xsimd::min(least, q[t]);
                         }
-                        pack32_clamped<F::bits, A>(q, enc.code_lo, enc.code_hi, out + j / 8 * F::bits, A{});
+                        using E = Encoder<F, R, A>;
+                        pack32_clamped<F::bits, E::code_lo, E::code_hi, A>(q, out + j / 8 * F::bits, A{});
                     } else {
                         ubatch<A> c[V];
                         for (std::size_t t = 0; t < V; ++t) {
@@ -597,14 +647,16 @@ bool rtn_row_minmax(const float* x, std::size_t cols, std::size_t gc, const Quan
                                 least = xsimd::min(least, q);
                                 c[t] = enc.codes(q);
                             } else {
-                                c[t] = enc(B::load_unaligned(xg + j + t * W));
+                                const B y = enc.scaled(B::load_unaligned(xg + j + t * W));
+                                mag = xsimd::max(mag, xsimd::bitwise_cast<I>(y) & I(0x7FFFFFFF));
+                                c[t] = enc.encode(y);
                             }
                         }
                         pack32<F::bits, A>(c, out + j / 8 * F::bits, A{});
                     }
                 }
             }
-            if (raw && xsimd::any(least < I(raw_overflow))) return false;
+            if (raw ? xsimd::any(least < I(raw_overflow)) : xsimd::any(mag > I(0x7F7FFFFF))) return false;
         }
         return true;
     }

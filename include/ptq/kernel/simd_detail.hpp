@@ -296,6 +296,44 @@ PTQ_ALWAYS_INLINE inline fbatch<A> max_of_groups(const fbatch<A>* v) noexcept {
     return reduce_groups<true, A>(v, A{});
 }
 
+// ---- interleaved store of two batches (parameter records) --------------------------------------
+/// out[2k] = a[k], out[2k + 1] = b[k] for k < W (2W floats, any alignment): the records
+/// {float, 32-bit} of W groups written with two vector stores. Generic: lane by lane; AVX:
+/// unpacklo/hi (interleave inside each 128-bit half) and a swap of the middle halves;
+/// AVX-512: two two-source permutes.
+template <class A>
+PTQ_ALWAYS_INLINE inline void store_interleaved(const fbatch<A>& a, const fbatch<A>& b, float* out,
+                                                requires_arch<xsimd::generic>) noexcept {
+    constexpr std::size_t W = fbatch<A>::size;
+    alignas(64) float ta[W], tb[W];
+    a.store_aligned(ta);
+    b.store_aligned(tb);
+    for (std::size_t k = 0; k < W; ++k) {
+        out[2 * k] = ta[k];
+        out[2 * k + 1] = tb[k];
+    }
+}
+#if XSIMD_WITH_AVX
+template <class A>
+PTQ_ALWAYS_INLINE inline void store_interleaved(const fbatch<A>& a, const fbatch<A>& b, float* out,
+                                                requires_arch<xsimd::avx>) noexcept {
+    const __m256 lo = _mm256_unpacklo_ps(a, b),
+                 hi = _mm256_unpackhi_ps(a, b);  // [a0 b0 a1 b1 | a4 b4 a5 b5], [a2 .. | a6 ..]
+    _mm256_storeu_ps(out, _mm256_permute2f128_ps(lo, hi, 0x20));
+    _mm256_storeu_ps(out + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+}
+#endif
+#if XSIMD_WITH_AVX512F
+template <class A>
+PTQ_ALWAYS_INLINE inline void store_interleaved(const fbatch<A>& a, const fbatch<A>& b, float* out,
+                                                requires_arch<xsimd::avx512f>) noexcept {
+    const __m512i i0 = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i i1 = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    _mm512_storeu_ps(out, _mm512_permutex2var_ps(a, i0, b));
+    _mm512_storeu_ps(out + 16, _mm512_permutex2var_ps(a, i1, b));
+}
+#endif
+
 // ---- float -> double -> float lane arithmetic --------------------------------------------------
 /// float(min(max((double(hi) - double(lo)) / d, FLT_MIN), FLT_MAX)) per lane (lo, hi finite):
 /// the subtraction and the division in double, one rounding to float (current rounding mode,
@@ -502,10 +540,10 @@ PTQ_ALWAYS_INLINE inline void pack_bytes32(const std::uint8_t* bytes, std::uint8
 /// AVX-512 for B = 8 and B = 4: narrowed with packs / vpmov, the nibble pairs (code 2j in the
 /// low nibble of byte j, code 2j+1 in the high one) formed by one shift and or.
 ///
-/// pack32_clamped: the same for int32 values q clamped to [lo, hi] (0 <= lo <= hi < 2^B) first:
-/// generic = max / min per lane; AVX2 / AVX-512 = the saturating packs (signed to [-32768,
-/// 32767], then unsigned to [0, 255]: clamp(clamp(q, 0, 255), lo, hi) = clamp(q, lo, hi)) and one
-/// byte max / min for all 32 codes.
+/// pack32_clamped<B, Lo, Hi>: the same for int32 values q clamped to [Lo, Hi] (0 <= Lo <= Hi < 2^B)
+/// first: generic = max / min per lane; AVX2 / AVX-512 = the saturating packs (signed to [-32768,
+/// 32767], then unsigned to [0, 255]: clamp(clamp(q, 0, 255), Lo, Hi) = clamp(q, Lo, Hi)) and one
+/// byte max (omitted for Lo = 0) / min (omitted for Hi = 255) for all 32 codes.
 template <int B, class A>
 PTQ_ALWAYS_INLINE inline void pack32(const ubatch<A>* c, std::uint8_t* out, requires_arch<xsimd::generic>) noexcept {
     constexpr std::size_t W = ubatch<A>::size;
@@ -514,12 +552,12 @@ PTQ_ALWAYS_INLINE inline void pack32(const ubatch<A>* c, std::uint8_t* out, requ
     for (std::size_t t = 0; t < 32 / W; ++t) store_bytes<A>(c[t], bytes + t * W);
     pack_bytes32<B>(bytes, out);
 }
-template <int B, class A>
-PTQ_ALWAYS_INLINE inline void pack32_clamped(const ibatch<A>* q, std::int32_t lo, std::int32_t hi, std::uint8_t* out,
+template <int B, std::int32_t Lo, std::int32_t Hi, class A>
+PTQ_ALWAYS_INLINE inline void pack32_clamped(const ibatch<A>* q, std::uint8_t* out,
                                              requires_arch<xsimd::generic>) noexcept {
     ubatch<A> c[32 / ubatch<A>::size];
     for (std::size_t t = 0; t < 32 / ubatch<A>::size; ++t)
-        c[t] = xsimd::bitwise_cast<ubatch<A>>(xsimd::min(xsimd::max(q[t], ibatch<A>(lo)), ibatch<A>(hi)));
+        c[t] = xsimd::bitwise_cast<ubatch<A>>(xsimd::min(xsimd::max(q[t], ibatch<A>(Lo)), ibatch<A>(Hi)));
     pack32<B, A>(c, out, xsimd::generic{});
 }
 #if XSIMD_WITH_AVX2
@@ -547,18 +585,21 @@ inline __m256i narrow32(__m256i q0, __m256i q1, __m256i q2, __m256i q3) noexcept
     const __m256i b = _mm256_packus_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3));
     return _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
-inline __m256i clamp_bytes(__m256i b, std::int32_t lo, std::int32_t hi) noexcept {
-    return _mm256_min_epu8(_mm256_max_epu8(b, _mm256_set1_epi8(static_cast<char>(lo))),
-                           _mm256_set1_epi8(static_cast<char>(hi)));
+template <std::int32_t Lo, std::int32_t Hi>
+PTQ_ALWAYS_INLINE inline __m256i clamp_bytes(__m256i b) noexcept {
+    static_assert(0 <= Lo && Lo <= Hi && Hi <= 255);
+    if constexpr (Lo > 0) b = _mm256_max_epu8(b, _mm256_set1_epi8(static_cast<char>(Lo)));
+    if constexpr (Hi < 255) b = _mm256_min_epu8(b, _mm256_set1_epi8(static_cast<char>(Hi)));
+    return b;
 }
 template <int B, class A>
 PTQ_ALWAYS_INLINE inline void pack32(const ubatch<A>* c, std::uint8_t* out, requires_arch<xsimd::avx2>) noexcept {
     store_codes32<B>(narrow32(c[0], c[1], c[2], c[3]), out);
 }
-template <int B, class A>
-PTQ_ALWAYS_INLINE inline void pack32_clamped(const ibatch<A>* q, std::int32_t lo, std::int32_t hi, std::uint8_t* out,
+template <int B, std::int32_t Lo, std::int32_t Hi, class A>
+PTQ_ALWAYS_INLINE inline void pack32_clamped(const ibatch<A>* q, std::uint8_t* out,
                                              requires_arch<xsimd::avx2>) noexcept {
-    store_codes32<B>(clamp_bytes(narrow32(q[0], q[1], q[2], q[3]), lo, hi), out);
+    store_codes32<B>(clamp_bytes<Lo, Hi>(narrow32(q[0], q[1], q[2], q[3])), out);
 }
 #endif
 #if XSIMD_WITH_AVX512F
@@ -577,15 +618,15 @@ PTQ_ALWAYS_INLINE inline void pack32(const ubatch<A>* c, std::uint8_t* out, requ
     }
 }
 #if XSIMD_WITH_AVX2
-template <int B, class A>
-PTQ_ALWAYS_INLINE inline void pack32_clamped(const ibatch<A>* q, std::int32_t lo, std::int32_t hi, std::uint8_t* out,
+template <int B, std::int32_t Lo, std::int32_t Hi, class A>
+PTQ_ALWAYS_INLINE inline void pack32_clamped(const ibatch<A>* q, std::uint8_t* out,
                                              requires_arch<xsimd::avx512f>) noexcept {
     // packs per 128-bit lane k: words q0[4k..4k+3], q1[4k..4k+3] -> bytes (dword 4k: q0's four,
     // dword 4k+1: q1's four); dwords 0 4 8 12 1 5 9 13 are the 32 codes in order.
     const __m512i w = _mm512_packs_epi32(q[0], q[1]);
     const __m512i b = _mm512_packus_epi16(w, w);
     const __m512i o = _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0), b);
-    store_codes32<B>(clamp_bytes(_mm512_castsi512_si256(o), lo, hi), out);
+    store_codes32<B>(clamp_bytes<Lo, Hi>(_mm512_castsi512_si256(o)), out);
 }
 #endif
 #endif
