@@ -113,7 +113,7 @@ std::size_t int_dot_row_roundings(std::size_t n) {
 #else
     constexpr std::size_t per_block = 2;
 #endif
-    return per_block * ((n + 31) / 32) + 4;
+    return per_block * ((n + 63) / 64) + 6;
 }
 
 std::size_t log2i(std::size_t w) {

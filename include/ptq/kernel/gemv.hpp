@@ -361,16 +361,22 @@ void prepare_int_acts(const std::uint8_t* codes, std::size_t n, std::int8_t* q, 
 ///   AVX2 is split into nibbles so that vpmaddubsw cannot saturate),
 /// |I_jl| <= 4 * 255 * 128 < 2^24, so float(I_jl) is exact. Then, in 8 float lanes,
 ///   IntFormat: acc_l = fma(float(I_jl), s_g, acc_l)           (one rounding, to nearest)
-///   MxInt:     acc_l = fma(float(I_jl) * 2^(e_w,j - 6), 2^(e_x,j - 6), acc_l)
-///              (the product by a power of two is exact unless it under/overflows)
-/// over the blocks in order; finally y = hadd(acc) (log2 8 = 3 pairwise additions), times s_x
-/// for IntFormat activations (one rounding). Without FMA (AVX2 compiled without it) the fma is
-/// a multiplication and an addition (two roundings).
+///   MxInt:     acc_l = fma(float(I_jl), 2^(e_w,j + e_x,j - 12), acc_l) when the factor is
+///              a normal float, else fma(float(I_jl) * 2^(e_w,j - 6), 2^(e_x,j - 6), acc_l)
+///              (NaN scale bytes, under/overflow; the product by a power of two is exact
+///              unless it under/overflows): one rounding either way
+/// into four accumulators acc_k, k = block index mod 4 (of the row for groups of 32, of the group
+/// otherwise; a group's last 1-3 blocks go to acc_0, acc_1, acc_2), each in block order; then
+/// acc = (acc_0 + acc_1) + (acc_2 + acc_3), y = hadd(acc) (log2 8 = 3 pairwise additions), times
+/// s_x for IntFormat activations (one rounding). Without FMA (AVX2 compiled without it) the fma
+/// is a multiplication and an addition (two roundings).
 ///
-/// Error bound (no overflow or underflow; w^, x^ the exact dequantized values, u = 2^-24): every
-/// term goes through at most r = 2 * ceil(cols / 32) + 4 roundings (r = ceil(cols / 32) + 4 with
-/// FMA), so |y - sum_i w^_i x^_i| <= r * u * sum_i |w^_i x^_i| to first order (the I_jl are
-/// exact and |I_jl| <= sum over the lane of |(u_i - z) q_i|). NaN parameters give NaN.
+/// Error bound (no overflow or underflow; w^, x^ the exact dequantized values, u = 2^-24): an
+/// accumulator takes at most ceil(cols / 64) blocks (the worst case, groups of 64, alternates
+/// two), so every term goes through at most r = ceil(cols / 64) + 6 roundings with FMA
+/// (2 * ceil(cols / 64) + 6 without), and |y - sum_i w^_i x^_i| <= r * u * sum_i |w^_i x^_i| to
+/// first order (the I_jl are exact and |I_jl| <= sum over the lane of |(u_i - z) q_i|). NaN
+/// parameters give NaN.
 template <QuantFormat F, QuantFormat A, class Arch = xsimd::default_arch>
 float int_dot_row(const std::uint8_t* packed_row, const GroupLayout& layout, const typename F::Params* wp,
                   const std::int8_t* q, const std::int32_t* lane_neg, const typename A::Params* xp) noexcept {
@@ -393,54 +399,85 @@ float int_dot_row(const std::uint8_t* packed_row, const GroupLayout& layout, con
         return _mm256_add_ps(_mm256_mul_ps(a, b), c);
 #endif
     };
-    __m256 acc = _mm256_setzero_ps();
-    std::size_t g = 0;
-    for (std::size_t b0 = 0; b0 < n; b0 += gc, ++g) {
-        const std::size_t b1 = b0 + gc < n ? b0 + gc : n;
-        std::int32_t z;
-        float s;
-        if constexpr (mx) {
-            z = 128;
-            s = detail::DequantConstants<F>(wp[g]).k0;  // 2^(e_w - 6), NaN for byte 255
+    // Group g's constants: vpmaddwd of lane_neg (int32 in [-512, 512]: low int16 = value,
+    // high = sign) with (z, 0) pairs gives z * lane_neg exactly (|z| <= 255).
+    struct Group {
+        __m256i zv;
+        __m256 sv;
+    };
+    auto group = [&](std::size_t g) PTQ_ALWAYS_INLINE {
+        if constexpr (mx) return Group{_mm256_set1_epi32(128), _mm256_setzero_ps()};  // scales: per block
+        else return Group{_mm256_set1_epi32(wp[g].zero), _mm256_set1_ps(wp[g].scale)};
+    };
+    // acc += the 8 lanes of block [i, i + 32) of a group with constants gr.
+    auto block = [&](std::size_t i, const Group& gr, __m256& acc) PTQ_ALWAYS_INLINE {
+        __m256i u;
+        if constexpr (F::bits == 4) {
+            const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed_row + i / 2));
+            u = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), low4);
         } else {
-            z = wp[g].zero;
-            s = wp[g].scale;
+            u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(packed_row + i));
+            if constexpr (mx) u = _mm256_xor_si256(u, _mm256_set1_epi8(static_cast<char>(0x80)));
         }
-        // vpmaddwd of lane_neg (int32 in [-512, 512]: low int16 = value, high = sign) with
-        // (z, 0) pairs: z * lane_neg exactly (|z| <= 255).
-        const __m256i zv = _mm256_set1_epi32(z);
-        const __m256 sv = _mm256_set1_ps(s);
-        for (std::size_t i = b0; i < b1; i += int_block) {
-            __m256i u;
-            if constexpr (F::bits == 4) {
-                const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed_row + i / 2));
-                u = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), low4);
-            } else {
-                u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(packed_row + i));
-                if constexpr (mx) u = _mm256_xor_si256(u, _mm256_set1_epi8(static_cast<char>(0x80)));
-            }
-            const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + i));
-            __m256i d = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(lane_neg + i / 4)), zv);
-            if constexpr (vnni) {
+        const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + i));
+        __m256i d = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(lane_neg + i / 4)), gr.zv);
+        if constexpr (vnni) {
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-                d = _mm256_dpbusd_epi32(d, u, qv);
+            d = _mm256_dpbusd_epi32(d, u, qv);
 #endif
-            } else if constexpr (F::bits == 4) {
-                d = _mm256_add_epi32(d, _mm256_madd_epi16(_mm256_maddubs_epi16(u, qv), ones));
-            } else {
-                const __m256i lo = _mm256_and_si256(u, low4), hi = _mm256_and_si256(_mm256_srli_epi16(u, 4), low4);
-                d = _mm256_add_epi32(d, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, qv), ones));
-                d = _mm256_add_epi32(d, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, qv), sixteen));
+        } else if constexpr (F::bits == 4) {
+            d = _mm256_add_epi32(d, _mm256_madd_epi16(_mm256_maddubs_epi16(u, qv), ones));
+        } else {
+            const __m256i lo = _mm256_and_si256(u, low4), hi = _mm256_and_si256(_mm256_srli_epi16(u, 4), low4);
+            d = _mm256_add_epi32(d, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, qv), ones));
+            d = _mm256_add_epi32(d, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, qv), sixteen));
+        }
+        const __m256 fi = _mm256_cvtepi32_ps(d);
+        if constexpr (mx) {
+            // factor 2^(e_w + e_x - 12) in one step when it is a normal float (then equal to the
+            // two exact steps below); NaN bytes, under- or overflow: the two steps.
+            const std::uint8_t bw = wp[i / int_block].scale_byte, bx = xp[i / int_block].scale_byte;
+            const int e = E8M0::exponent(bw) + E8M0::exponent(bx) - F::fraction_bits - A::fraction_bits;
+            if (e >= -126 && e <= 127 && !E8M0::is_nan(bw) && !E8M0::is_nan(bx)) [[likely]]
+                acc = fmadd(fi, _mm256_set1_ps(detail::pow2(e)), acc);
+            else
+                acc = fmadd(_mm256_mul_ps(fi, _mm256_set1_ps(detail::DequantConstants<F>(wp[i / int_block]).k0)),
+                            _mm256_set1_ps(detail::DequantConstants<A>(xp[i / int_block]).k0), acc);
+        } else {
+            acc = fmadd(fi, gr.sv, acc);
+        }
+    };
+    // Four accumulators (the fma latency would otherwise bound the loop): blocks 4m + k of the
+    // row (groups of 32) or of the group (larger groups; a group's last 1-3 blocks go to
+    // acc0, acc1, acc2) go to acc_k.
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    std::size_t i = 0;
+    if (gc == int_block) {
+        for (; i + 4 * int_block <= n; i += 4 * int_block) {
+            block(i, group(i / int_block), acc0);
+            block(i + int_block, group(i / int_block + 1), acc1);
+            block(i + 2 * int_block, group(i / int_block + 2), acc2);
+            block(i + 3 * int_block, group(i / int_block + 3), acc3);
+        }
+        if (i + int_block <= n) block(i, group(i / int_block), acc0), i += int_block;
+        if (i + int_block <= n) block(i, group(i / int_block), acc1), i += int_block;
+        if (i + int_block <= n) block(i, group(i / int_block), acc2);
+    } else {
+        for (std::size_t b0 = 0, g = 0; b0 < n; b0 += gc, ++g) {
+            const std::size_t b1 = b0 + gc < n ? b0 + gc : n;
+            const Group gr = group(g);
+            for (i = b0; i + 4 * int_block <= b1; i += 4 * int_block) {
+                block(i, gr, acc0);
+                block(i + int_block, gr, acc1);
+                block(i + 2 * int_block, gr, acc2);
+                block(i + 3 * int_block, gr, acc3);
             }
-            const __m256 fi = _mm256_cvtepi32_ps(d);
-            if constexpr (mx) {
-                const float kx = detail::DequantConstants<A>(xp[i / int_block]).k0;
-                acc = fmadd(_mm256_mul_ps(fi, sv), _mm256_set1_ps(kx), acc);
-            } else {
-                acc = fmadd(fi, sv, acc);
-            }
+            if (i + int_block <= b1) block(i, gr, acc0), i += int_block;
+            if (i + int_block <= b1) block(i, gr, acc1), i += int_block;
+            if (i + int_block <= b1) block(i, gr, acc2);
         }
     }
+    const __m256 acc = _mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3));
     const __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
     const __m128 h2 = _mm_add_ps(h, _mm_movehl_ps(h, h));
     const float y = _mm_cvtss_f32(_mm_add_ss(h2, _mm_movehdup_ps(h2)));
