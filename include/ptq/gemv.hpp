@@ -8,8 +8,9 @@
 //                     (PerToken or PerTensor), w: IntFormat<4 or 8, sym or asym>;
 //                     or xq: QuantizedMatrix<MxInt<8, K>> with w: QuantizedMatrix<MxInt<8, K>>.
 // The SIMD architecture is a template parameter (default xsimd::default_arch). Numerics and
-// error bounds: kernel::dot_row (float activations) and the comment of detail::combine_int_dots
-// (integer activations, where the per-group integer dot products are exact).
+// error bounds: kernel::dot_row (float activations); integer activations: kernel::int_dot_row
+// (rows and groups multiples of 32 on AVX2 / AVX-512: exact int32 lane dots, float
+// accumulation), else detail::combine_int_dots (exact per-group integer dots).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -103,9 +104,12 @@ Eigen::VectorXf gemv(const QuantizedMatrix<F>& w, const Eigen::Ref<const Eigen::
     return y;
 }
 
-/// Y = X^ W^T with quantized activations xq [tokens x in] (X^ their dequantized value), using
-/// exact integer dot products per weight group (kernel::int_group_dots) and the float
-/// combination of detail::combine_int_dots. Supported pairs: kernel::has_int_dot (others fail
+/// Y = X^ W^T with quantized activations xq [tokens x in] (X^ their dequantized value): each
+/// activation row is prepared once (kernel::prepare_int_acts), then kernel::int_dot_row per
+/// (weight row, token) when kernel::int_dot_row_fits(w.layout()), else the exact per-group
+/// integer dots (kernel::int_group_dots) and the float combination of detail::combine_int_dots.
+/// Weight rows run in fixed tasks of detail::gemm_rows_per_task (ptq::set_num_threads does not
+/// change the result). Supported pairs: kernel::has_int_dot (others fail
 /// to compile). Throws ptq::invalid_argument on a column mismatch, on IntFormat activations
 /// with more than one scale per row (use PerToken or PerTensor), and on MX layouts whose
 /// blocks differ.

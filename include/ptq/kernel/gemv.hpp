@@ -302,6 +302,11 @@ void int_group_dots(const std::uint8_t* packed_row, const GroupLayout& layout, c
 // fused integer rows: 32-code blocks, float accumulation of exact per-lane integer dots
 // ---------------------------------------------------------------------------------------------
 
+/// Distance in bytes of int_dot_row's software prefetch in the code stream (half of it in the
+/// parameter stream), groups of 32: out of cache (256 MiB of int4 weights, one thread) it raised
+/// the kernel from 72 % to 84 % of the read bandwidth of a plain SIMD sum in the same run
+/// (4096 bytes: lower).
+inline constexpr std::size_t int_dot_prefetch = 2048;
 /// Codes per block of int_dot_row (one 256-bit vector of bytes).
 inline constexpr std::size_t int_block = 32;
 
@@ -450,10 +455,17 @@ float int_dot_row(const std::uint8_t* packed_row, const GroupLayout& layout, con
     // Four accumulators (the fma latency would otherwise bound the loop): blocks 4m + k of the
     // row (groups of 32) or of the group (larger groups; a group's last 1-3 blocks go to
     // acc0, acc1, acc2) go to acc_k.
+    // A hint only (may point past the row: the address is formed as an integer, not dereferenced).
+    auto prefetch = [](const void* p, std::size_t ahead) PTQ_ALWAYS_INLINE {
+        _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<std::uintptr_t>(p) + ahead), _MM_HINT_T0);
+    };
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
     std::size_t i = 0;
     if (gc == int_block) {
         for (; i + 4 * int_block <= n; i += 4 * int_block) {
+            prefetch(packed_row, i * F::bits / 8 + int_dot_prefetch);
+            if constexpr (F::bits == 8) prefetch(packed_row, i + 64 + int_dot_prefetch);  // two lines per step
+            prefetch(wp + i / int_block, int_dot_prefetch / 2);
             block(i, group(i / int_block), acc0);
             block(i + int_block, group(i / int_block + 1), acc1);
             block(i + 2 * int_block, group(i / int_block + 2), acc2);
