@@ -161,19 +161,17 @@ RowMatrixXf gemm(const QuantizedMatrix<F>& w, const QuantizedMatrix<A>& xq) {
             std::vector<std::uint8_t> scratch(fused || F::bits == 8 ? 0 : n);
             for (std::size_t o = task * detail::gemm_rows_per_task; o < o1; ++o) {
                 for (std::size_t t = 0; t < T; ++t) {
-                    float v;
+                    float& out = y(Eigen::Index(t), Eigen::Index(o));
                     if constexpr (kernel::has_int_dot_row<Arch>) {
                         if (fused) {
-                            v = kernel::int_dot_row<F, A, Arch>(w.row_data(o), L, w.row_params(o), q.data() + t * n,
-                                                                lane_neg.data() + t * (n / 4), xq.row_params(t));
-                            y(Eigen::Index(t), Eigen::Index(o)) = v;
+                            out = kernel::int_dot_row<F, A, Arch>(w.row_data(o), L, w.row_params(o), q.data() + t * n,
+                                                                  lane_neg.data() + t * (n / 4), xq.row_params(t));
                             continue;
                         }
                     }
                     kernel::int_group_dots<F, A, Arch>(w.row_data(o), L, w.row_params(o), q.data() + t * n,
                                                        qsums.data() + t * ng, scratch.data(), dots.data());
-                    v = detail::combine_int_dots<F, A>(dots.data(), ng, w.row_params(o), xq.row_params(t));
-                    y(Eigen::Index(t), Eigen::Index(o)) = v;
+                    out = detail::combine_int_dots<F, A>(dots.data(), ng, w.row_params(o), xq.row_params(t));
                 }
             }
         });
