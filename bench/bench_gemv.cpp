@@ -1,6 +1,12 @@
 // ptq gemv benchmarks: y = W^ x straight from the packed weights (ptq::gemv), per format,
 // against baselines in the same run: dequantize-then-Eigen-gemv, an Eigen float gemv of the
-// same shape, and memcpy of the packed bytes.
+// same shape, memcpy of the packed bytes, and a read-only SIMD sum of the packed bytes (the
+// machine's read bandwidth: memcpy also writes).
+//
+// Integer activations: gemv_a8/... and gemv_mx/... are ptq::gemv (activation preparation
+// included), int_dot/... the row kernel alone (kernel::int_dot_row over all rows with the
+// activation row prepared once, as a per-row vec_dot is measured), at the default arch and at
+// xsimd::avx2 (suffix _avx2). Cycles per 32 weights = t/32 x the TSC frequency.
 //
 // Counters:
 //   bytes_per_second  weight bytes read per second: packed codes + group parameters as
@@ -88,7 +94,7 @@ void BM_gemv(benchmark::State& st) {
 }
 
 // ---- fused: quantized activations (integer dot products) ---------------------------------------
-template <class F, class A>
+template <class F, class A, class Arch = xsimd::default_arch>
 void BM_gemv_int(benchmark::State& st) {
     const auto q = random_weights<F>(static_cast<std::size_t>(st.range(0)), 3);
     const Eigen::RowVectorXf x = random_x(4).transpose();
@@ -96,8 +102,30 @@ void BM_gemv_int(benchmark::State& st) {
     if constexpr (A::is_mx) xq = quantize<A>(x, QuantOptions{}, PerGroup<A::block>{});
     else xq = quantize<A>(x, QuantOptions{}, PerToken{});
     for (auto _ : st) {
-        Eigen::VectorXf y = gemv(q, xq);
+        Eigen::VectorXf y = gemv<F, A, Arch>(q, xq);
         benchmark::DoNotOptimize(y.data());
+    }
+    set_counters(st, q.size(), q.storage_bytes());
+}
+
+// ---- the fused integer row kernel alone (one thread) ---------------------------------------------
+template <class F, class A, class Arch>
+void BM_int_dot(benchmark::State& st) {
+    const auto q = random_weights<F>(static_cast<std::size_t>(st.range(0)), 3);
+    const Eigen::RowVectorXf x = random_x(4).transpose();
+    QuantizedMatrix<A> xq;
+    if constexpr (A::is_mx) xq = quantize<A>(x, QuantOptions{}, PerGroup<A::block>{});
+    else xq = quantize<A>(x, QuantOptions{}, PerToken{});
+    std::vector<std::int8_t> qa(kCols);
+    std::vector<std::int32_t> lane(kCols / 4);
+    kernel::prepare_int_acts<F, A>(xq.row_data(0), kCols, qa.data(), lane.data());
+    std::vector<float> y(q.rows());
+    for (auto _ : st) {
+        for (std::size_t o = 0; o < q.rows(); ++o)
+            y[o] = kernel::int_dot_row<F, A, Arch>(q.row_data(o), q.layout(), q.row_params(o), qa.data(), lane.data(),
+                                                   xq.row_params(0));
+        benchmark::DoNotOptimize(y.data());
+        benchmark::ClobberMemory();
     }
     set_counters(st, q.size(), q.storage_bytes());
 }
@@ -142,6 +170,27 @@ void BM_memcpy(benchmark::State& st) {
     set_counters(st, bytes * 2, bytes);  // "values": int4 codes in those bytes
 }
 
+// ---- baseline: read-only, a SIMD sum of 64-bit words over the packed bytes --------------------------
+void BM_read(benchmark::State& st) {
+    using B = xsimd::batch<std::uint64_t>;
+    const std::size_t bytes = static_cast<std::size_t>(st.range(0)), n = bytes / sizeof(std::uint64_t);
+    std::vector<std::uint64_t> src(n, 1);
+    for (auto _ : st) {
+        B a0(0), a1(0), a2(0), a3(0);  // four independent chains
+        std::size_t i = 0;
+        for (; i + 4 * B::size <= n; i += 4 * B::size) {
+            a0 += B::load_unaligned(src.data() + i);
+            a1 += B::load_unaligned(src.data() + i + B::size);
+            a2 += B::load_unaligned(src.data() + i + 2 * B::size);
+            a3 += B::load_unaligned(src.data() + i + 3 * B::size);
+        }
+        std::uint64_t r = xsimd::hadd((a0 + a1) + (a2 + a3));
+        for (; i < n; ++i) r += src[i];
+        benchmark::DoNotOptimize(r);
+    }
+    set_counters(st, bytes * 2, bytes);  // "values": int4 codes in those bytes
+}
+
 using Int4 = IntFormat<4, false>;
 using Int4s = IntFormat<4, true>;
 using Int8 = IntFormat<8, true>;
@@ -153,6 +202,7 @@ void sizes_cache(benchmark::internal::Benchmark* b) { b->Arg(16 * KiB)->Arg(1 * 
 }  // namespace
 
 BENCHMARK(BM_memcpy)->Apply(sizes_all);
+BENCHMARK(BM_read)->Apply(sizes_all);
 BENCHMARK(BM_eigen_float)->Name("eigen_float_gemv/int4_shape")->Apply(sizes_cache);
 BENCHMARK(BM_gemv<Int4>)->Name("gemv/int4_g32")->Apply(sizes_all);
 BENCHMARK(BM_dequant_eigen<Int4>)->Name("dequant_eigen/int4_g32")->Apply(sizes_cache);
@@ -165,6 +215,20 @@ BENCHMARK(BM_gemv_int<Int4s, IntFormat<8, true>>)->Name("gemv_a8/int4sym_g32")->
 BENCHMARK(BM_gemv_int<Int8, IntFormat<8, true>>)->Name("gemv_a8/int8_g32")->Apply(sizes_all);
 BENCHMARK(BM_gemv_int<MxInt8, MxInt8>)->Name("gemv_mx/mxint8")->Apply(sizes_all);
 BENCHMARK(BM_dequant_eigen<MxInt8>)->Name("dequant_eigen/mxint8")->Apply(sizes_cache);
+#if XSIMD_WITH_AVX2
+using Avx2 = xsimd::avx2;
+using Def = xsimd::default_arch;
+BENCHMARK(BM_gemv_int<Int4, Int8, Avx2>)->Name("gemv_a8/int4_g32_avx2")->Apply(sizes_all);
+BENCHMARK(BM_gemv_int<Int8, Int8, Avx2>)->Name("gemv_a8/int8_g32_avx2")->Apply(sizes_all);
+BENCHMARK(BM_gemv_int<MxInt8, MxInt8, Avx2>)->Name("gemv_mx/mxint8_avx2")->Apply(sizes_all);
+BENCHMARK(BM_int_dot<Int4, Int8, Def>)->Name("int_dot/int4_g32")->Apply(sizes_all);
+BENCHMARK(BM_int_dot<Int4s, Int8, Def>)->Name("int_dot/int4sym_g32")->Apply(sizes_cache);
+BENCHMARK(BM_int_dot<Int8, Int8, Def>)->Name("int_dot/int8_g32")->Apply(sizes_all);
+BENCHMARK(BM_int_dot<MxInt8, MxInt8, Def>)->Name("int_dot/mxint8")->Apply(sizes_all);
+BENCHMARK(BM_int_dot<Int4, Int8, Avx2>)->Name("int_dot/int4_g32_avx2")->Apply(sizes_all);
+BENCHMARK(BM_int_dot<Int8, Int8, Avx2>)->Name("int_dot/int8_g32_avx2")->Apply(sizes_all);
+BENCHMARK(BM_int_dot<MxInt8, MxInt8, Avx2>)->Name("int_dot/mxint8_avx2")->Apply(sizes_all);
+#endif
 
 int main(int argc, char** argv) {
     benchmark::Initialize(&argc, argv);

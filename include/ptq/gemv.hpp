@@ -8,8 +8,10 @@
 //                     (PerToken or PerTensor), w: IntFormat<4 or 8, sym or asym>;
 //                     or xq: QuantizedMatrix<MxInt<8, K>> with w: QuantizedMatrix<MxInt<8, K>>.
 // The SIMD architecture is a template parameter (default xsimd::default_arch). Numerics and
-// error bounds: kernel::dot_row (float activations) and the comment of detail::combine_int_dots
-// (integer activations, where the per-group integer dot products are exact).
+// error bounds: kernel::dot_row (float activations); integer activations: kernel::int_dot_row
+// (rows and groups multiples of 32 on AVX2 / AVX-512: exact int32 lane dots, float
+// accumulation), else detail::combine_int_dots (exact per-group integer dots).
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -23,11 +25,15 @@
 #include <ptq/format/concepts.hpp>
 #include <ptq/kernel/gemv.hpp>
 #include <ptq/kernel/kernels.hpp>
+#include <ptq/parallel.hpp>
 #include <ptq/quantized_matrix.hpp>
 
 namespace ptq {
 
 namespace detail {
+
+/// Weight rows per task of gemm (fixed: the split does not depend on the thread count).
+inline constexpr std::size_t gemm_rows_per_task = 16;
 
 /// y of one (weight row, activation row) pair from the exact group dots I_g
 /// (kernel::int_group_dots):
@@ -71,10 +77,16 @@ RowMatrixXf gemm(const QuantizedMatrix<F>& w, const Eigen::Ref<const RowMatrixXf
         detail::throw_invalid(
             "gemm", "X", "has " + std::to_string(X.cols()) + " columns, the weights have " + std::to_string(w.cols()));
     RowMatrixXf y(X.rows(), static_cast<Eigen::Index>(w.rows()));
-    for (Eigen::Index t = 0; t < X.rows(); ++t)
-        for (std::size_t o = 0; o < w.rows(); ++o)
-            y(t, Eigen::Index(o)) =
-                kernel::dot_row<F, Arch>(w.row_data(o), w.layout(), w.row_params(o), X.row(t).data());
+    // Weight rows outer (fixed chunks, one task each: ptq::set_num_threads does not change the
+    // result), tokens inner: a weight row is read once for all tokens.
+    detail::parallel_for(
+        (w.rows() + detail::gemm_rows_per_task - 1) / detail::gemm_rows_per_task, [&](std::size_t task) {
+            const std::size_t o1 = std::min(w.rows(), (task + 1) * detail::gemm_rows_per_task);
+            for (std::size_t o = task * detail::gemm_rows_per_task; o < o1; ++o)
+                for (Eigen::Index t = 0; t < X.rows(); ++t)
+                    y(t, Eigen::Index(o)) =
+                        kernel::dot_row<F, Arch>(w.row_data(o), w.layout(), w.row_params(o), X.row(t).data());
+        });
     return y;
 }
 
@@ -92,9 +104,12 @@ Eigen::VectorXf gemv(const QuantizedMatrix<F>& w, const Eigen::Ref<const Eigen::
     return y;
 }
 
-/// Y = X^ W^T with quantized activations xq [tokens x in] (X^ their dequantized value), using
-/// exact integer dot products per weight group (kernel::int_group_dots) and the float
-/// combination of detail::combine_int_dots. Supported pairs: kernel::has_int_dot (others fail
+/// Y = X^ W^T with quantized activations xq [tokens x in] (X^ their dequantized value): each
+/// activation row is prepared once (kernel::prepare_int_acts), then kernel::int_dot_row per
+/// (weight row, token) when kernel::int_dot_row_fits(w.layout()), else the exact per-group
+/// integer dots (kernel::int_group_dots) and the float combination of detail::combine_int_dots.
+/// Weight rows run in fixed tasks of detail::gemm_rows_per_task (ptq::set_num_threads does not
+/// change the result). Supported pairs: kernel::has_int_dot (others fail
 /// to compile). Throws ptq::invalid_argument on a column mismatch, on IntFormat activations
 /// with more than one scale per row (use PerToken or PerTensor), and on MX layouts whose
 /// blocks differ.
@@ -119,24 +134,47 @@ RowMatrixXf gemm(const QuantizedMatrix<F>& w, const QuantizedMatrix<A>& xq) {
     RowMatrixXf y = RowMatrixXf::Zero(static_cast<Eigen::Index>(xq.rows()), static_cast<Eigen::Index>(w.rows()));
     if (n == 0) return y;
     const GroupLayout& L = w.layout();
-    const std::size_t ng = L.col_groups();
-    std::vector<std::int8_t> q(n);
-    std::vector<std::int64_t> qsums(ng), dots(ng);
-    std::vector<std::uint8_t> scratch(F::bits == 8 ? 0 : n);
-    for (std::size_t t = 0; t < xq.rows(); ++t) {
-        kernel::activation_q<A>(xq.row_data(t), n, q.data());
+    const std::size_t ng = L.col_groups(), T = xq.rows();
+    const bool fused = kernel::int_dot_row_fits<Arch>(L);
+    // Activations prepared once per token (a task each), reused by every weight row.
+    std::vector<std::int8_t> q(T * n);
+    std::vector<std::int32_t> lane_neg(fused ? T * (n / 4) : 0);
+    std::vector<std::int64_t> qsums(fused ? 0 : T * ng);
+    detail::parallel_for(T, [&](std::size_t t) {
+        if (fused) {
+            kernel::prepare_int_acts<F, A>(xq.row_data(t), n, q.data() + t * n, lane_neg.data() + t * (n / 4));
+            return;
+        }
+        kernel::activation_q<A>(xq.row_data(t), n, q.data() + t * n);
         for (std::size_t g = 0; g < ng; ++g) {
             std::int64_t s = 0;
-            for (std::size_t i = L.group_begin(g); i < L.group_end(g); ++i) s += q[i];
-            qsums[g] = s;
+            for (std::size_t i = L.group_begin(g); i < L.group_end(g); ++i) s += q[t * n + i];
+            qsums[t * ng + g] = s;
         }
-        for (std::size_t o = 0; o < w.rows(); ++o) {
-            kernel::int_group_dots<F, A, Arch>(w.row_data(o), L, w.row_params(o), q.data(), qsums.data(),
-                                               scratch.data(), dots.data());
-            y(Eigen::Index(t), Eigen::Index(o)) =
-                detail::combine_int_dots<F, A>(dots.data(), ng, w.row_params(o), xq.row_params(t));
-        }
-    }
+    });
+    // Weight rows outer in fixed chunks (one task each, each output element computed by one
+    // task: bit-identical for any thread count), tokens inner.
+    detail::parallel_for(
+        (w.rows() + detail::gemm_rows_per_task - 1) / detail::gemm_rows_per_task, [&](std::size_t task) {
+            const std::size_t o1 = std::min(w.rows(), (task + 1) * detail::gemm_rows_per_task);
+            std::vector<std::int64_t> dots(fused ? 0 : ng);
+            std::vector<std::uint8_t> scratch(fused || F::bits == 8 ? 0 : n);
+            for (std::size_t o = task * detail::gemm_rows_per_task; o < o1; ++o) {
+                for (std::size_t t = 0; t < T; ++t) {
+                    float& out = y(Eigen::Index(t), Eigen::Index(o));
+                    if constexpr (kernel::has_int_dot_row<Arch>) {
+                        if (fused) {
+                            out = kernel::int_dot_row<F, A, Arch>(w.row_data(o), L, w.row_params(o), q.data() + t * n,
+                                                                  lane_neg.data() + t * (n / 4), xq.row_params(t));
+                            continue;
+                        }
+                    }
+                    kernel::int_group_dots<F, A, Arch>(w.row_data(o), L, w.row_params(o), q.data() + t * n,
+                                                       qsums.data() + t * ng, scratch.data(), dots.data());
+                    out = detail::combine_int_dots<F, A>(dots.data(), ng, w.row_params(o), xq.row_params(t));
+                }
+            }
+        });
     return y;
 }
 

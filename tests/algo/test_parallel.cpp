@@ -1,7 +1,7 @@
 // Thread count (ptq::set_num_threads) and determinism: every algorithm gives bit-identical
 // results with 1, 2 and 3 threads. The shapes are chosen so that every parallel loop has
 // several tasks (GPTQ: > 256 rows and > 256 columns, so the row blocks and the blocked
-// Cholesky split; the Hessian: > 256 features; RTN / dequantize: > 16 rows).
+// Cholesky split; the Hessian: > 256 features; RTN / dequantize / gemm: > 16 rows).
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -21,6 +21,7 @@
 #include <ptq/calib/calibration_stats.hpp>
 #include <ptq/format/int_format.hpp>
 #include <ptq/format/mx_int.hpp>
+#include <ptq/gemv.hpp>
 #include <ptq/parallel.hpp>
 #include <ptq/quantize.hpp>
 
@@ -177,5 +178,23 @@ TEST_CASE("parallel: AWQ, SmoothQuant, LQER and the pipeline are independent of 
         const auto p = ptq::Pipeline<Int4, G32>(po).quantize(x, ptq::linears(w1, w2));
         for (const auto& e : p.effective) b.matrix(e);
         for (double m : p.output_mse) b.number(m);
+    });
+}
+
+TEST_CASE(
+    "parallel: gemm (float and integer activations, fused and general paths) is independent of the thread count") {
+    const Eigen::MatrixXf w = ptq_test::gaussian<Mat>(70, 256, 8, 0.05f);
+    const ptq::RowMatrixXf x = activations(5, 256, 9), xr = activations(5, 250, 10);
+    const Eigen::MatrixXf wr = ptq_test::gaussian<Mat>(40, 250, 11, 0.05f);
+    using A8 = ptq::IntFormat<8, true>;
+    check_same_for_thread_counts([&](Bytes& b) {
+        const auto q4 = ptq::quantize<Int4, G32>(w);
+        b.matrix(ptq::gemm(q4, x));
+        const auto xq = ptq::quantize<A8>(x, ptq::QuantOptions{}, ptq::PerToken{});
+        b.matrix(ptq::gemm(q4, xq));  // fused 32-blocks
+        const auto q8r = ptq::quantize<ptq::IntFormat<8, false>>(wr, ptq::QuantOptions{}, ptq::PerGroup<>{10});
+        b.matrix(ptq::gemm(q8r, ptq::quantize<A8>(xr, ptq::QuantOptions{}, ptq::PerToken{})));  // general path
+        using M = ptq::MxInt<8, 32>;
+        b.matrix(ptq::gemm(ptq::quantize<M>(w), ptq::quantize<M>(x)));
     });
 }
