@@ -217,8 +217,8 @@ typename F::Params random_params(std::mt19937& rng) {
 }  // namespace gemv_short_rows_test
 
 TEST_CASE_TEMPLATE("dot_row on short rows, groups of 32 / 64 / ragged / whole row: random codes within the bound", F,
-                   PTQ_GEMV_FORMATS, IntMinFormat<4>) {
-    // Every code value (NaN codes of the FP8 elements excepted) with random group parameters;
+                   PTQ_GEMV_FORMATS, IntMinFormat<4>, MxInt<4, 32>, Fp8<5, 2>) {
+    // Every code value (the NaN / Inf codes of the FP8 elements excepted) with random group parameters;
     // the oracle sums F::dequantize(c) * x in double (IntMinFormat: (scale * c + min) * x, exact
     // in double, its bound relative to |scale c x| + |min x|). The packed row and x are allocated
     // at their exact sizes.
@@ -238,7 +238,7 @@ TEST_CASE_TEMPLATE("dot_row on short rows, groups of 32 / 64 / ragged / whole ro
             for (std::size_t i = 0; i < cols; ++i) {
                 const auto& p = params[i / L.group_cols];
                 codes[i] = static_cast<std::uint8_t>(rng() & ((1u << F::bits) - 1u));
-                if (std::isnan(F::dequantize(codes[i], p))) codes[i] = 0;
+                if (!std::isfinite(F::dequantize(codes[i], p))) codes[i] = 0;
                 x[i] = nd(rng);
                 if constexpr (F::kind == FormatKind::integer_min) {
                     ref += (double(p.scale) * codes[i] + double(p.min)) * double(x[i]);
@@ -257,7 +257,8 @@ TEST_CASE_TEMPLATE("dot_row on short rows, groups of 32 / 64 / ragged / whole ro
                 CAPTURE(F::name());
                 CAPTURE(cols);
                 CAPTURE(gs);
-                CAPTURE(Arch::name());
+                const std::string arch = Arch::name();
+                CAPTURE(arch);
                 CAPTURE(y);
                 CAPTURE(ref);
                 CHECK(std::fabs(double(y) - ref) <= k * u * mag + 1e-37);
