@@ -500,7 +500,9 @@ PTQ_ALWAYS_INLINE inline void copy_low_bytes(const std::uint8_t* p, std::size_t 
                                              requires_arch<xsimd::avx512bw>) noexcept {
     static_assert(N <= 16, "copy_low_bytes: at most 16 bytes");
     alignas(16) std::uint8_t t[16];
-    _mm_store_si128(reinterpret_cast<__m128i*>(t), _mm_maskz_loadu_epi8(static_cast<__mmask16>((1u << nb) - 1u), p));
+    // the 512-bit form (AVX-512BW without VL); masked-off bytes are not read
+    const __m512i v = _mm512_maskz_loadu_epi8(static_cast<__mmask64>((std::uint64_t(1) << nb) - 1u), p);
+    _mm_store_si128(reinterpret_cast<__m128i*>(t), _mm512_castsi512_si128(v));
     std::memcpy(out, t, N);
 }
 #endif
