@@ -15,8 +15,10 @@
 //   t/32              time per 32 weights (Google Benchmark prints it with an SI prefix).
 // Sizes: 16 KiB (in cache), 1 MiB and 256 MiB (DRAM) of packed codes, rows of 4096 weights.
 // The dequantize and float baselines stop at 1 MiB of packed codes (at 256 MiB their fp32
-// matrices would need 2 GiB and more). The weights are random codes with random parameters:
-// the speed does not depend on the values.
+// matrices would need 2 GiB and more). Short rows (gemv_short/*, a small model's shapes):
+// 256 rows of 64, 172 and 288 weights (groups of 32, the last one partial at 172 and 288),
+// against the Eigen float gemv of the same shape. The weights are random codes with random
+// parameters: the speed does not depend on the values.
 #include <ptq/gemv.hpp>  // first: see ptq/kernel/xsimd.hpp
 
 #include <cstdint>
@@ -29,6 +31,7 @@
 #include <benchmark/benchmark.h>
 
 #include <ptq/format/int_format.hpp>
+#include <ptq/format/int_min_format.hpp>
 #include <ptq/format/mx_fp.hpp>
 #include <ptq/format/mx_int.hpp>
 #include <ptq/granularity/granularity.hpp>
@@ -44,12 +47,10 @@ using namespace ptq;
 constexpr std::size_t kCols = 4096;
 constexpr std::size_t KiB = 1024, MiB = 1024 * 1024;
 
-/// A rows x kCols QuantizedMatrix<F> (groups of 32) holding `packed_bytes` bytes of random codes and
-/// plausible random parameters.
+/// A rows x cols QuantizedMatrix<F> (groups of 32) of random codes and plausible random parameters.
 template <class F>
-QuantizedMatrix<F> random_weights(std::size_t packed, unsigned seed) {
-    const std::size_t rows = packed / ptq::packed_bytes(kCols, F::bits);
-    QuantizedMatrix<F> q(PerGroup<32>{}.layout(rows, kCols));
+QuantizedMatrix<F> random_matrix(std::size_t rows, std::size_t cols, unsigned seed) {
+    QuantizedMatrix<F> q(PerGroup<32>{}.layout(rows, cols));
     std::mt19937_64 rng(seed);
     auto bytes = q.packed();
     for (std::size_t i = 0; i + 8 <= bytes.size(); i += 8) {
@@ -60,6 +61,9 @@ QuantizedMatrix<F> random_weights(std::size_t packed, unsigned seed) {
         if constexpr (F::kind == FormatKind::integer) {
             p.scale = 0.01f + float(rng() % 100) * 1e-4f;
             if constexpr (!F::symmetric) p.zero = std::int32_t(rng() % (F::levels + 1));
+        } else if constexpr (F::kind == FormatKind::integer_min) {
+            p.scale = 0.01f + float(rng() % 100) * 1e-4f;
+            p.min = -0.1f - float(rng() % 100) * 1e-3f;
         } else {
             p.scale_byte = static_cast<std::uint8_t>(110 + rng() % 10);
         }
@@ -67,10 +71,16 @@ QuantizedMatrix<F> random_weights(std::size_t packed, unsigned seed) {
     return q;
 }
 
-Eigen::VectorXf random_x(unsigned seed) {
+/// A rows x kCols random_matrix holding `packed` bytes of codes.
+template <class F>
+QuantizedMatrix<F> random_weights(std::size_t packed, unsigned seed) {
+    return random_matrix<F>(packed / ptq::packed_bytes(kCols, F::bits), kCols, seed);
+}
+
+Eigen::VectorXf random_x(unsigned seed, std::size_t n = kCols) {
     std::mt19937 rng(seed);
     std::normal_distribution<float> nd(0.0f, 1.0f);
-    Eigen::VectorXf x(kCols);
+    Eigen::VectorXf x(static_cast<Eigen::Index>(n));
     for (auto& v : x) v = nd(rng);
     return x;
 }
@@ -91,6 +101,33 @@ void BM_gemv(benchmark::State& st) {
         benchmark::DoNotOptimize(y.data());
     }
     set_counters(st, q.size(), q.storage_bytes());
+}
+
+// ---- short rows: fused gemv and the Eigen float gemv of the same shape -----------------------------
+constexpr std::size_t kShortRows = 256;
+
+template <class F>
+void BM_gemv_short(benchmark::State& st) {
+    const std::size_t cols = static_cast<std::size_t>(st.range(0));
+    const auto q = random_matrix<F>(kShortRows, cols, 8);
+    const Eigen::VectorXf x = random_x(9, cols);
+    for (auto _ : st) {
+        Eigen::VectorXf y = gemv(q, x);
+        benchmark::DoNotOptimize(y.data());
+    }
+    set_counters(st, q.size(), q.storage_bytes());
+}
+
+void BM_eigen_float_short(benchmark::State& st) {
+    const std::size_t cols = static_cast<std::size_t>(st.range(0));
+    const RowMatrixXf w = RowMatrixXf::Random(static_cast<Eigen::Index>(kShortRows), static_cast<Eigen::Index>(cols));
+    const Eigen::VectorXf x = random_x(10, cols);
+    Eigen::VectorXf y(static_cast<Eigen::Index>(kShortRows));
+    for (auto _ : st) {
+        y.noalias() = w * x;
+        benchmark::DoNotOptimize(y.data());
+    }
+    set_counters(st, kShortRows * cols, kShortRows * cols * sizeof(float));
 }
 
 // ---- fused: quantized activations (integer dot products) ---------------------------------------
@@ -198,6 +235,7 @@ using MxInt8 = MxInt<8, 32>;
 
 void sizes_all(benchmark::internal::Benchmark* b) { b->Arg(16 * KiB)->Arg(1 * MiB)->Arg(256 * MiB)->MinTime(0.2); }
 void sizes_cache(benchmark::internal::Benchmark* b) { b->Arg(16 * KiB)->Arg(1 * MiB)->MinTime(0.2); }
+void short_cols(benchmark::internal::Benchmark* b) { b->Arg(64)->Arg(172)->Arg(288)->MinTime(0.2); }
 
 }  // namespace
 
@@ -210,6 +248,12 @@ BENCHMARK(BM_gemv<Int8>)->Name("gemv/int8_g32")->Apply(sizes_all);
 BENCHMARK(BM_dequant_eigen<Int8>)->Name("dequant_eigen/int8_g32")->Apply(sizes_cache);
 BENCHMARK(BM_gemv<MxFp4>)->Name("gemv/mxfp4")->Apply(sizes_all);
 BENCHMARK(BM_dequant_eigen<MxFp4>)->Name("dequant_eigen/mxfp4")->Apply(sizes_cache);
+BENCHMARK(BM_gemv<IntMinFormat<4>>)->Name("gemv/q4_1_g32")->Apply(sizes_cache);
+BENCHMARK(BM_eigen_float_short)->Name("gemv_short/eigen_float")->Apply(short_cols);
+BENCHMARK(BM_gemv_short<Int4s>)->Name("gemv_short/int4sym_g32")->Apply(short_cols);
+BENCHMARK(BM_gemv_short<Int8>)->Name("gemv_short/int8_g32")->Apply(short_cols);
+BENCHMARK(BM_gemv_short<IntMinFormat<4>>)->Name("gemv_short/q4_1_g32")->Apply(short_cols);
+BENCHMARK(BM_gemv_short<MxFp4>)->Name("gemv_short/mxfp4")->Apply(short_cols);
 BENCHMARK(BM_gemv_int<Int4, IntFormat<8, true>>)->Name("gemv_a8/int4_g32")->Apply(sizes_all);
 BENCHMARK(BM_gemv_int<Int4s, IntFormat<8, true>>)->Name("gemv_a8/int4sym_g32")->Apply(sizes_cache);
 BENCHMARK(BM_gemv_int<Int8, IntFormat<8, true>>)->Name("gemv_a8/int8_g32")->Apply(sizes_all);

@@ -15,6 +15,7 @@
 #include <doctest/doctest.h>
 
 #include <ptq/format/int_format.hpp>
+#include <ptq/format/int_min_format.hpp>
 #include <ptq/format/minifloat.hpp>
 #include <ptq/format/mx_fp.hpp>
 #include <ptq/format/mx_int.hpp>
@@ -199,6 +200,78 @@ TEST_CASE("gemv / gemm, IntMinFormat (Q4_1): within the bound relative to sum |k
                         CAPTURE(gs);
                         CHECK(std::fabs(double(y(t, Eigen::Index(o))) - ref) <= k * u * mag + 1e-37);
                     }
+            });
+        }
+    }
+}
+
+namespace gemv_short_rows_test {
+/// Random parameters of one group, plausible for F (scales over two decades, every zero point).
+template <class F>
+typename F::Params random_params(std::mt19937& rng) {
+    typename F::Params p{};
+    std::uniform_real_distribution<float> sd(0.01f, 1.0f);
+    if constexpr (F::kind == FormatKind::integer) {
+        p.scale = sd(rng);
+        if constexpr (!F::symmetric) p.zero = std::int32_t(rng() % (F::levels + 1));
+    } else if constexpr (F::kind == FormatKind::integer_min) {
+        p.scale = sd(rng);
+        p.min = -sd(rng) * 8.0f;
+    } else if constexpr (F::is_mx) {
+        p.scale_byte = static_cast<std::uint8_t>(120 + rng() % 14);
+    } else {
+        p.scale = sd(rng);
+    }
+    return p;
+}
+}  // namespace gemv_short_rows_test
+
+TEST_CASE_TEMPLATE("dot_row on short rows, groups of 32 / 64 / ragged / whole row: random codes within the bound", F,
+                   PTQ_GEMV_FORMATS, IntMinFormat<4>, MxInt<4, 32>, Fp8<5, 2>) {
+    // Every code value (the NaN / Inf codes of the FP8 elements excepted) with random group parameters;
+    // the oracle sums F::dequantize(c) * x in double (IntMinFormat: (scale * c + min) * x, exact
+    // in double, its bound relative to |scale c x| + |min x|). The packed row and x are allocated
+    // at their exact sizes.
+    using namespace gemv_short_rows_test;
+    std::mt19937 rng(17);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (const std::size_t cols : {1, 5, 31, 33, 64, 172, 288}) {
+        for (const std::size_t gs : {32, 64, 10, 24, 40, 0}) {
+            if (F::is_mx && gs != 32) continue;
+            const GroupLayout L{1, cols, 1, gs == 0 ? cols : gs};
+            const std::size_t ng = L.col_groups();
+            std::vector<typename F::Params> params(ng);
+            for (auto& p : params) p = random_params<F>(rng);
+            std::vector<std::uint8_t> codes(cols), packed(packed_bytes(cols, F::bits));
+            std::vector<float> x(cols);
+            double ref = 0.0, mag = 0.0;
+            for (std::size_t i = 0; i < cols; ++i) {
+                const auto& p = params[i / L.group_cols];
+                codes[i] = static_cast<std::uint8_t>(rng() & ((1u << F::bits) - 1u));
+                if (!std::isfinite(F::dequantize(codes[i], p))) codes[i] = 0;
+                x[i] = nd(rng);
+                if constexpr (F::kind == FormatKind::integer_min) {
+                    ref += (double(p.scale) * codes[i] + double(p.min)) * double(x[i]);
+                    mag += std::fabs(double(p.scale) * codes[i] * x[i]) + std::fabs(double(p.min) * x[i]);
+                } else {
+                    const double w = double(F::dequantize(codes[i], p));
+                    ref += w * double(x[i]);
+                    mag += std::fabs(w * double(x[i]));
+                }
+            }
+            ref::pack_bits(codes.data(), cols, F::bits, packed.data());
+            for_each_arch([&]<class Arch>() {
+                const std::size_t W = xsimd::batch<float, Arch>::size;
+                const double k = double(2 * ((cols + W - 1) / W + ng) + log2i(W) + 4);
+                const float y = kernel::dot_row<F, Arch>(packed.data(), L, params.data(), x.data());
+                CAPTURE(F::name());
+                CAPTURE(cols);
+                CAPTURE(gs);
+                const std::string arch = Arch::name();
+                CAPTURE(arch);
+                CAPTURE(y);
+                CAPTURE(ref);
+                CHECK(std::fabs(double(y) - ref) <= k * u * mag + 1e-37);
             });
         }
     }

@@ -67,84 +67,175 @@ PTQ_ALWAYS_INLINE inline fbatch<A> code_factors(const ubatch<A>& c, const fbatch
     }
 }
 
+/// acc += t(c) * x over one small unit (detail::unpack_small: S codes at p, x[0, S)), one fma
+/// per batch; IntMinFormat also ax += x.
+template <class F, class A>
+PTQ_ALWAYS_INLINE inline void dot_unit(const std::uint8_t* p, const float* x, const fbatch<A>& k1, fbatch<A>& acc,
+                                       fbatch<A>& ax) noexcept {
+    unpack_small<F::bits, A>(p, [&](std::size_t j, const ubatch<A>& c) PTQ_ALWAYS_INLINE {
+        const fbatch<A> xv = fbatch<A>::load_unaligned(x + j * fbatch<A>::size);
+        acc = xsimd::fma(code_factors<F, A>(c, k1), xv, acc);
+        if constexpr (F::kind == FormatKind::integer_min) ax += xv;
+    });
+}
+
+/// One group of cnt codes at p (byte-aligned) with activations x[0, cnt) into y:
+/// y = fma(k0, acc_0 + acc_1, y) (IntMinFormat: then y = fma(k1, sum x, y)), the small units
+/// alternating between acc_0 and acc_1. U > 0: cnt = U * S, the units unrolled; U = 0: any cnt,
+/// the last partial unit read with its bytes zero-padded (unpack_small_partial) and x = 0 past
+/// cnt (load_floats_partial), where the zero codes decode to finite values.
+template <class F, class A, std::size_t U>
+PTQ_ALWAYS_INLINE inline void dot_group(const std::uint8_t* p, const float* x, std::size_t cnt,
+                                        const typename F::Params& prm, fbatch<A>& y) noexcept {
+    using Fb = fbatch<A>;
+    constexpr std::size_t S = small_unit_codes<A>, SB = small_unit_bytes<F::bits, A>;
+    const DequantConstants<F> kc(prm);
+    const Fb k1(kc.k1);
+    Fb a0(0.0f), a1(0.0f), ax(0.0f);
+    if constexpr (U > 0) {
+        (void)cnt;
+        // clang-format off
+        [&]<std::size_t... J>(std::index_sequence<J...>) PTQ_ALWAYS_INLINE {
+            (dot_unit<F, A>(p + J * SB, x + J * S, k1, J % 2 == 0 ? a0 : a1, ax), ...);
+        }(std::make_index_sequence<U>{});
+        // clang-format on
+    } else {
+        std::size_t i = 0;
+        for (; i + 2 * S <= cnt; i += 2 * S, p += 2 * SB) {
+            dot_unit<F, A>(p, x + i, k1, a0, ax);
+            dot_unit<F, A>(p + SB, x + i + S, k1, a1, ax);
+        }
+        if (i + S <= cnt) {
+            dot_unit<F, A>(p, x + i, k1, a0, ax);
+            i += S;
+            p += SB;
+        }
+        if (i < cnt) {
+            const std::size_t rem = cnt - i;
+            unpack_small_partial<F::bits, A>(p, rem, [&](std::size_t j, const ubatch<A>& c) PTQ_ALWAYS_INLINE {
+                constexpr std::size_t W = Fb::size;
+                if (j * W >= rem) return;
+                const Fb xv = load_floats_partial<A>(x + i + j * W, rem - j * W < W ? rem - j * W : W, A{});
+                a1 = xsimd::fma(code_factors<F, A>(c, k1), xv, a1);
+                if constexpr (F::kind == FormatKind::integer_min) ax += xv;
+            });
+        }
+    }
+    y = xsimd::fma(Fb(kc.k0), a0 + a1, y);
+    if constexpr (F::kind == FormatKind::integer_min) y = xsimd::fma(k1, ax, y);
+}
+
+/// dot_row when every group starts at a multiple of S (n > 0): whole groups of gc codes (U
+/// small units each when U > 0) alternating between y_0 and y_1, then the row's last partial
+/// group.
+template <class F, class A, std::size_t U>
+float dot_row_grouped(const std::uint8_t* row, std::size_t n, std::size_t gc, const typename F::Params* params,
+                      const float* x) noexcept {
+    fbatch<A> y0(0.0f), y1(0.0f);
+    const std::size_t gb = gc / 8 * static_cast<std::size_t>(F::bits);  // bytes per group (gc % 8 == 0 if n > gc)
+    std::size_t b = 0;
+    for (; b + 2 * gc <= n; b += 2 * gc, row += 2 * gb, params += 2) {
+        dot_group<F, A, U>(row, x + b, gc, params[0], y0);
+        dot_group<F, A, U>(row + gb, x + b + gc, gc, params[1], y1);
+    }
+    if (b + gc <= n) {
+        dot_group<F, A, U>(row, x + b, gc, params[0], y0);
+        b += gc;
+        row += gb;
+        ++params;
+    }
+    if (b < n) dot_group<F, A, 0>(row, x + b, n - b, params[0], y1);
+    return xsimd::hadd(y0 + y1);
+}
+
+/// dot_row for group sizes that are not a multiple of S: batch by batch (unpack_stream), the
+/// batches that straddle two groups dequantized lane by lane.
+template <class F, class A>
+float dot_row_ragged(const std::uint8_t* packed_row, const GroupLayout& layout, const typename F::Params* params,
+                     const float* x) noexcept {
+    using Fb = fbatch<A>;
+    constexpr std::size_t W = Fb::size;
+    constexpr bool with_min = F::kind == FormatKind::integer_min;
+    const std::size_t n = layout.cols, gc = layout.group_cols;
+    Fb y0(0.0f), y1(0.0f);
+    std::size_t g = 0, gend = gc < n ? gc : n;
+    DequantConstants<F> kc(params[0]);
+    Fb k0(kc.k0), k1(kc.k1), acc(0.0f), accx(0.0f);  // accx (IntMinFormat): the group's sum of x
+    auto close_group = [&]() PTQ_ALWAYS_INLINE {
+        y0 = xsimd::fma(k0, acc, y0);
+        if constexpr (with_min) {
+            y0 = xsimd::fma(k1, accx, y0);
+            accx = Fb(0.0f);
+        }
+    };
+    unpack_stream<F::bits, A>(
+        packed_row, n, [&](std::size_t i0, const ubatch<A>& c, std::size_t cnt) PTQ_ALWAYS_INLINE {
+            while (i0 >= gend) {  // group g is complete
+                close_group();
+                acc = Fb(0.0f);
+                ++g;
+                gend = gend + gc < n ? gend + gc : n;
+                kc = DequantConstants<F>(params[g]);
+                k0 = Fb(kc.k0);
+                k1 = Fb(kc.k1);
+            }
+            // x beyond the row is 0 (the padded codes decode to finite values)
+            const Fb xv = cnt == W ? Fb::load_unaligned(x + i0) : load_floats_partial<A>(x + i0, cnt, A{});
+            if (i0 + cnt <= gend) {
+                acc = xsimd::fma(code_factors<F, A>(c, k1), xv, acc);
+                if constexpr (with_min) accx += xv;
+            } else {
+                y1 = xsimd::fma(dequantize_straddling<F, A>(c, layout, params, i0, g), xv, y1);
+            }
+        });
+    close_group();
+    return xsimd::hadd(y0 + y1);
+}
+
 }  // namespace detail
 
 /// y = sum_c w^(c) * x[c] over one packed row (layout.cols codes at bit 0 of packed_row, groups
 /// with params[0 .. col_groups), i.e. QuantizedMatrix::row_params), w^ = F::dequantize.
 ///
-/// Evaluation (W = SIMD lanes): the row is unpacked W codes at a time; for a batch inside
-/// group g, acc_g += t(c) * x (fma, per lane; t from detail::code_factors); when the group
-/// ends, y_lanes = fma(k0_g, acc_g, y_lanes). A batch that straddles two groups (group size
-/// not a multiple of W) is dequantized lane by lane (exactly F::dequantize) and accumulated
-/// with fma into a second vector. Finally y = reduce_add(y_lanes + straddled) (log2 W
-/// pairwise additions). NaN/Inf in x or in the weights propagate as IEEE arithmetic does.
+/// Evaluation (W = SIMD lanes, S = detail::small_unit_codes = max(W, 8) codes, which fill whole
+/// bytes). When every group starts at a multiple of S (group_cols % S == 0, or one group per
+/// row), group by group (detail::dot_row_grouped): the group's codes are unpacked S at a time
+/// straight from the row (detail::unpack_small; the row's last partial unit from a zero-padded
+/// copy, with x read as 0 past the row), acc_a += t(c) * x (fma per lane, t from
+/// detail::code_factors, the units alternating between a = 0 and a = 1), then
+/// y_(g mod 2) = fma(k0_g, acc_0 + acc_1, y_(g mod 2)) (the row's last partial group into y_1).
+/// Otherwise (detail::dot_row_ragged) the row is unpacked W codes at a time: a batch inside
+/// group g goes into acc as above, y_0 = fma(k0_g, acc, y_0) when the group ends, and a batch
+/// that straddles two groups is dequantized lane by lane (exactly F::dequantize) and
+/// accumulated with fma into y_1. Finally y = reduce_add(y_0 + y_1) (log2 W pairwise
+/// additions). NaN/Inf in x or in the weights propagate as IEEE arithmetic does.
 ///
 /// Error bound (no overflow or underflow): every product w^_i x_i goes through at most
 ///   r = 2 * (ceil(cols / W) + col_groups) + log2(W) + 2
 /// roundings (an fma counts as two where the architecture emulates it), so
 ///   |y - sum_i w^_i x_i| <= r * u * sum_i |w^_i x_i| (to first order), u = 2^-24,
 /// plus one more u for the rounding of w^ itself, which this kernel does not perform.
+/// (Count: the product and the additions into acc, at most 2 * ceil(cols / W) with emulated
+/// fma; acc_0 + acc_1; k0 * acc and the additions into y, at most 2 * col_groups; y_0 + y_1;
+/// log2(W) in the reduction.)
 /// IntMinFormat: the group's k0 * sum(t x) and k1 * sum(x) are added separately, so the bound
 /// is relative to sum_i (|k0 c_i x_i| + |k1 x_i|) instead (it can exceed sum |w^_i x_i| when
 /// k0 c_i and k1 nearly cancel).
 template <QuantFormat F, class Arch = xsimd::default_arch>
 float dot_row(const std::uint8_t* packed_row, const GroupLayout& layout, const typename F::Params* params,
               const float* x) noexcept {
-    using Fb = detail::fbatch<Arch>;
-    constexpr std::size_t W = Fb::size;
+    constexpr std::size_t S = detail::small_unit_codes<Arch>;
     const std::size_t n = layout.cols, gc = layout.group_cols;
-    if (n == 0 || layout.col_groups() == 0) return 0.0f;
-    std::size_t g = 0, gend = gc < n ? gc : n;
-    detail::DequantConstants<F> kc(params[0]);
-    Fb k0(kc.k0), k1(kc.k1), acc(0.0f), y(0.0f), straddled(0.0f);
-    constexpr bool with_min = F::kind == FormatKind::integer_min;
-    Fb accx(0.0f);  // IntMinFormat: sum of x over the group's (non-straddling) batches
-    auto load_x = [x](std::size_t i0, std::size_t cnt) PTQ_ALWAYS_INLINE {
-        if (cnt == Fb::size) return Fb::load_unaligned(x + i0);
-        // tail: x beyond the row is 0 (the padded codes decode to finite values)
-        alignas(64) float t[Fb::size] = {};
-        std::memcpy(t, x + i0, cnt * sizeof(float));
-        return Fb::load_aligned(t);
-    };
-    auto add = [&](const detail::ubatch<Arch>& c, const Fb& xv) PTQ_ALWAYS_INLINE {
-        acc = xsimd::fma(detail::code_factors<F, Arch>(c, k1), xv, acc);
-        if constexpr (with_min) accx += xv;
-    };
-    auto close_group = [&]() PTQ_ALWAYS_INLINE {
-        y = xsimd::fma(k0, acc, y);
-        if constexpr (with_min) {
-            y = xsimd::fma(k1, accx, y);
-            accx = Fb(0.0f);
-        }
-    };
-    auto next_group = [&]() PTQ_ALWAYS_INLINE {  // group g is complete
-        close_group();
-        acc = Fb(0.0f);
-        ++g;
-        gend = gend + gc < n ? gend + gc : n;
-        kc = detail::DequantConstants<F>(params[g]);
-        k0 = Fb(kc.k0);
-        k1 = Fb(kc.k1);
-    };
-    if (gc % W == 0 || gc >= n) {  // no batch straddles groups (as in dequantize_row)
-        detail::unpack_stream<F::bits, Arch>(
-            packed_row, n, [&](std::size_t i0, const detail::ubatch<Arch>& c, std::size_t cnt) PTQ_ALWAYS_INLINE {
-                if (i0 >= gend) next_group();
-                add(c, load_x(i0, cnt));
-            });
-    } else {
-        detail::unpack_stream<F::bits, Arch>(
-            packed_row, n, [&](std::size_t i0, const detail::ubatch<Arch>& c, std::size_t cnt) PTQ_ALWAYS_INLINE {
-                while (i0 >= gend) next_group();
-                const Fb xv = load_x(i0, cnt);
-                if (i0 + cnt <= gend) add(c, xv);
-                else
-                    straddled =
-                        xsimd::fma(detail::dequantize_straddling<F, Arch>(c, layout, params, i0, g), xv, straddled);
-            });
+    if (n == 0 || gc == 0) return 0.0f;
+    if (gc >= n) return detail::dot_row_grouped<F, Arch, 0>(packed_row, n, n, params, x);
+    if (gc % S != 0) return detail::dot_row_ragged<F, Arch>(packed_row, layout, params, x);
+    switch (gc / S) {  // the common group sizes with their units unrolled
+        case 1: return detail::dot_row_grouped<F, Arch, 1>(packed_row, n, gc, params, x);
+        case 2: return detail::dot_row_grouped<F, Arch, 2>(packed_row, n, gc, params, x);
+        case 4: return detail::dot_row_grouped<F, Arch, 4>(packed_row, n, gc, params, x);
+        case 8: return detail::dot_row_grouped<F, Arch, 8>(packed_row, n, gc, params, x);
+        default: return detail::dot_row_grouped<F, Arch, 0>(packed_row, n, gc, params, x);
     }
-    close_group();
-    return xsimd::hadd(y + straddled);
 }
 
 // =============================================================================================

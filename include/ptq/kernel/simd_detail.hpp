@@ -481,29 +481,171 @@ inline constexpr std::size_t unit_codes = 32 * ubatch<A>::size;
 template <int B, class A>
 inline constexpr std::size_t unit_bytes = 4 * static_cast<std::size_t>(B) * ubatch<A>::size;
 
+// ---- small unpack units --------------------------------------------------------------------------
+/// The small unit: the fewest whole batches whose codes fill whole bytes for every B, i.e.
+/// max(W, 8) codes (W codes from 2B bytes on AVX-512, W = 16), and its bytes (at most 16 for
+/// W <= 16, B <= 8). Short rows, row tails and the group loop of kernel::dot_row use it.
+template <class A>
+inline constexpr std::size_t small_unit_codes = ubatch<A>::size < 8 ? 8 : ubatch<A>::size;
+template <int B, class A>
+inline constexpr std::size_t small_unit_bytes = small_unit_codes<A>* static_cast<std::size_t>(B) / 8;
+
+/// The N bytes at p as the low bytes of a batch of 32-bit words, the other bytes 0; reads
+/// exactly N bytes (N <= 4W; N <= 16 on AVX2 / AVX-512).
+template <std::size_t N, class A>
+PTQ_ALWAYS_INLINE inline ubatch<A> load_low_bytes(const std::uint8_t* p, requires_arch<xsimd::generic>) noexcept {
+    alignas(64) std::uint32_t t[ubatch<A>::size] = {};
+    std::memcpy(t, p, N);
+    return ubatch<A>::load_aligned(t);
+}
+#if XSIMD_WITH_AVX2
+template <std::size_t N>
+PTQ_ALWAYS_INLINE inline __m128i load_bytes128(const std::uint8_t* p) noexcept {
+    static_assert(N <= 16, "load_bytes128: at most 16 bytes");
+    if constexpr (N == 16) {
+        return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    } else if constexpr (N == 8) {
+        return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+    } else {
+        std::uint64_t w[2] = {0, 0};
+        std::memcpy(w, p, N);
+        return _mm_set_epi64x(static_cast<long long>(w[1]), static_cast<long long>(w[0]));
+    }
+}
+// (The upper lanes are left undefined: unpack_small reads words below N / 4 only.)
+template <std::size_t N, class A>
+PTQ_ALWAYS_INLINE inline ubatch<A> load_low_bytes(const std::uint8_t* p, requires_arch<xsimd::avx2>) noexcept {
+    return _mm256_castsi128_si256(load_bytes128<N>(p));
+}
+#endif
+#if XSIMD_WITH_AVX512F
+template <std::size_t N, class A>
+PTQ_ALWAYS_INLINE inline ubatch<A> load_low_bytes(const std::uint8_t* p, requires_arch<xsimd::avx512f>) noexcept {
+    return _mm512_castsi128_si512(load_bytes128<N>(p));
+}
+#endif
+
+/// The first nb <= N bytes at p into out[0, N), the rest 0; reads only those nb bytes.
+/// Generic: byte loop; AVX-512BW: one masked load (N <= 16).
+template <std::size_t N, class A>
+PTQ_ALWAYS_INLINE inline void copy_low_bytes(const std::uint8_t* p, std::size_t nb, std::uint8_t* out,
+                                             requires_arch<xsimd::generic>) noexcept {
+    for (std::size_t k = 0; k < N; ++k) out[k] = k < nb ? p[k] : std::uint8_t(0);
+}
+#if XSIMD_WITH_AVX512BW
+template <std::size_t N, class A>
+PTQ_ALWAYS_INLINE inline void copy_low_bytes(const std::uint8_t* p, std::size_t nb, std::uint8_t* out,
+                                             requires_arch<xsimd::avx512bw>) noexcept {
+    static_assert(N <= 16, "copy_low_bytes: at most 16 bytes");
+    alignas(16) std::uint8_t t[16];
+    // the 512-bit form (AVX-512BW without VL); masked-off bytes are not read
+    const __m512i v = _mm512_maskz_loadu_epi8(static_cast<__mmask64>((std::uint64_t(1) << nb) - 1u), p);
+    _mm_store_si128(reinterpret_cast<__m128i*>(t), _mm512_castsi512_si128(v));
+    std::memcpy(out, t, N);
+}
+#endif
+
+/// x[0, cnt) (cnt <= W) in the low lanes of a batch, the others 0; reads only those floats.
+/// Generic: lane loop; AVX2: vmaskmovps; AVX-512: a masked load.
+template <class A>
+PTQ_ALWAYS_INLINE inline fbatch<A> load_floats_partial(const float* x, std::size_t cnt,
+                                                       requires_arch<xsimd::generic>) noexcept {
+    alignas(64) float t[fbatch<A>::size];
+    for (std::size_t k = 0; k < fbatch<A>::size; ++k) t[k] = k < cnt ? x[k] : 0.0f;
+    return fbatch<A>::load_aligned(t);
+}
+#if XSIMD_WITH_AVX2
+template <class A>
+PTQ_ALWAYS_INLINE inline fbatch<A> load_floats_partial(const float* x, std::size_t cnt,
+                                                       requires_arch<xsimd::avx2>) noexcept {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_maskload_ps(x, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(cnt)), lane));
+}
+#endif
+#if XSIMD_WITH_AVX512F
+template <class A>
+PTQ_ALWAYS_INLINE inline fbatch<A> load_floats_partial(const float* x, std::size_t cnt,
+                                                       requires_arch<xsimd::avx512f>) noexcept {
+    return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << cnt) - 1u), x);
+}
+#endif
+
+/// W bytes at p zero-extended to W 32-bit lanes (8-bit codes: no shifts). Generic: lane by
+/// lane; AVX2 / AVX-512: vpmovzxbd.
+template <class A>
+PTQ_ALWAYS_INLINE inline ubatch<A> widen_bytes(const std::uint8_t* p, requires_arch<xsimd::generic>) noexcept {
+    alignas(64) std::uint32_t t[ubatch<A>::size];
+    for (std::size_t k = 0; k < ubatch<A>::size; ++k) t[k] = p[k];
+    return ubatch<A>::load_aligned(t);
+}
+#if XSIMD_WITH_AVX2
+template <class A>
+PTQ_ALWAYS_INLINE inline ubatch<A> widen_bytes(const std::uint8_t* p, requires_arch<xsimd::avx2>) noexcept {
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+}
+#endif
+#if XSIMD_WITH_AVX512F
+template <class A>
+PTQ_ALWAYS_INLINE inline ubatch<A> widen_bytes(const std::uint8_t* p, requires_arch<xsimd::avx512f>) noexcept {
+    return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+#endif
+
+/// Unpacks one small unit: small_unit_codes<A> codes of B bits from exactly
+/// small_unit_bytes<B, A> bytes at p. Calls emit(j, codes_j) for j = 0 .. S/W - 1 (j a
+/// compile-time constant after inlining). B = 8: widen_bytes; else the words in one batch
+/// (load_low_bytes) and unpack_batch's shifts.
+template <int B, class A, class Emit>
+PTQ_ALWAYS_INLINE inline void unpack_small(const std::uint8_t* p, Emit&& emit) noexcept {
+    constexpr std::size_t W = ubatch<A>::size, S = small_unit_codes<A>;
+    // clang-format off
+    if constexpr (B == 8) {
+        [&]<std::size_t... J>(std::index_sequence<J...>) PTQ_ALWAYS_INLINE {
+            (emit(J, widen_bytes<A>(p + J * W, A{})), ...);
+        }(std::make_index_sequence<S / W>{});
+    } else {
+        const ubatch<A> w = load_low_bytes<small_unit_bytes<B, A>, A>(p, A{});
+        [&]<std::size_t... J>(std::index_sequence<J...>) PTQ_ALWAYS_INLINE {
+            static_assert(((unpack_plan<B, W, J>::lo_batch == 0 && !unpack_plan<B, W, J>::lo_two &&
+                            unpack_plan<B, W, J>::hi_batch == 0 && !unpack_plan<B, W, J>::hi_two) && ...),
+                          "unpack_small: a small unit's words fit in one batch");
+            (emit(J, unpack_batch<B, A, J>(&w)), ...);
+        }(std::make_index_sequence<S / W>{});
+    }
+    // clang-format on
+}
+
+/// unpack_small on the first `count` < small_unit_codes<A> codes at p (reads only their
+/// ceil(count * B / 8) bytes; the codes past count are 0).
+template <int B, class A, class Emit>
+PTQ_ALWAYS_INLINE inline void unpack_small_partial(const std::uint8_t* p, std::size_t count, Emit&& emit) noexcept {
+    alignas(16) std::uint8_t buf[small_unit_bytes<B, A>];
+    copy_low_bytes<small_unit_bytes<B, A>, A>(p, (count * static_cast<std::size_t>(B) + 7) / 8, buf, A{});
+    unpack_small<B, A>(buf, emit);
+}
+
 /// Unpacks codes [0, n) of a stream that starts byte-aligned at p, reading only the
-/// packed_bytes(n, B) bytes that hold them: whole units straight from memory, the rest from a
-/// zero-padded copy. emit(i0, codes, count) receives codes [i0, i0 + count), count <= W, in
-/// increasing order.
+/// packed_bytes(n, B) bytes that hold them: whole units straight from memory, then whole small
+/// units, then the last partial small unit from a zero-padded copy. emit(i0, codes, count)
+/// receives codes [i0, i0 + count), count <= W, in increasing order.
 template <int B, class A, class Emit>
 PTQ_ALWAYS_INLINE inline void unpack_stream(const std::uint8_t* p, std::size_t n, Emit&& emit) noexcept {
     constexpr std::size_t W = ubatch<A>::size;
     constexpr std::size_t UC = unit_codes<B, A>, UB = unit_bytes<B, A>;
+    constexpr std::size_t SC = small_unit_codes<A>, SB = small_unit_bytes<B, A>;
     std::size_t i = 0;
     for (; i + UC <= n; i += UC, p += UB)
         unpack_unit<B, A>(p, [&](std::size_t j, const ubatch<A>& c) PTQ_ALWAYS_INLINE {
             emit(i + j * W, c, W);
             return true;
         });
+    for (; i + SC <= n; i += SC, p += SB)
+        unpack_small<B, A>(p, [&](std::size_t j, const ubatch<A>& c) PTQ_ALWAYS_INLINE { emit(i + j * W, c, W); });
     if (i < n) {
-        alignas(64) std::uint8_t buf[UB] = {};
         const std::size_t rem = n - i;
-        std::memcpy(buf, p, (rem * static_cast<std::size_t>(B) + 7) / 8);
-        unpack_unit<B, A>(buf, [&](std::size_t j, const ubatch<A>& c) PTQ_ALWAYS_INLINE {
+        unpack_small_partial<B, A>(p, rem, [&](std::size_t j, const ubatch<A>& c) PTQ_ALWAYS_INLINE {
             const std::size_t i0 = j * W;
-            if (i0 >= rem) return false;
-            emit(i + i0, c, rem - i0 < W ? rem - i0 : W);
-            return true;
+            if (i0 < rem) emit(i + i0, c, rem - i0 < W ? rem - i0 : W);
         });
     }
 }
