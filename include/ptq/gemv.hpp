@@ -77,10 +77,11 @@ RowMatrixXf gemm(const QuantizedMatrix<F>& w, const Eigen::Ref<const RowMatrixXf
         detail::throw_invalid(
             "gemm", "X", "has " + std::to_string(X.cols()) + " columns, the weights have " + std::to_string(w.cols()));
     RowMatrixXf y(X.rows(), static_cast<Eigen::Index>(w.rows()));
+    const std::size_t work = std::size_t(X.rows()) * w.rows() * w.cols();  // small products stay on this thread
     // Weight rows outer (fixed chunks, one task each: ptq::set_num_threads does not change the
     // result), tokens inner: a weight row is read once for all tokens.
     detail::parallel_for(
-        (w.rows() + detail::gemm_rows_per_task - 1) / detail::gemm_rows_per_task, [&](std::size_t task) {
+        (w.rows() + detail::gemm_rows_per_task - 1) / detail::gemm_rows_per_task, work, [&](std::size_t task) {
             const std::size_t o1 = std::min(w.rows(), (task + 1) * detail::gemm_rows_per_task);
             for (std::size_t o = task * detail::gemm_rows_per_task; o < o1; ++o)
                 for (Eigen::Index t = 0; t < X.rows(); ++t)
@@ -140,7 +141,8 @@ RowMatrixXf gemm(const QuantizedMatrix<F>& w, const QuantizedMatrix<A>& xq) {
     std::vector<std::int8_t> q(T * n);
     std::vector<std::int32_t> lane_neg(fused ? T * (n / 4) : 0);
     std::vector<std::int64_t> qsums(fused ? 0 : T * ng);
-    detail::parallel_for(T, [&](std::size_t t) {
+    const std::size_t work = T * w.rows() * n;  // small products stay on this thread
+    detail::parallel_for(T, T * n, [&](std::size_t t) {
         if (fused) {
             kernel::prepare_int_acts<F, A>(xq.row_data(t), n, q.data() + t * n, lane_neg.data() + t * (n / 4));
             return;
@@ -155,7 +157,7 @@ RowMatrixXf gemm(const QuantizedMatrix<F>& w, const QuantizedMatrix<A>& xq) {
     // Weight rows outer in fixed chunks (one task each, each output element computed by one
     // task: bit-identical for any thread count), tokens inner.
     detail::parallel_for(
-        (w.rows() + detail::gemm_rows_per_task - 1) / detail::gemm_rows_per_task, [&](std::size_t task) {
+        (w.rows() + detail::gemm_rows_per_task - 1) / detail::gemm_rows_per_task, work, [&](std::size_t task) {
             const std::size_t o1 = std::min(w.rows(), (task + 1) * detail::gemm_rows_per_task);
             std::vector<std::int64_t> dots(fused ? 0 : ng);
             std::vector<std::uint8_t> scratch(fused || F::bits == 8 ? 0 : n);

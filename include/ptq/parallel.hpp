@@ -16,6 +16,7 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace ptq {
@@ -213,6 +214,22 @@ void parallel_for(std::size_t n, Fn&& fn) {
     }
     const std::function<void(std::size_t)> f = [&fn](std::size_t i) { fn(i); };
     pool.run(n, t, f);
+}
+
+/// Work (in multiply-adds or comparable element operations) below which a loop is not worth
+/// handing to the pool: about 20-50 us of one core, the order of a worker's wake-up and
+/// hand-back on virtual CPUs.
+inline constexpr std::size_t min_parallel_work = std::size_t(1) << 18;
+
+/// parallel_for(n, fn) when `work` >= min_parallel_work, else the same tasks in order on the
+/// calling thread. The tasks, and so the results, are the same either way.
+template <class Fn>
+void parallel_for(std::size_t n, std::size_t work, Fn&& fn) {
+    if (work < min_parallel_work) {
+        for (std::size_t i = 0; i < n; ++i) fn(i);
+        return;
+    }
+    parallel_for(n, std::forward<Fn>(fn));
 }
 
 }  // namespace detail

@@ -183,9 +183,11 @@ TEST_CASE("parallel: AWQ, SmoothQuant, LQER and the pipeline are independent of 
 
 TEST_CASE(
     "parallel: gemm (float and integer activations, fused and general paths) is independent of the thread count") {
+    // tokens x rows x cols >= detail::min_parallel_work, so that the row tasks do go to the pool.
     const Eigen::MatrixXf w = ptq_test::gaussian<Mat>(70, 256, 8, 0.05f);
-    const ptq::RowMatrixXf x = activations(5, 256, 9), xr = activations(5, 250, 10);
-    const Eigen::MatrixXf wr = ptq_test::gaussian<Mat>(40, 250, 11, 0.05f);
+    const ptq::RowMatrixXf x = activations(16, 256, 9), xr = activations(16, 250, 10);
+    const Eigen::MatrixXf wr = ptq_test::gaussian<Mat>(80, 250, 11, 0.05f);
+    static_assert(16 * 70 * 256 >= ptq::detail::min_parallel_work && 16 * 80 * 250 >= ptq::detail::min_parallel_work);
     using A8 = ptq::IntFormat<8, true>;
     check_same_for_thread_counts([&](Bytes& b) {
         const auto q4 = ptq::quantize<Int4, G32>(w);
