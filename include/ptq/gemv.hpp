@@ -91,18 +91,16 @@ RowMatrixXf gemm(const QuantizedMatrix<F>& w, const Eigen::Ref<const RowMatrixXf
     return y;
 }
 
-/// y = W^ x for a float vector x [in]: y[o] = kernel::dot_row. Throws ptq::invalid_argument
-/// when x.size() != w.cols().
+/// y = W^ x for a float vector x [in]: gemm(w, x as one token) as a vector (y[o] =
+/// kernel::dot_row, the same row tasks). Throws ptq::invalid_argument when x.size() != w.cols().
 template <QuantFormat F, class Arch = xsimd::default_arch>
 Eigen::VectorXf gemv(const QuantizedMatrix<F>& w, const Eigen::Ref<const Eigen::VectorXf>& x) {
     if (std::size_t(x.size()) != w.cols())
         detail::throw_invalid("gemv", "x",
                               "has " + std::to_string(x.size()) + " elements, the weights have " +
                                   std::to_string(w.cols()) + " columns");
-    Eigen::VectorXf y(static_cast<Eigen::Index>(w.rows()));
-    for (std::size_t o = 0; o < w.rows(); ++o)
-        y[Eigen::Index(o)] = kernel::dot_row<F, Arch>(w.row_data(o), w.layout(), w.row_params(o), x.data());
-    return y;
+    const Eigen::Map<const RowMatrixXf> x1(x.data(), 1, x.size());
+    return gemm<F, Arch>(w, x1).row(0).transpose();
 }
 
 /// Y = X^ W^T with quantized activations xq [tokens x in] (X^ their dequantized value): each
